@@ -1,0 +1,1 @@
+//! Daemon configuration: TOML file, overridden by flags.

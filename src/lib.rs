@@ -1,0 +1,29 @@
+//! gitproc: a systemd-like process supervisor driven by a git repository.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`). See ARCHITECTURE.md for the
+//! bird's-eye view. In short:
+//!
+//! - [`unit`]: the unit file parser (pure): bytes in, typed [`unit::model::Unit`] and diagnostics out.
+//! - [`service`]: the per-service state machine (pure): `on_event(event, now) -> effects`.
+//! - [`deps`]: the dependency graph between units (pure): order, cycles, start gating.
+//! - [`source`]: where desired state comes from: git (gix) or a plain directory; poll schedule; diff.
+//! - [`runtime`]: the OS side of services: fork/exec, signals, reaping, the notify socket.
+//! - [`logs`]: the single log collector thread and rotation.
+//! - [`state`]: the persisted state file, its batched atomic writer and the daemon lock.
+//! - [`control`]: the control socket protocol, server and client.
+//! - [`daemon`]: the event loop that owns all supervisor state and wires everything together.
+//! - [`cli`]: the `gitproc` command line.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod deps;
+pub mod logs;
+pub mod perf;
+pub mod runtime;
+pub mod service;
+pub mod source;
+pub mod state;
+pub mod tree;
+pub mod unit;

@@ -1,0 +1,1 @@
+//! Fixed-size latency histograms of the daemon's own operations.

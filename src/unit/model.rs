@@ -1,0 +1,340 @@
+//! The typed model of a unit: everything gitproc acts on, with systemd's defaults.
+//!
+//! This is the contract between the parser (which fills it) and everything downstream
+//! (the service state machine, the runtime, the dependency graph). Fields are named after
+//! systemd's keys in snake case. Defaults live in [`defaults`], each one named once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// systemd's defaults, each named in one place (systemd.service(5), systemd.unit(5), systemd.kill(5)).
+pub mod defaults {
+    use std::time::Duration;
+    /// `RestartSec=` default.
+    pub const RESTART_SEC: Duration = Duration::from_millis(100);
+    /// `DefaultTimeoutStartSec=` of the manager.
+    pub const TIMEOUT_START: Duration = Duration::from_secs(90);
+    /// `DefaultTimeoutStopSec=` of the manager.
+    pub const TIMEOUT_STOP: Duration = Duration::from_secs(90);
+    /// `DefaultStartLimitIntervalSec=`.
+    pub const START_LIMIT_INTERVAL: Duration = Duration::from_secs(10);
+    /// `DefaultStartLimitBurst=`.
+    pub const START_LIMIT_BURST: u32 = 5;
+    /// `KillSignal=` default.
+    pub const KILL_SIGNAL: i32 = libc::SIGTERM;
+    /// `FinalKillSignal=` default.
+    pub const FINAL_KILL_SIGNAL: i32 = libc::SIGKILL;
+    /// `RuntimeDirectoryMode=` and friends default.
+    pub const DIRECTORY_MODE: u32 = 0o755;
+}
+
+/// A unit name split into its parts: `prefix@instance.service`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnitName {
+    /// Full name, e.g. `getty@tty1.service`.
+    pub full: String,
+    /// Part before `@` (or before the suffix when not a template), e.g. `getty`.
+    pub prefix: String,
+    /// `Some("tty1")` for an instance, `Some("")` for a template itself, `None` otherwise.
+    pub instance: Option<String>,
+    /// Suffix without the dot, e.g. `service`.
+    pub suffix: String,
+}
+
+/// The whole unit after parsing, drop-ins applied and specifiers resolved.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Unit {
+    /// Unit name (for an instance, the instance's name, not the template's).
+    pub name: String,
+    /// Path of the main file as given to the parser (repo-relative when read from git).
+    pub path: String,
+    /// Drop-in files applied, in the order applied.
+    pub dropins: Vec<String>,
+    pub unit: UnitSection,
+    pub service: ServiceSection,
+    pub install: InstallSection,
+    /// `[X-*]` sections (gitproc's extensions), kept raw: section -> key -> values.
+    pub extensions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitSection {
+    pub description: Option<String>,
+    pub after: Vec<String>,
+    pub before: Vec<String>,
+    pub requires: Vec<String>,
+    pub wants: Vec<String>,
+    pub binds_to: Vec<String>,
+    pub part_of: Vec<String>,
+    pub conflicts: Vec<String>,
+    /// `ConditionHost=` values (a leading `!` negates; globs allowed).
+    pub condition_host: Vec<String>,
+    /// `ConditionPathExists=` values (a leading `!` negates, `|` makes it a triggering condition).
+    pub condition_path_exists: Vec<String>,
+    pub assert_path_exists: Vec<String>,
+    /// `Duration::ZERO` disables rate limiting.
+    pub start_limit_interval: Duration,
+    pub start_limit_burst: u32,
+}
+
+impl Default for UnitSection {
+    fn default() -> Self {
+        UnitSection {
+            description: None,
+            after: Vec::new(),
+            before: Vec::new(),
+            requires: Vec::new(),
+            wants: Vec::new(),
+            binds_to: Vec::new(),
+            part_of: Vec::new(),
+            conflicts: Vec::new(),
+            condition_host: Vec::new(),
+            condition_path_exists: Vec::new(),
+            assert_path_exists: Vec::new(),
+            start_limit_interval: defaults::START_LIMIT_INTERVAL,
+            start_limit_burst: defaults::START_LIMIT_BURST,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceType {
+    #[default]
+    Simple,
+    Exec,
+    Forking,
+    Oneshot,
+    Notify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    OnSuccess,
+    OnFailure,
+    OnAbnormal,
+    OnWatchdog,
+    OnAbort,
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KillMode {
+    #[default]
+    ControlGroup,
+    Mixed,
+    Process,
+    None,
+}
+
+/// The prefixes of an `Exec*=` line (systemd.service(5), "Command lines").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExecFlags {
+    /// `-`: a failing exit code is recorded but otherwise ignored.
+    pub ignore_failure: bool,
+    /// `@`: the second word is passed as argv[0].
+    pub custom_argv0: bool,
+    /// `+`: run with full privileges (User=, Group=, ... not applied).
+    pub full_privileges: bool,
+    /// `!`: User=/Group= not applied by the manager (the process changes credentials itself).
+    pub no_setuid: bool,
+    /// `!!`: like `!`, only on systems without ambient capabilities; treated as `!`.
+    pub ambient_fallback: bool,
+    /// `:`: environment variables are not substituted.
+    pub no_env_expansion: bool,
+}
+
+/// One `Exec*=` command line, after quoting was resolved and specifiers expanded.
+///
+/// Environment variable expansion (`$VAR`, `${VAR}`) needs the environment of the
+/// service at spawn time; the parser already performs it against `Environment=` and
+/// the `EnvironmentFile=` contents it was given, unless `no_env_expansion` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecCommand {
+    pub flags: ExecFlags,
+    /// The binary to execute (absolute path, or a bare name searched in PATH as systemd does).
+    pub path: String,
+    /// The full argv, argv[0] included (with `@`, the given argv[0]).
+    pub argv: Vec<String>,
+    /// `file:line` where it was written, for messages.
+    pub origin: String,
+}
+
+/// An exit-status set such as `SuccessExitStatus=1 2 SIGKILL`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExitStatusSet {
+    pub codes: Vec<i32>,
+    pub signals: Vec<i32>,
+}
+
+/// `StandardOutput=` / `StandardError=`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StdOutput {
+    /// `journal`, `syslog`, `kmsg` (and the default): gitproc's per-unit log file.
+    #[default]
+    Journal,
+    Null,
+    Inherit,
+    /// `file:PATH`: opened for writing at the start (not truncated).
+    File(String),
+    Append(String),
+    Truncate(String),
+}
+
+/// `StandardInput=`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StdInput {
+    #[default]
+    Null,
+    /// Anything else systemd knows (tty, socket, data, file:); not enforced, stdin is /dev/null.
+    Other(String),
+}
+
+/// An `EnvironmentFile=` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentFile {
+    pub path: String,
+    /// `-` prefix: a missing file is not an error.
+    pub optional: bool,
+}
+
+/// A resource limit: `LimitNOFILE=1024:4096` -> soft 1024, hard 4096. `None` is infinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RLimit {
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSection {
+    pub service_type: ServiceType,
+    pub exec_condition: Vec<ExecCommand>,
+    pub exec_start_pre: Vec<ExecCommand>,
+    /// More than one only for `Type=oneshot`.
+    pub exec_start: Vec<ExecCommand>,
+    pub exec_start_post: Vec<ExecCommand>,
+    pub exec_reload: Vec<ExecCommand>,
+    pub exec_stop: Vec<ExecCommand>,
+    pub exec_stop_post: Vec<ExecCommand>,
+    pub remain_after_exit: bool,
+    pub pid_file: Option<String>,
+    pub restart: RestartPolicy,
+    pub restart_sec: Duration,
+    /// `RestartSteps=`: 0 means no backoff.
+    pub restart_steps: u32,
+    /// `RestartMaxDelaySec=`: `None` is infinity (backoff only applies when set).
+    pub restart_max_delay: Option<Duration>,
+    pub success_exit_status: ExitStatusSet,
+    pub restart_prevent_exit_status: ExitStatusSet,
+    pub restart_force_exit_status: ExitStatusSet,
+    /// `None` is infinity.
+    pub timeout_start: Option<Duration>,
+    /// `None` is infinity.
+    pub timeout_stop: Option<Duration>,
+    /// `None` (or zero) disables the watchdog.
+    pub watchdog: Option<Duration>,
+    pub kill_mode: KillMode,
+    pub kill_signal: i32,
+    pub final_kill_signal: i32,
+    pub send_sigkill: bool,
+    pub send_sighup: bool,
+    /// `WorkingDirectory=`; `~` means the user's home; see `working_directory_optional`.
+    pub working_directory: Option<String>,
+    /// `-` prefix on WorkingDirectory=: a missing directory is not an error.
+    pub working_directory_optional: bool,
+    /// Accepted with a warning: gitproc does not chroot.
+    pub root_directory: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub supplementary_groups: Vec<String>,
+    pub umask: u32,
+    /// `Environment=` assignments in order (later ones win).
+    pub environment: Vec<(String, String)>,
+    pub environment_files: Vec<EnvironmentFile>,
+    pub pass_environment: Vec<String>,
+    pub unset_environment: Vec<String>,
+    /// `Limit*=` keyed by the resource name as in setrlimit(2) without `RLIMIT_`, e.g. `NOFILE`.
+    pub limits: BTreeMap<String, RLimit>,
+    pub nice: Option<i32>,
+    pub oom_score_adjust: Option<i32>,
+    pub no_new_privileges: bool,
+    pub runtime_directory: Vec<String>,
+    pub runtime_directory_mode: u32,
+    pub state_directory: Vec<String>,
+    pub state_directory_mode: u32,
+    pub logs_directory: Vec<String>,
+    pub logs_directory_mode: u32,
+    pub standard_input: StdInput,
+    pub standard_output: StdOutput,
+    /// `None` means "same as standard output" (systemd's `inherit` default for stderr).
+    pub standard_error: Option<StdOutput>,
+    pub syslog_identifier: Option<String>,
+}
+
+impl Default for ServiceSection {
+    fn default() -> Self {
+        ServiceSection {
+            service_type: ServiceType::Simple,
+            exec_condition: Vec::new(),
+            exec_start_pre: Vec::new(),
+            exec_start: Vec::new(),
+            exec_start_post: Vec::new(),
+            exec_reload: Vec::new(),
+            exec_stop: Vec::new(),
+            exec_stop_post: Vec::new(),
+            remain_after_exit: false,
+            pid_file: None,
+            restart: RestartPolicy::No,
+            restart_sec: defaults::RESTART_SEC,
+            restart_steps: 0,
+            restart_max_delay: None,
+            success_exit_status: ExitStatusSet::default(),
+            restart_prevent_exit_status: ExitStatusSet::default(),
+            restart_force_exit_status: ExitStatusSet::default(),
+            timeout_start: Some(defaults::TIMEOUT_START),
+            timeout_stop: Some(defaults::TIMEOUT_STOP),
+            watchdog: None,
+            kill_mode: KillMode::ControlGroup,
+            kill_signal: defaults::KILL_SIGNAL,
+            final_kill_signal: defaults::FINAL_KILL_SIGNAL,
+            send_sigkill: true,
+            send_sighup: false,
+            working_directory: None,
+            working_directory_optional: false,
+            root_directory: None,
+            user: None,
+            group: None,
+            supplementary_groups: Vec::new(),
+            umask: 0o022,
+            environment: Vec::new(),
+            environment_files: Vec::new(),
+            pass_environment: Vec::new(),
+            unset_environment: Vec::new(),
+            limits: BTreeMap::new(),
+            nice: None,
+            oom_score_adjust: None,
+            no_new_privileges: false,
+            runtime_directory: Vec::new(),
+            runtime_directory_mode: defaults::DIRECTORY_MODE,
+            state_directory: Vec::new(),
+            state_directory_mode: defaults::DIRECTORY_MODE,
+            logs_directory: Vec::new(),
+            logs_directory_mode: defaults::DIRECTORY_MODE,
+            standard_input: StdInput::Null,
+            standard_output: StdOutput::Journal,
+            standard_error: None,
+            syslog_identifier: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstallSection {
+    pub wanted_by: Vec<String>,
+    pub required_by: Vec<String>,
+    pub alias: Vec<String>,
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Downloads Debian 12 packages that ship .service files and extracts only those files into
+# target/debian-units/<package>/ (never committed: they are Debian's files, not ours).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/debian-units
+pkgs=(nginx-common redis-server memcached openssh-server cron rsyslog postgresql-common haproxy chrony)
+if [ -f "$out/.done" ]; then exit 0; fi
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && apt-get download "${pkgs[@]}" >/dev/null 2>&1) || {
+  apt-get update -qq >/dev/null 2>&1 || true
+  (cd "$work" && apt-get download "${pkgs[@]}" >/dev/null)
+}
+for deb in "$work"/*.deb; do
+  name=$(dpkg-deb -f "$deb" Package)
+  dpkg-deb -x "$deb" "$work/x-$name"
+  mkdir -p "$out/$name"
+  find "$work/x-$name" \( -name '*.service' -o -path '*.service.d/*.conf' \) \( -type f -o -type l \) \
+    -exec cp -P {} "$out/$name/" \;
+done
+touch "$out/.done"
