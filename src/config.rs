@@ -1,1 +1,286 @@
-//! Daemon configuration: TOML file, overridden by flags.
+//! Daemon configuration: a TOML file (`--config`, default `/etc/gitproc/gitproc.toml` when it
+//! exists), overridden by command-line flags. Every knob has a default, so
+//! `gitproc daemon --repo URL` runs with no file at all.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the packaged configuration lives; read only when it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/gitproc/gitproc.toml";
+
+/// The whole configuration file. Unknown keys are errors: a typo must not silently fall back
+/// to a default on a production machine.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Repository to follow: local path, `file://`, `https://`, `ssh://` or scp-style.
+    pub repo: Option<String>,
+    /// Branch to follow; `None` follows the remote's HEAD.
+    pub branch: Option<String>,
+    /// Directory inside the tree that holds the units.
+    pub units_dir: String,
+    pub state_dir: Option<PathBuf>,
+    /// Start a changed unit's last good version again when its new version fails to start.
+    pub rollback: bool,
+    /// Overrides the detected host name (for `ConditionHost=`, `%H`, tests and simulations).
+    pub hostname: Option<String>,
+    /// Period of the fallback reap tick in milliseconds; 0 disables it.
+    pub fallback_reap_ms: u64,
+    pub poll: PollSection,
+    pub state: StateSection,
+    pub logs: LogsSection,
+    pub control: ControlSection,
+    pub signing: SigningSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            repo: None,
+            branch: None,
+            units_dir: ".".to_string(),
+            state_dir: None,
+            rollback: true,
+            hostname: None,
+            fallback_reap_ms: 200,
+            poll: PollSection::default(),
+            state: StateSection::default(),
+            logs: LogsSection::default(),
+            control: ControlSection::default(),
+            signing: SigningSection::default(),
+        }
+    }
+}
+
+/// Adaptive polling of a remote: see `source::poll`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollSection {
+    pub min_interval_s: f64,
+    pub max_interval_s: f64,
+    /// Consecutive unchanged checks before the interval starts to grow.
+    pub unchanged_before_growth: u32,
+    pub step_s: f64,
+    /// Relative jitter, 0.1 = ±10 %.
+    pub jitter: f64,
+}
+
+impl Default for PollSection {
+    fn default() -> Self {
+        PollSection {
+            min_interval_s: 10.0,
+            max_interval_s: 30.0,
+            unchanged_before_growth: 3,
+            step_s: 5.0,
+            jitter: 0.1,
+        }
+    }
+}
+
+/// The batched state writer.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    pub save_interval_s: f64,
+    pub save_min_gap_s: f64,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            save_interval_s: 5.0,
+            save_min_gap_s: 2.0,
+        }
+    }
+}
+
+/// Per-unit log files and their rotation.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsSection {
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+impl Default for LogsSection {
+    fn default() -> Self {
+        LogsSection {
+            max_bytes: 10 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+/// Who may use the control socket besides root and the daemon's own user.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    /// A group whose members may control the daemon (the socket becomes 0660).
+    pub group: Option<String>,
+}
+
+/// Opt-in verification of commit signatures.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningSection {
+    pub require_signed: bool,
+    /// An SSH allowed-signers file (`ssh-keygen -Y verify` format).
+    pub allowed_signers: Option<PathBuf>,
+}
+
+/// Errors name the file and what is wrong in it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Parses configuration text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Loads the explicit file, else the default file when it exists, else the defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match explicit {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_PATH);
+                if !default.exists() {
+                    return Ok(Config::default());
+                }
+                default
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::parse(&text, &path)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |message: String| {
+            Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            })
+        };
+        let p = &self.poll;
+        if !(p.min_interval_s > 0.0 && p.min_interval_s <= p.max_interval_s) {
+            return bad(format!(
+                "[poll] min_interval_s ({}) must be > 0 and <= max_interval_s ({})",
+                p.min_interval_s, p.max_interval_s
+            ));
+        }
+        if !(0.0..0.5).contains(&p.jitter) {
+            return bad(format!("[poll] jitter ({}) must be in 0 .. 0.5", p.jitter));
+        }
+        if p.step_s < 0.0 {
+            return bad(format!("[poll] step_s ({}) must be >= 0", p.step_s));
+        }
+        let s = &self.state;
+        if !(s.save_interval_s > 0.0 && s.save_min_gap_s >= 0.0) {
+            return bad("[state] save_interval_s must be > 0 and save_min_gap_s >= 0".into());
+        }
+        if self.logs.keep == 0 || self.logs.max_bytes < 4096 {
+            return bad("[logs] keep must be >= 1 and max_bytes >= 4096".into());
+        }
+        if self.signing.require_signed && self.signing.allowed_signers.is_none() {
+            return bad(
+                "[signing] require_signed = true needs allowed_signers = \"/path/to/allowed_signers\""
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The fallback reap period; `None` when disabled.
+    pub fn fallback_reap(&self) -> Option<Duration> {
+        (self.fallback_reap_ms > 0).then(|| Duration::from_millis(self.fallback_reap_ms))
+    }
+}
+
+/// Seconds from a config number, clamped to something sane.
+pub fn secs(value: f64) -> Duration {
+    Duration::from_secs_f64(value.clamp(0.0, 365.0 * 24.0 * 3600.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.poll.min_interval_s, 10.0);
+        assert_eq!(config.state.save_interval_s, 5.0);
+        assert_eq!(config.fallback_reap(), Some(Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let err = Config::parse("[poll]\nmin_intervall_s = 3\n", Path::new("/etc/g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/g.toml"), "{err}");
+        assert!(err.contains("min_intervall_s"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_poll_bounds_are_rejected() {
+        let err = Config::parse(
+            "[poll]\nmin_interval_s = 40\nmax_interval_s = 30\n",
+            Path::new("g.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("min_interval_s"), "{err}");
+    }
+
+    #[test]
+    fn signing_needs_allowed_signers() {
+        let err = Config::parse("[signing]\nrequire_signed = true\n", Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allowed_signers"), "{err}");
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+repo = "https://example.invalid/ops/units.git"
+branch = "main"
+units_dir = "units"
+rollback = false
+fallback_reap_ms = 0
+[poll]
+min_interval_s = 5
+max_interval_s = 60
+[logs]
+max_bytes = 1048576
+keep = 3
+[control]
+group = "ops"
+"#;
+        let config = Config::parse(text, Path::new("g.toml")).unwrap();
+        assert_eq!(config.branch.as_deref(), Some("main"));
+        assert!(!config.rollback);
+        assert_eq!(config.fallback_reap(), None);
+        assert_eq!(config.control.group.as_deref(), Some("ops"));
+    }
+}

@@ -1,1 +1,172 @@
-//! Fixed-size latency histograms of the daemon's own operations.
+//! Latency histograms of the daemon's own operations (fetch, parse, diff, apply, spawn,
+//! reap-to-restart, save, control request), for `gitproc perf stats|export`.
+//!
+//! Each operation has one HDR histogram of fixed size (microseconds, 1 µs .. 1 h, 2
+//! significant digits: a few KiB each), so memory stays bounded however long the daemon runs.
+//! Owned by the event loop like the rest of the supervisor state.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// The operations measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    Fetch,
+    Parse,
+    Diff,
+    Apply,
+    Spawn,
+    ReapToRestart,
+    Save,
+    Control,
+}
+
+impl Op {
+    pub const ALL: [Op; 8] = [
+        Op::Fetch,
+        Op::Parse,
+        Op::Diff,
+        Op::Apply,
+        Op::Spawn,
+        Op::ReapToRestart,
+        Op::Save,
+        Op::Control,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Fetch => "fetch",
+            Op::Parse => "parse",
+            Op::Diff => "diff",
+            Op::Apply => "apply",
+            Op::Spawn => "spawn",
+            Op::ReapToRestart => "reap_to_restart",
+            Op::Save => "save",
+            Op::Control => "control",
+        }
+    }
+}
+
+/// Summary of one operation's histogram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpStats {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// One histogram per operation.
+pub struct Perf {
+    histograms: Vec<Histogram<u64>>,
+}
+
+const MAX_US: u64 = 3_600_000_000;
+
+impl Default for Perf {
+    fn default() -> Self {
+        Perf::new()
+    }
+}
+
+impl Perf {
+    pub fn new() -> Perf {
+        let histograms = Op::ALL
+            .iter()
+            .map(|_| Histogram::new_with_bounds(1, MAX_US, 2).expect("constant bounds are valid"))
+            .collect();
+        Perf { histograms }
+    }
+
+    /// Records one occurrence; values above an hour are clamped.
+    pub fn record(&mut self, op: Op, took: Duration) {
+        let us = (took.as_micros() as u64).clamp(1, MAX_US);
+        if let Some(h) = self.histograms.get_mut(op as usize) {
+            h.saturating_record(us);
+        }
+    }
+
+    /// Percentiles of every operation, keyed by [`Op::name`].
+    pub fn stats(&self) -> BTreeMap<String, OpStats> {
+        Op::ALL
+            .iter()
+            .zip(&self.histograms)
+            .map(|(op, h)| {
+                let stats = OpStats {
+                    count: h.len(),
+                    p50_us: if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(0.5)
+                    },
+                    p95_us: if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(0.95)
+                    },
+                    p99_us: if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(0.99)
+                    },
+                    max_us: if h.is_empty() { 0 } else { h.max() },
+                };
+                (op.name().to_string(), stats)
+            })
+            .collect()
+    }
+}
+
+/// Renders stats in Prometheus' text exposition format (summaries in seconds).
+pub fn prometheus(stats: &BTreeMap<String, OpStats>) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# HELP gitproc_operation_seconds Latency of the gitproc daemon's own operations.\n",
+    );
+    out.push_str("# TYPE gitproc_operation_seconds summary\n");
+    for (op, s) in stats {
+        for (q, v) in [("0.5", s.p50_us), ("0.95", s.p95_us), ("0.99", s.p99_us)] {
+            out.push_str(&format!(
+                "gitproc_operation_seconds{{op=\"{op}\",quantile=\"{q}\"}} {}\n",
+                v as f64 / 1e6
+            ));
+        }
+        out.push_str(&format!(
+            "gitproc_operation_seconds_count{{op=\"{op}\"}} {}\n",
+            s.count
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_follow_recorded_values() {
+        let mut perf = Perf::new();
+        for ms in 1..=100 {
+            perf.record(Op::Spawn, Duration::from_millis(ms));
+        }
+        let stats = perf.stats();
+        let spawn = &stats["spawn"];
+        assert_eq!(spawn.count, 100);
+        assert!((49_000..=51_000).contains(&spawn.p50_us), "{spawn:?}");
+        assert!((94_000..=96_000).contains(&spawn.p95_us), "{spawn:?}");
+        assert_eq!(stats["fetch"].count, 0);
+    }
+
+    #[test]
+    fn prometheus_names_every_operation() {
+        let mut perf = Perf::new();
+        perf.record(Op::Save, Duration::from_millis(3));
+        let text = prometheus(&perf.stats());
+        assert!(text.contains("gitproc_operation_seconds_count{op=\"save\"} 1"));
+        assert!(text.contains("op=\"reap_to_restart\",quantile=\"0.95\""));
+    }
+}

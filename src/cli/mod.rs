@@ -1,10 +1,20 @@
 //! The `gitproc` command line: clap definitions and dispatch to one module per verb group.
+//!
+//! Every verb but `daemon`, `check`, `plan` and `completions` talks to a running daemon
+//! through its control socket in the state directory.
 
 pub mod check;
+pub mod jobs;
+pub mod logs;
+pub mod output;
+pub mod perf;
+pub mod status;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::config::Config;
 
 /// Exit codes, as systemctl's.
 pub mod exit {
@@ -41,8 +51,106 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the supervisor in the foreground.
+    Daemon(DaemonArgs),
+    /// Start units (an operator start also clears a `stop` override).
+    Start(JobArgs),
+    /// Stop units; they stay stopped across git syncs and daemon restarts until `start`.
+    Stop(JobArgs),
+    /// Restart units.
+    Restart(JobArgs),
+    /// Reload units (ExecReload=).
+    Reload(JobArgs),
+    /// Show the daemon and all units, or named units in detail (exit 3: not active, 4: unknown).
+    Status(StatusArgs),
+    /// One line per unit.
+    List(ListArgs),
+    /// Show a unit's log.
+    Logs(LogsArgs),
+    /// Make the daemon check git now and print what it applied.
+    Sync(JsonArgs),
     /// Check unit files (like `systemd-analyze verify`): files or directories.
     Check(CheckArgs),
+    /// Latency statistics of the daemon's own operations.
+    Perf {
+        #[command(subcommand)]
+        command: PerfCommand,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct DaemonArgs {
+    /// Repository to follow: a local path, file://, https://, ssh:// or scp-style URL.
+    #[arg(long, value_name = "URL_OR_PATH")]
+    pub repo: Option<String>,
+    /// Branch to follow (default: the remote's HEAD).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Directory inside the repository's tree that holds the units (default: the top).
+    #[arg(long, value_name = "DIR_IN_TREE")]
+    pub units_dir: Option<String>,
+    /// Development mode: read units from a plain directory instead of git.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["repo", "branch", "units_dir"])]
+    pub dir: Option<PathBuf>,
+    /// Write the daemon's own log here instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Host name for ConditionHost= and %H (default: the detected one).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// On SIGTERM/SIGINT exit without stopping the services (the next daemon re-adopts them).
+    #[arg(long)]
+    pub keep_services: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct JobArgs {
+    /// Unit names, with or without `.service`.
+    #[arg(required = true)]
+    pub units: Vec<String>,
+    /// Return once the jobs are queued instead of waiting for them to finish.
+    #[arg(long)]
+    pub no_block: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    pub units: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// Log lines shown per unit.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub lines: usize,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct JsonArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LogsArgs {
+    pub unit: String,
+    /// Show only the last N lines.
+    #[arg(short = 'n', long)]
+    pub lines: Option<usize>,
+    /// Keep printing new lines as they are written (survives rotation).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]
@@ -55,9 +163,105 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand, Clone)]
+pub enum PerfCommand {
+    /// Counts and p50/p95/p99 per operation.
+    Stats(JsonArgs),
+    /// Export in a machine format.
+    Export {
+        #[arg(long, value_enum, default_value = "json")]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Json,
+    Prometheus,
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let global = cli.global;
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "gitproc",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::OK)
+        }
+        Command::Daemon(args) => {
+            let config = Config::load(global.config.as_deref())?;
+            crate::daemon::run(config, &global, args)
+        }
+        Command::Start(args) => jobs::run(&global, jobs::Kind::Start, &args),
+        Command::Stop(args) => jobs::run(&global, jobs::Kind::Stop, &args),
+        Command::Restart(args) => jobs::run(&global, jobs::Kind::Restart, &args),
+        Command::Reload(args) => jobs::run(&global, jobs::Kind::Reload, &args),
+        Command::Status(args) => status::run(&global, &args),
+        Command::List(args) => status::list(&global, &args),
+        Command::Logs(args) => logs::run(&global, &args),
+        Command::Sync(args) => jobs::sync(&global, &args),
+        Command::Perf { command } => perf::run(&global, &command),
+    }
+}
+
+/// The state directory: `--state-dir`/`GITPROC_STATE_DIR`, else the config file's, else the
+/// default (`/var/lib/gitproc` as root, `$XDG_STATE_HOME/gitproc` otherwise).
+pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &global.state_dir {
+        return Ok(dir.clone());
+    }
+    let config = Config::load(global.config.as_deref())?;
+    Ok(config
+        .state_dir
+        .unwrap_or_else(crate::state::default_state_dir))
+}
+
+/// The control socket of the daemon owning the state directory.
+pub fn socket_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    Ok(state_dir(global)?.join(crate::control::SOCKET_NAME))
+}
+
+/// Unit type suffixes systemd knows; a name without one gets `.service` (as `systemctl`).
+const UNIT_SUFFIXES: [&str; 11] = [
+    "service",
+    "socket",
+    "target",
+    "timer",
+    "mount",
+    "automount",
+    "path",
+    "slice",
+    "scope",
+    "device",
+    "swap",
+];
+
+/// `web` -> `web.service`; names with a unit suffix are kept.
+pub fn unit_name(name: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, suffix)) if !stem.is_empty() && UNIT_SUFFIXES.contains(&suffix) => {
+            name.to_string()
+        }
+        _ => format!("{name}.service"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_get_service_suffix_like_systemctl() {
+        assert_eq!(unit_name("web"), "web.service");
+        assert_eq!(unit_name("web.service"), "web.service");
+        assert_eq!(unit_name("api.v2"), "api.v2.service");
+        assert_eq!(unit_name("getty@tty1"), "getty@tty1.service");
+        assert_eq!(unit_name("multi-user.target"), "multi-user.target");
     }
 }

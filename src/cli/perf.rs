@@ -1,0 +1,57 @@
+//! `perf stats` and `perf export`: the daemon's own operation latencies.
+
+use std::collections::BTreeMap;
+
+use super::{ExportFormat, GlobalArgs, PerfCommand, exit, socket_path};
+use crate::control::client;
+use crate::control::protocol::Verb;
+use crate::perf::OpStats;
+
+pub fn run(global: &GlobalArgs, command: &PerfCommand) -> anyhow::Result<i32> {
+    let reply = client::call(&socket_path(global)?, Verb::Perf)?;
+    if !reply.ok {
+        eprintln!(
+            "gitproc: {}",
+            reply.error.as_deref().unwrap_or("perf failed")
+        );
+        return Ok(exit::FAILURE);
+    }
+    let ops: BTreeMap<String, OpStats> =
+        serde_json::from_value(reply.data["operations"].clone()).unwrap_or_default();
+    match command {
+        PerfCommand::Stats(args) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&reply.data)?)
+        }
+        PerfCommand::Stats(_) => {
+            println!(
+                "{:<16} {:>8} {:>10} {:>10} {:>10} {:>10}",
+                "OPERATION", "COUNT", "P50", "P95", "P99", "MAX"
+            );
+            for (op, s) in &ops {
+                println!(
+                    "{op:<16} {:>8} {:>10} {:>10} {:>10} {:>10}",
+                    s.count,
+                    fmt_us(s.p50_us),
+                    fmt_us(s.p95_us),
+                    fmt_us(s.p99_us),
+                    fmt_us(s.max_us)
+                );
+            }
+        }
+        PerfCommand::Export {
+            format: ExportFormat::Json,
+        } => println!("{}", serde_json::to_string(&reply.data)?),
+        PerfCommand::Export {
+            format: ExportFormat::Prometheus,
+        } => print!("{}", crate::perf::prometheus(&ops)),
+    }
+    Ok(exit::OK)
+}
+
+fn fmt_us(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.1}ms", us as f64 / 1000.0)
+    } else {
+        format!("{us}µs")
+    }
+}

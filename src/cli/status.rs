@@ -1,0 +1,288 @@
+//! `status` and `list`: what the daemon supervises, systemctl-style.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::output::{human_span, paint, state_dot, use_color, utc};
+use super::{GlobalArgs, ListArgs, StatusArgs, exit, socket_path, state_dir, unit_name};
+use crate::control::client;
+use crate::control::protocol::Verb;
+
+pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<i32> {
+    let units: Vec<String> = args.units.iter().map(|u| unit_name(u)).collect();
+    let reply = client::call(
+        &socket_path(global)?,
+        Verb::Status {
+            units: units.clone(),
+        },
+    )?;
+    if !reply.ok && reply.data.is_null() {
+        eprintln!(
+            "gitproc: {}",
+            reply.error.as_deref().unwrap_or("status failed")
+        );
+        return Ok(if reply.exit == 0 {
+            exit::FAILURE
+        } else {
+            reply.exit
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reply.data)?);
+    } else if units.is_empty() {
+        print_summary(&reply.data);
+    } else {
+        let logs_dir = state_dir(global)?.join("logs");
+        let color = use_color();
+        let mut first = true;
+        for unit in reply.data["units"].as_array().into_iter().flatten() {
+            if !first {
+                println!();
+            }
+            first = false;
+            print_unit(unit, color);
+            let name = unit["name"].as_str().unwrap_or("");
+            if args.lines > 0
+                && let Ok(lines) = crate::logs::tail(&logs_dir, name, args.lines)
+                && !lines.is_empty()
+            {
+                println!();
+                for line in lines {
+                    println!("{line}");
+                }
+            }
+        }
+    }
+    if let Some(error) = &reply.error {
+        eprintln!("gitproc: {error}");
+    }
+    Ok(status_exit(&units, &reply.data, reply.exit))
+}
+
+/// systemctl's rule: 4 when a named unit is unknown, 3 when one is not active, else 0.
+fn status_exit(named: &[String], data: &Value, reply_exit: i32) -> i32 {
+    if named.is_empty() {
+        return reply_exit;
+    }
+    let known: BTreeSet<&str> = data["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    if named.iter().any(|n| !known.contains(n.as_str())) {
+        return exit::NO_SUCH_UNIT;
+    }
+    let all_active = data["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|u| matches!(u["active_state"].as_str(), Some("active" | "reloading")));
+    if all_active {
+        exit::OK
+    } else {
+        exit::NOT_ACTIVE
+    }
+}
+
+fn str_or<'a>(v: &'a Value, key: &str, default: &'a str) -> &'a str {
+    v[key].as_str().unwrap_or(default)
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
+fn print_summary(data: &Value) {
+    let d = &data["daemon"];
+    let color = use_color();
+    println!(
+        "gitproc daemon (pid {}) following {} {}",
+        d["pid"],
+        str_or(d, "repo", "-"),
+        d["branch"]
+            .as_str()
+            .map(|b| format!("({b})"))
+            .unwrap_or_default()
+    );
+    let commit = str_or(d, "commit", "");
+    if commit.is_empty() {
+        println!("  Commit: none applied yet");
+    } else {
+        println!(
+            "  Commit: {} {}{}",
+            short(commit),
+            str_or(d, "commit_subject", ""),
+            d["commit_time"]
+                .as_u64()
+                .map(|t| format!(" ({})", utc(t)))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(t) = d["last_check"].as_u64() {
+        println!("  Last check: {}", utc(t));
+    }
+    if let Some(t) = d["next_check"].as_u64() {
+        println!(
+            "  Next check: {} (poll interval {}s)",
+            utc(t),
+            d["poll_interval_s"].as_f64().unwrap_or(0.0).round()
+        );
+    }
+    if let Some(err) = d["source_error"].as_str() {
+        println!("  {}: {err}", paint("Source error", "31", color));
+    }
+    println!();
+    println!(
+        "  {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}",
+        "UNIT", "ACTIVE", "SUB", "RESULT", "PID", "RESTARTS"
+    );
+    for u in data["units"].as_array().into_iter().flatten() {
+        let active = str_or(u, "active_state", "?");
+        println!(
+            "{} {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}",
+            state_dot(active, color),
+            str_or(u, "name", "?"),
+            active,
+            str_or(u, "sub_state", "?"),
+            str_or(u, "result", "?"),
+            u["main_pid"]
+                .as_i64()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            u["n_restarts"].as_u64().unwrap_or(0)
+        );
+        if let Some(err) = u["error"].as_str() {
+            println!("    {}", paint(err, "31", color));
+        }
+    }
+}
+
+fn print_unit(u: &Value, color: bool) {
+    let name = str_or(u, "name", "?");
+    let active = str_or(u, "active_state", "?");
+    match u["description"].as_str() {
+        Some(desc) => println!("{} {name} - {desc}", state_dot(active, color)),
+        None => println!("{} {name}", state_dot(active, color)),
+    }
+    let loaded = match (u["path"].as_str(), u["commit"].as_str()) {
+        (Some(path), Some(commit)) => format!("loaded ({path}; commit {})", short(commit)),
+        (Some(path), None) => format!("loaded ({path})"),
+        _ => "not-found".to_string(),
+    };
+    println!("     Loaded: {loaded}");
+    let mut active_line = format!("{active} ({})", str_or(u, "sub_state", "?"));
+    if let Some(since) = u["since"].as_u64() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(since);
+        active_line.push_str(&format!(
+            " since {}; {} ago",
+            utc(since),
+            human_span(now.saturating_sub(since))
+        ));
+    }
+    let active_code = match active {
+        "active" => "32",
+        "failed" => "31",
+        _ => "",
+    };
+    println!("     Active: {}", paint(&active_line, active_code, color));
+    if let Some(ovr) = u["override"].as_str() {
+        println!("   Override: {ovr} by operator (until `gitproc start`)");
+    }
+    if let Some(pid) = u["main_pid"].as_i64() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        println!("   Main PID: {pid} ({})", comm.trim());
+        let (tasks, rss_kib) = session_usage(pid as i32);
+        println!("      Tasks: {tasks}");
+        println!("     Memory: {:.1}M", rss_kib as f64 / 1024.0);
+    }
+    println!(
+        "   Restarts: {}   Result: {}{}",
+        u["n_restarts"].as_u64().unwrap_or(0),
+        str_or(u, "result", "?"),
+        u["exec_main_status"]
+            .as_i64()
+            .map(|s| format!("   Last status: {s}"))
+            .unwrap_or_default()
+    );
+    if let Some(status) = u["status_text"].as_str() {
+        println!("     Status: \"{status}\"");
+    }
+    if let Some(err) = u["error"].as_str() {
+        println!("      Error: {}", paint(err, "31", color));
+    }
+}
+
+/// Processes and resident memory of the session a main pid leads (services run in their own
+/// session), read from /proc by the client so the daemon never pays for it.
+fn session_usage(main_pid: i32) -> (usize, u64) {
+    let Some(sid) = stat_field(main_pid, 6) else {
+        return (0, 0);
+    };
+    let mut tasks = 0;
+    let mut rss_kib = 0;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return (0, 0);
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if stat_field(pid, 6) == Some(sid) {
+            tasks += 1;
+            rss_kib += stat_field(pid, 24).unwrap_or(0) as u64 * page_kib();
+        }
+    }
+    (tasks, rss_kib)
+}
+
+fn page_kib() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map(|b| b as u64 / 1024)
+        .unwrap_or(4)
+}
+
+/// Field N (1-based, as in proc(5)) of /proc/PID/stat, parsed after the `comm` field.
+fn stat_field(pid: i32, n: usize) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = stat.rsplit_once(')')?.1;
+    after_comm.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
+pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<i32> {
+    let reply = client::call(&socket_path(global)?, Verb::Status { units: vec![] })?;
+    if !reply.ok {
+        eprintln!(
+            "gitproc: {}",
+            reply.error.as_deref().unwrap_or("list failed")
+        );
+        return Ok(exit::FAILURE);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reply.data["units"])?);
+        return Ok(exit::OK);
+    }
+    let color = use_color();
+    for u in reply.data["units"].as_array().into_iter().flatten() {
+        let active = str_or(u, "active_state", "?");
+        println!(
+            "{} {} {} {} {}",
+            state_dot(active, color),
+            str_or(u, "name", "?"),
+            active,
+            str_or(u, "sub_state", "?"),
+            str_or(u, "description", "")
+        );
+    }
+    Ok(exit::OK)
+}

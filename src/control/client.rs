@@ -1,0 +1,58 @@
+//! The CLI's side of the control socket.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use super::protocol::{Reply, Request, VERSION, Verb};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot connect to the gitproc daemon at {path}: {source} (is `gitproc daemon` running with this --state-dir?)"
+    )]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("lost the connection to the daemon at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the daemon at {path} sent an invalid reply: {message}")]
+    BadReply { path: PathBuf, message: String },
+}
+
+/// Sends one request and waits for its reply.
+pub fn call(socket: &Path, verb: Verb) -> Result<Reply, ClientError> {
+    let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    let io = |source| ClientError::Io {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let mut line =
+        serde_json::to_vec(&Request { v: VERSION, verb }).map_err(|err| ClientError::BadReply {
+            path: socket.to_path_buf(),
+            message: err.to_string(),
+        })?;
+    line.push(b'\n');
+    let mut writer = stream.try_clone().map_err(io)?;
+    writer.write_all(&line).map_err(io)?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).map_err(io)?;
+    if answer.is_empty() {
+        return Err(ClientError::BadReply {
+            path: socket.to_path_buf(),
+            message: "connection closed without a reply".into(),
+        });
+    }
+    serde_json::from_str(&answer).map_err(|err| ClientError::BadReply {
+        path: socket.to_path_buf(),
+        message: err.to_string(),
+    })
+}

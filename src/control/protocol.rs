@@ -1,0 +1,179 @@
+//! The control protocol: one JSON object per line in each direction, with a version field.
+//!
+//! ```text
+//! > {"v":1,"verb":"stop","units":["web.service"],"wait":true}
+//! < {"v":1,"ok":true,"data":{"jobs":[{"unit":"web.service","job":3,"result":"done"}]}}
+//! ```
+//!
+//! Replies carry an `exit` code following systemctl's (0 ok, 1 failure, 3 not active,
+//! 4 no such unit) so the CLI exits with what the daemon decided.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version spoken by this build.
+pub const VERSION: u32 = 1;
+
+/// Requests larger than this are refused without being parsed.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub verb: Verb,
+}
+
+/// What a client can ask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "kebab-case")]
+pub enum Verb {
+    /// Daemon summary and units (all when `units` is empty).
+    Status {
+        #[serde(default)]
+        units: Vec<String>,
+    },
+    Start(JobRequest),
+    Stop(JobRequest),
+    Restart(JobRequest),
+    Reload(JobRequest),
+    /// Check git now; the reply says what was applied.
+    Sync,
+    /// Counters and latency percentiles of the daemon's own operations.
+    Perf,
+    /// Liveness probe.
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub units: Vec<String>,
+    /// Answer when the jobs are finished (`systemctl`'s default) rather than when queued.
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub v: u32,
+    pub ok: bool,
+    /// Exit code for the CLI (systemctl's).
+    #[serde(default)]
+    pub exit: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl Reply {
+    pub fn ok(data: serde_json::Value) -> Reply {
+        Reply {
+            v: VERSION,
+            ok: true,
+            exit: 0,
+            error: None,
+            data,
+        }
+    }
+
+    pub fn error(exit: i32, message: impl Into<String>) -> Reply {
+        Reply {
+            v: VERSION,
+            ok: false,
+            exit,
+            error: Some(message.into()),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    /// An error that still carries data (e.g. some units of a job were unknown).
+    pub fn partial(exit: i32, message: impl Into<String>, data: serde_json::Value) -> Reply {
+        Reply {
+            data,
+            ..Reply::error(exit, message)
+        }
+    }
+}
+
+/// Parses one request line, with errors a client can act on.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(format!(
+            "request too large ({} bytes, limit {MAX_REQUEST_BYTES})",
+            line.len()
+        ));
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|err| format!("malformed JSON request: {err}"))?;
+    let version = value.get("v").and_then(|v| v.as_u64());
+    match version {
+        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "unsupported protocol version {v} (this daemon speaks {VERSION}); use a matching gitproc CLI"
+            ));
+        }
+        None => return Err("request has no protocol version field \"v\"".into()),
+    }
+    serde_json::from_value(value).map_err(|err| format!("invalid request: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let req = Request {
+            v: VERSION,
+            verb: Verb::Stop(JobRequest {
+                units: vec!["web.service".into()],
+                wait: false,
+            }),
+        };
+        let line = serde_json::to_vec(&req).unwrap();
+        assert_eq!(parse_request(&line).unwrap(), req);
+    }
+
+    #[test]
+    fn wait_defaults_to_true() {
+        let req = parse_request(br#"{"v":1,"verb":"start","units":["a"]}"#).unwrap();
+        assert_eq!(
+            req.verb,
+            Verb::Start(JobRequest {
+                units: vec!["a".into()],
+                wait: true
+            })
+        );
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert!(
+            parse_request(b"{not json")
+                .unwrap_err()
+                .contains("malformed JSON")
+        );
+        assert!(
+            parse_request(br#"{"verb":"ping"}"#)
+                .unwrap_err()
+                .contains("\"v\"")
+        );
+        assert!(
+            parse_request(br#"{"v":9,"verb":"ping"}"#)
+                .unwrap_err()
+                .contains("version 9")
+        );
+        assert!(
+            parse_request(br#"{"v":1,"verb":"explode"}"#)
+                .unwrap_err()
+                .contains("invalid request")
+        );
+        let big = vec![b' '; MAX_REQUEST_BYTES + 1];
+        assert!(parse_request(&big).unwrap_err().contains("too large"));
+    }
+}
