@@ -17,7 +17,14 @@ for deb in "$work"/*.deb; do
   name=$(dpkg-deb -f "$deb" Package)
   dpkg-deb -x "$deb" "$work/x-$name"
   mkdir -p "$out/$name"
-  find "$work/x-$name" \( -name '*.service' -o -path '*.service.d/*.conf' \) \( -type f -o -type l \) \
-    -exec cp -P {} "$out/$name/" \;
+  # Units go to the top of the package's directory (like a unit directory); drop-ins keep
+  # their NAME.service.d/ directory so they still apply to their unit.
+  find "$work/x-$name" -name '*.service' \( -type f -o -type l \) -exec cp -P {} "$out/$name/" \;
+  find "$work/x-$name" -path '*.service.d/*.conf' \( -type f -o -type l \) -print0 |
+    while IFS= read -r -d '' conf; do
+      dir=$(basename "$(dirname "$conf")")
+      mkdir -p "$out/$name/$dir"
+      cp -P "$conf" "$out/$name/$dir/"
+    done
 done
 touch "$out/.done"

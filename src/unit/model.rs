@@ -255,6 +255,10 @@ pub struct ServiceSection {
     /// `Environment=` assignments in order (later ones win).
     pub environment: Vec<(String, String)>,
     pub environment_files: Vec<EnvironmentFile>,
+    /// The variables read from `environment_files` at load time, in order (later wins; they
+    /// override `environment`). `$VAR` in `Exec*=` was expanded with these, so the runtime
+    /// should export these same values for argv and the environment to agree.
+    pub environment_from_files: Vec<(String, String)>,
     pub pass_environment: Vec<String>,
     pub unset_environment: Vec<String>,
     /// `Limit*=` keyed by the resource name as in setrlimit(2) without `RLIMIT_`, e.g. `NOFILE`.
@@ -312,6 +316,7 @@ impl Default for ServiceSection {
             umask: 0o022,
             environment: Vec::new(),
             environment_files: Vec::new(),
+            environment_from_files: Vec::new(),
             pass_environment: Vec::new(),
             unset_environment: Vec::new(),
             limits: BTreeMap::new(),

@@ -1,0 +1,605 @@
+//! The table of every key gitproc knows, per section: enforced (the typed model acts on it),
+//! informational (accepted silently), or not enforced (accepted with a warning so operators
+//! know gitproc will not, say, sandbox the service as systemd would). Anything else is an
+//! unknown key (a warning naming key and section, as systemd does).
+//!
+//! The lists are sorted byte-wise for binary search (a test checks it); covering systemd's own
+//! `test/fuzz/fuzz-unit-file/directives.service` is checked by `tests/unit_directives.rs`.
+
+use super::value::limit_resource;
+
+/// How gitproc treats a known key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Parsed into the typed model and acted on; an invalid value is an error.
+    Enforced,
+    /// Known and harmless to ignore (documentation, install-time hints).
+    Informational,
+    /// Known to systemd but not implemented by gitproc: a warning.
+    NotEnforced,
+}
+
+/// How a section is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionKind {
+    Unit,
+    Service,
+    Install,
+    /// `[X-Name]`: gitproc's (and others') extensions, kept raw, never warned about.
+    Extension,
+    Unknown,
+}
+
+pub fn section_kind(name: &str) -> SectionKind {
+    match name {
+        "Unit" => SectionKind::Unit,
+        "Service" => SectionKind::Service,
+        "Install" => SectionKind::Install,
+        n if n.starts_with("X-") => SectionKind::Extension,
+        _ => SectionKind::Unknown,
+    }
+}
+
+fn contains(list: &[&str], key: &str) -> bool {
+    list.binary_search(&key).is_ok()
+}
+
+/// Classifies `key` in `section`; `None` is an unknown key.
+pub fn classify(section: SectionKind, key: &str) -> Option<Support> {
+    let (enforced, info, not_enforced) = match section {
+        SectionKind::Unit => (UNIT_ENFORCED, UNIT_INFORMATIONAL, UNIT_NOT_ENFORCED),
+        SectionKind::Service => {
+            if limit_resource(key).is_some() {
+                return Some(Support::Enforced);
+            }
+            (
+                SERVICE_ENFORCED,
+                SERVICE_INFORMATIONAL,
+                SERVICE_NOT_ENFORCED,
+            )
+        }
+        SectionKind::Install => (
+            INSTALL_ENFORCED,
+            INSTALL_INFORMATIONAL,
+            INSTALL_NOT_ENFORCED,
+        ),
+        SectionKind::Extension => return Some(Support::Informational),
+        SectionKind::Unknown => return None,
+    };
+    if contains(enforced, key) {
+        Some(Support::Enforced)
+    } else if contains(info, key) {
+        Some(Support::Informational)
+    } else if contains(not_enforced, key) {
+        Some(Support::NotEnforced)
+    } else {
+        None
+    }
+}
+
+/// Every key of a section, for tests and documentation.
+pub fn all_keys(section: SectionKind) -> Vec<(&'static str, Support)> {
+    let (e, i, n): (&[&'static str], &[&'static str], &[&'static str]) = match section {
+        SectionKind::Unit => (UNIT_ENFORCED, UNIT_INFORMATIONAL, UNIT_NOT_ENFORCED),
+        SectionKind::Service => (
+            SERVICE_ENFORCED,
+            SERVICE_INFORMATIONAL,
+            SERVICE_NOT_ENFORCED,
+        ),
+        SectionKind::Install => (
+            INSTALL_ENFORCED,
+            INSTALL_INFORMATIONAL,
+            INSTALL_NOT_ENFORCED,
+        ),
+        _ => (&[], &[], &[]),
+    };
+    let mut out: Vec<(&'static str, Support)> = Vec::new();
+    out.extend(e.iter().map(|k| (*k, Support::Enforced)));
+    out.extend(i.iter().map(|k| (*k, Support::Informational)));
+    out.extend(n.iter().map(|k| (*k, Support::NotEnforced)));
+    out
+}
+
+/// [Unit] keys gitproc acts on.
+const UNIT_ENFORCED: &[&str] = &[
+    "After",
+    "AssertPathExists",
+    "Before",
+    "BindTo",
+    "BindsTo",
+    "ConditionHost",
+    "ConditionPathExists",
+    "Conflicts",
+    "Description",
+    "PartOf",
+    "Requires",
+    "StartLimitBurst",
+    "StartLimitInterval",
+    "StartLimitIntervalSec",
+    "Wants",
+];
+
+/// [Unit] keys accepted silently: they carry no behaviour gitproc lacks.
+const UNIT_INFORMATIONAL: &[&str] = &["DefaultDependencies", "Documentation", "SourcePath"];
+
+/// [Unit] keys systemd knows and gitproc accepts with a "not enforced" warning.
+const UNIT_NOT_ENFORCED: &[&str] = &[
+    "AllowIsolate",
+    "AssertACPower",
+    "AssertArchitecture",
+    "AssertCPUFeature",
+    "AssertCPUPressure",
+    "AssertCPUs",
+    "AssertCapability",
+    "AssertControlGroupController",
+    "AssertCredential",
+    "AssertDirectoryNotEmpty",
+    "AssertEnvironment",
+    "AssertFileIsExecutable",
+    "AssertFileNotEmpty",
+    "AssertFirstBoot",
+    "AssertGroup",
+    "AssertHost",
+    "AssertIOPressure",
+    "AssertKernelCommandLine",
+    "AssertKernelVersion",
+    "AssertMemory",
+    "AssertMemoryPressure",
+    "AssertNeedsUpdate",
+    "AssertOSRelease",
+    "AssertPathExistsGlob",
+    "AssertPathIsDirectory",
+    "AssertPathIsEncrypted",
+    "AssertPathIsMountPoint",
+    "AssertPathIsReadWrite",
+    "AssertPathIsSymbolicLink",
+    "AssertSecurity",
+    "AssertUser",
+    "AssertVersion",
+    "AssertVirtualization",
+    "BPFProgram",
+    "CollectMode",
+    "ConditionACPower",
+    "ConditionArchitecture",
+    "ConditionCPUFeature",
+    "ConditionCPUPressure",
+    "ConditionCPUs",
+    "ConditionCapability",
+    "ConditionControlGroupController",
+    "ConditionCredential",
+    "ConditionDirectoryNotEmpty",
+    "ConditionEnvironment",
+    "ConditionFileIsExecutable",
+    "ConditionFileNotEmpty",
+    "ConditionFirmware",
+    "ConditionFirstBoot",
+    "ConditionGroup",
+    "ConditionIOPressure",
+    "ConditionKernelCommandLine",
+    "ConditionKernelVersion",
+    "ConditionMemory",
+    "ConditionMemoryPressure",
+    "ConditionNeedsUpdate",
+    "ConditionOSRelease",
+    "ConditionPathExistsGlob",
+    "ConditionPathIsDirectory",
+    "ConditionPathIsEncrypted",
+    "ConditionPathIsMountPoint",
+    "ConditionPathIsReadWrite",
+    "ConditionPathIsSymbolicLink",
+    "ConditionSecurity",
+    "ConditionUser",
+    "ConditionVersion",
+    "ConditionVirtualization",
+    "ExecSearchPath",
+    "FailureAction",
+    "FailureActionExitStatus",
+    "IgnoreOnIsolate",
+    "IgnoreOnSnapshot",
+    "JobRunningTimeoutSec",
+    "JobTimeoutAction",
+    "JobTimeoutRebootArgument",
+    "JobTimeoutSec",
+    "JoinsNamespaceOf",
+    "OnFailure",
+    "OnFailureIsolate",
+    "OnFailureJobMode",
+    "OnSuccess",
+    "OnSuccessJobMode",
+    "PropagateReloadFrom",
+    "PropagateReloadTo",
+    "PropagatesReloadTo",
+    "PropagatesStopTo",
+    "RebootArgument",
+    "RefuseManualStart",
+    "RefuseManualStop",
+    "ReloadPropagatedFrom",
+    "RequiresMountsFor",
+    "RequiresOverridable",
+    "Requisite",
+    "RequisiteOverridable",
+    "SocketBindAllow",
+    "SocketBindDeny",
+    "StartLimitAction",
+    "StopPropagatedFrom",
+    "StopWhenUnneeded",
+    "SuccessAction",
+    "SuccessActionExitStatus",
+    "SurviveFinalKillSignal",
+    "Upholds",
+    "WantsMountsFor",
+];
+
+/// [Service] keys gitproc acts on.
+const SERVICE_ENFORCED: &[&str] = &[
+    "Environment",
+    "EnvironmentFile",
+    "ExecCondition",
+    "ExecReload",
+    "ExecStart",
+    "ExecStartPost",
+    "ExecStartPre",
+    "ExecStop",
+    "ExecStopPost",
+    "FinalKillSignal",
+    "Group",
+    "KillMode",
+    "KillSignal",
+    "LimitAS",
+    "LimitCORE",
+    "LimitCPU",
+    "LimitDATA",
+    "LimitFSIZE",
+    "LimitLOCKS",
+    "LimitMEMLOCK",
+    "LimitMSGQUEUE",
+    "LimitNICE",
+    "LimitNOFILE",
+    "LimitNPROC",
+    "LimitRSS",
+    "LimitRTPRIO",
+    "LimitRTTIME",
+    "LimitSIGPENDING",
+    "LimitSTACK",
+    "LogsDirectory",
+    "LogsDirectoryMode",
+    "Nice",
+    "NoNewPrivileges",
+    "OOMScoreAdjust",
+    "PIDFile",
+    "PassEnvironment",
+    "RemainAfterExit",
+    "Restart",
+    "RestartForceExitStatus",
+    "RestartMaxDelaySec",
+    "RestartPreventExitStatus",
+    "RestartSec",
+    "RestartSteps",
+    "RootDirectory",
+    "RuntimeDirectory",
+    "RuntimeDirectoryMode",
+    "SendSIGHUP",
+    "SendSIGKILL",
+    "StandardError",
+    "StandardInput",
+    "StandardOutput",
+    "StartLimitBurst",
+    "StartLimitInterval",
+    "StartLimitIntervalSec",
+    "StateDirectory",
+    "StateDirectoryMode",
+    "SuccessExitStatus",
+    "SupplementaryGroups",
+    "SyslogIdentifier",
+    "TimeoutSec",
+    "TimeoutStartSec",
+    "TimeoutStopSec",
+    "Type",
+    "UMask",
+    "UnsetEnvironment",
+    "User",
+    "WatchdogSec",
+    "WorkingDirectory",
+];
+
+/// [Service] keys accepted silently: they carry no behaviour gitproc lacks.
+const SERVICE_INFORMATIONAL: &[&str] = &[];
+
+/// [Service] keys systemd knows and gitproc accepts with a "not enforced" warning.
+const SERVICE_NOT_ENFORCED: &[&str] = &[
+    "AllowedCPUs",
+    "AllowedMemoryNodes",
+    "AmbientCapabilities",
+    "AppArmorProfile",
+    "BindLogSockets",
+    "BindPaths",
+    "BindReadOnlyPaths",
+    "BlockIOAccounting",
+    "BlockIODeviceWeight",
+    "BlockIOReadBandwidth",
+    "BlockIOWeight",
+    "BlockIOWriteBandwidth",
+    "BusName",
+    "BusPolicy",
+    "CPUAccounting",
+    "CPUAffinity",
+    "CPUQuota",
+    "CPUQuotaPeriodSec",
+    "CPUSchedulingPolicy",
+    "CPUSchedulingPriority",
+    "CPUSchedulingResetOnFork",
+    "CPUShares",
+    "CPUWeight",
+    "CacheDirectory",
+    "CacheDirectoryMode",
+    "Capabilities",
+    "CapabilityBoundingSet",
+    "ConfigurationDirectory",
+    "ConfigurationDirectoryMode",
+    "CoredumpFilter",
+    "CoredumpReceive",
+    "DefaultMemoryLow",
+    "DefaultMemoryMin",
+    "DefaultStartupMemoryLow",
+    "Delegate",
+    "DelegateSubgroup",
+    "DeviceAllow",
+    "DevicePolicy",
+    "DisableControllers",
+    "DynamicUser",
+    "ExecPaths",
+    "ExecSearchPath",
+    "ExitType",
+    "ExtensionDirectories",
+    "ExtensionImagePolicy",
+    "ExtensionImages",
+    "FailureAction",
+    "FileDescriptorStoreMax",
+    "FileDescriptorStorePreserve",
+    "GuessMainPID",
+    "IOAccounting",
+    "IODeviceLatencyTargetSec",
+    "IODeviceWeight",
+    "IOReadBandwidthMax",
+    "IOReadIOPSMax",
+    "IOSchedulingClass",
+    "IOSchedulingPriority",
+    "IOWeight",
+    "IOWriteBandwidthMax",
+    "IOWriteIOPSMax",
+    "IPAccounting",
+    "IPAddressAllow",
+    "IPAddressDeny",
+    "IPCNamespacePath",
+    "IPEgressFilterPath",
+    "IPIngressFilterPath",
+    "IgnoreSIGPIPE",
+    "ImportCredential",
+    "InaccessibleDirectories",
+    "InaccessiblePaths",
+    "KeyringMode",
+    "LoadCredential",
+    "LoadCredentialEncrypted",
+    "LockPersonality",
+    "LogExtraFields",
+    "LogFilterPatterns",
+    "LogLevelMax",
+    "LogNamespace",
+    "LogRateLimitBurst",
+    "LogRateLimitIntervalSec",
+    "ManagedOOMMemoryPressure",
+    "ManagedOOMMemoryPressureDurationSec",
+    "ManagedOOMMemoryPressureLimit",
+    "ManagedOOMPreference",
+    "ManagedOOMSwap",
+    "MemoryAccounting",
+    "MemoryDenyWriteExecute",
+    "MemoryHigh",
+    "MemoryKSM",
+    "MemoryLimit",
+    "MemoryLow",
+    "MemoryMax",
+    "MemoryMin",
+    "MemoryPressureThresholdSec",
+    "MemoryPressureWatch",
+    "MemorySwapMax",
+    "MemoryZSwapMax",
+    "MemoryZSwapWriteback",
+    "MountAPIVFS",
+    "MountFlags",
+    "MountImagePolicy",
+    "MountImages",
+    "NFTSet",
+    "NUMAMask",
+    "NUMAPolicy",
+    "NetClass",
+    "NetworkNamespacePath",
+    "NoExecPaths",
+    "NonBlocking",
+    "NotifyAccess",
+    "OOMPolicy",
+    "OpenFile",
+    "PAMName",
+    "PermissionsStartOnly",
+    "Personality",
+    "PrivateDevices",
+    "PrivateIPC",
+    "PrivateMounts",
+    "PrivateNetwork",
+    "PrivatePIDs",
+    "PrivateTmp",
+    "PrivateUsers",
+    "PrivateUsersEx",
+    "ProcSubset",
+    "ProtectClock",
+    "ProtectControlGroups",
+    "ProtectHome",
+    "ProtectHostname",
+    "ProtectHostnameEx",
+    "ProtectKernelLogs",
+    "ProtectKernelModules",
+    "ProtectKernelTunables",
+    "ProtectProc",
+    "ProtectSystem",
+    "ReadOnlyDirectories",
+    "ReadOnlyPaths",
+    "ReadWriteDirectories",
+    "ReadWritePaths",
+    "RebootArgument",
+    "ReloadSignal",
+    "RemoveIPC",
+    "RestartKillSignal",
+    "RestartMode",
+    "RestrictAddressFamilies",
+    "RestrictFileSystems",
+    "RestrictNamespaces",
+    "RestrictNetworkInterfaces",
+    "RestrictRealtime",
+    "RestrictSUIDSGID",
+    "RootDirectoryStartOnly",
+    "RootEphemeral",
+    "RootHash",
+    "RootHashSignature",
+    "RootImage",
+    "RootImageOptions",
+    "RootImagePolicy",
+    "RootVerity",
+    "RuntimeDirectoryPreserve",
+    "RuntimeMaxSec",
+    "RuntimeRandomizedExtraSec",
+    "SELinuxContext",
+    "SecureBits",
+    "SetCredential",
+    "SetCredentialEncrypted",
+    "SetLoginEnvironment",
+    "Slice",
+    "SmackProcessLabel",
+    "Sockets",
+    "StandardInputData",
+    "StandardInputText",
+    "StartLimitAction",
+    "StartupAllowedCPUs",
+    "StartupAllowedMemoryNodes",
+    "StartupBlockIOWeight",
+    "StartupCPUShares",
+    "StartupCPUWeight",
+    "StartupIOWeight",
+    "StartupMemoryHigh",
+    "StartupMemoryLow",
+    "StartupMemoryMax",
+    "StartupMemorySwapMax",
+    "StartupMemoryZSwapMax",
+    "SuccessAction",
+    "SurviveFinalKillSignal",
+    "SysVStartPriority",
+    "SyslogFacility",
+    "SyslogLevel",
+    "SyslogLevelPrefix",
+    "SystemCallArchitectures",
+    "SystemCallErrorNumber",
+    "SystemCallFilter",
+    "SystemCallLog",
+    "TTYColumns",
+    "TTYPath",
+    "TTYReset",
+    "TTYRows",
+    "TTYVHangup",
+    "TTYVTDisallocate",
+    "TasksAccounting",
+    "TasksMax",
+    "TemporaryFileSystem",
+    "TimeoutAbortSec",
+    "TimeoutCleanSec",
+    "TimeoutStartFailureMode",
+    "TimeoutStopFailureMode",
+    "TimerSlackNSec",
+    "USBFunctionDescriptors",
+    "USBFunctionStrings",
+    "UtmpIdentifier",
+    "UtmpMode",
+    "WatchdogSignal",
+];
+
+/// [Install] keys gitproc acts on.
+const INSTALL_ENFORCED: &[&str] = &["Alias", "RequiredBy", "WantedBy"];
+
+/// [Install] keys accepted silently: they carry no behaviour gitproc lacks.
+const INSTALL_INFORMATIONAL: &[&str] = &["Also", "DefaultInstance", "UpheldBy"];
+
+/// [Install] keys systemd knows and gitproc accepts with a "not enforced" warning.
+const INSTALL_NOT_ENFORCED: &[&str] = &[];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_sorted_and_disjoint() {
+        let all = [
+            UNIT_ENFORCED,
+            UNIT_INFORMATIONAL,
+            UNIT_NOT_ENFORCED,
+            SERVICE_ENFORCED,
+            SERVICE_INFORMATIONAL,
+            SERVICE_NOT_ENFORCED,
+            INSTALL_ENFORCED,
+            INSTALL_INFORMATIONAL,
+            INSTALL_NOT_ENFORCED,
+        ];
+        for list in all {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "not sorted: {list:?}");
+        }
+        for sec in [
+            SectionKind::Unit,
+            SectionKind::Service,
+            SectionKind::Install,
+        ] {
+            let keys = all_keys(sec);
+            let mut names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+            names.sort_unstable();
+            let before = names.len();
+            names.dedup();
+            assert_eq!(before, names.len(), "a key is in two lists of {sec:?}");
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(
+            classify(SectionKind::Service, "ExecStart"),
+            Some(Support::Enforced)
+        );
+        assert_eq!(
+            classify(SectionKind::Service, "LimitNOFILE"),
+            Some(Support::Enforced)
+        );
+        assert_eq!(
+            classify(SectionKind::Service, "ProtectSystem"),
+            Some(Support::NotEnforced)
+        );
+        assert_eq!(
+            classify(SectionKind::Service, "PrivateTmp"),
+            Some(Support::NotEnforced)
+        );
+        assert_eq!(
+            classify(SectionKind::Service, "SystemCallFilter"),
+            Some(Support::NotEnforced)
+        );
+        assert_eq!(
+            classify(SectionKind::Service, "CapabilityBoundingSet"),
+            Some(Support::NotEnforced)
+        );
+        assert_eq!(
+            classify(SectionKind::Unit, "Documentation"),
+            Some(Support::Informational)
+        );
+        assert_eq!(classify(SectionKind::Unit, "ExecStart"), None);
+        assert_eq!(classify(SectionKind::Service, "Frobnicate"), None);
+        assert_eq!(
+            classify(SectionKind::Extension, "Anything"),
+            Some(Support::Informational)
+        );
+        assert_eq!(section_kind("X-Health"), SectionKind::Extension);
+        assert_eq!(section_kind("Socket"), SectionKind::Unknown);
+    }
+}
