@@ -1,8 +1,253 @@
-//! The event loop: owns all supervisor state. (being written)
+//! `gitproc daemon`: set-up, the threads around the event loop, and shutdown.
+//!
+//! - [`supervisor`]: the event loop that owns all supervisor state.
+//! - [`apply`]: applying a new unit set (diff by content, rollback bookkeeping).
+//! - [`worker`]: the source thread (git fetch, parse) so the loop never waits on git.
+//! - [`signals`]: the signal thread. [`managed`], [`status`]: per-unit bookkeeping and JSON.
+
+pub mod apply;
+pub mod managed;
+pub mod signals;
+pub mod status;
+pub mod supervisor;
+pub mod worker;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 use crate::cli::{DaemonArgs, GlobalArgs};
-use crate::config::Config;
+use crate::config::{Config, secs};
+use crate::control::server::AccessPolicy;
+use crate::source::{PollConfig, SignaturePolicy, SourceConfig};
+use crate::state::format::LoadOutcome;
+use crate::state::lock::{DaemonLock, LockError};
+use crate::state::writer::{StateWriter, WriterConfig};
+use supervisor::{Inputs, Settings, Supervisor};
+use worker::{Origin, WorkerConfig};
 
-pub fn run(_config: Config, _global: &GlobalArgs, _args: DaemonArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+/// The notify socket's file name inside the state directory.
+pub const NOTIFY_SOCKET_NAME: &str = "notify.sock";
+
+/// Runs the daemon in the foreground until SIGTERM/SIGINT; returns the exit code.
+pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow::Result<i32> {
+    if let Some(repo) = args.repo.clone() {
+        config.repo = Some(repo);
+    }
+    if let Some(branch) = args.branch.clone() {
+        config.branch = Some(branch);
+    }
+    if let Some(units_dir) = args.units_dir.clone() {
+        config.units_dir = units_dir;
+    }
+    if let Some(hostname) = args.hostname.clone() {
+        config.hostname = Some(hostname);
+    }
+    let state_dir = match &global.state_dir {
+        Some(dir) => dir.clone(),
+        None => config
+            .state_dir
+            .clone()
+            .unwrap_or_else(crate::state::default_state_dir),
+    };
+    init_tracing(args.log_file.as_deref())?;
+
+    crate::state::ensure_state_dir(&state_dir)?;
+    let _lock = match DaemonLock::acquire(&state_dir) {
+        Ok(lock) => lock,
+        Err(err @ LockError::Held { .. }) => {
+            eprintln!("gitproc: {err}");
+            return Ok(crate::cli::exit::FAILURE);
+        }
+        Err(err) => return Err(err.into()),
+    };
+
+    let origin = match &args.dir {
+        Some(dir) => Origin::Dir(absolute(dir)?),
+        None => {
+            let Some(repo) = config.repo.clone() else {
+                anyhow::bail!(
+                    "no repository to follow: pass --repo URL_OR_PATH (or --dir PATH for a plain directory), or set `repo` in the config file"
+                );
+            };
+            let url = match worker::local_repo_path(&repo) {
+                Some(path) if !repo.starts_with("file://") => absolute(&path)?
+                    .to_string_lossy()
+                    .into_owned(),
+                _ => repo,
+            };
+            Origin::Git(SourceConfig {
+                url,
+                branch: config.branch.clone(),
+                units_dir: config.units_dir.clone(),
+                mirror: state_dir.join("repo.git"),
+            })
+        }
+    };
+    let repo_label = match &origin {
+        Origin::Git(cfg) => cfg.url.clone(),
+        Origin::Dir(dir) => format!("dir:{}", dir.display()),
+    };
+
+    let state_path = crate::state::state_file(&state_dir);
+    let restored = match crate::state::format::load(&state_path) {
+        Ok(LoadOutcome::Fresh) => None,
+        Ok(LoadOutcome::Loaded(state)) => Some(state),
+        Ok(LoadOutcome::Corrupt { moved_to, error }) => {
+            tracing::error!(
+                "state file {} is unreadable ({error}); moved it to {} and starting from git",
+                state_path.display(),
+                moved_to.display()
+            );
+            None
+        }
+        Err(err) => {
+            eprintln!("gitproc: {err}");
+            return Ok(crate::cli::exit::FAILURE);
+        }
+    };
+
+    crate::runtime::reap::set_child_subreaper().context("PR_SET_CHILD_SUBREAPER")?;
+
+    let mut ctx = crate::unit::SpecifierContext::detect();
+    if let Some(hostname) = &config.hostname {
+        ctx.hostname = hostname.clone();
+    }
+    let hostname = ctx.hostname.clone();
+
+    let (signal_tx, signal_rx) = crossbeam_channel::unbounded();
+    signals::start(signal_tx).context("installing signal handlers")?;
+
+    let (control_tx, control_rx) = crossbeam_channel::bounded(256);
+    let policy = AccessPolicy {
+        owner_uid: nix::unistd::geteuid().as_raw(),
+        group_gid: match &config.control.group {
+            Some(group) => Some(
+                nix::unistd::Group::from_name(group)
+                    .ok()
+                    .flatten()
+                    .with_context(|| format!("[control] group {group:?} does not exist"))?
+                    .gid
+                    .as_raw(),
+            ),
+            None => None,
+        },
+    };
+    let socket_path = state_dir.join(crate::control::SOCKET_NAME);
+    crate::control::server::start(&socket_path, policy, control_tx)
+        .with_context(|| format!("control socket {}", socket_path.display()))?;
+
+    let notify_path = state_dir.join(NOTIFY_SOCKET_NAME);
+    let (_notify_socket, notify_rx) = crate::runtime::notify_socket::NotifySocket::bind(&notify_path)?;
+
+    let logs = crate::logs::collector::LogCollector::start(crate::logs::collector::LogConfig {
+        dir: state_dir.join(crate::state::LOGS_DIR),
+        max_bytes: config.logs.max_bytes,
+        keep: config.logs.keep,
+    })
+    .context("starting the log collector")?;
+
+    let (pidfds, adopted_rx) =
+        crate::runtime::pidfd::PidfdWatcher::start().context("starting the pidfd watcher")?;
+
+    let writer = StateWriter::spawn(
+        state_path,
+        WriterConfig {
+            interval: secs(config.state.save_interval_s),
+            min_gap: secs(config.state.save_min_gap_s),
+        },
+    )?;
+
+    let (worker_tx, worker_rx) = crossbeam_channel::unbounded();
+    let (update_tx, update_rx) = crossbeam_channel::bounded(4);
+    let signing = if config.signing.require_signed {
+        config
+            .signing
+            .allowed_signers
+            .clone()
+            .map(|allowed_signers| SignaturePolicy::Ssh {
+                allowed_signers,
+                revocation_file: None,
+            })
+    } else {
+        None
+    };
+    worker::start(
+        WorkerConfig {
+            origin,
+            poll: PollConfig {
+                min_interval: secs(config.poll.min_interval_s),
+                max_interval: secs(config.poll.max_interval_s),
+                unchanged_before_growth: config.poll.unchanged_before_growth,
+                step: secs(config.poll.step_s),
+                jitter: config.poll.jitter,
+            },
+            signing,
+            ctx,
+        },
+        worker_rx,
+        update_tx,
+    )?;
+
+    tracing::info!(
+        "gitproc {} daemon (pid {}) following {repo_label}, state in {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        state_dir.display()
+    );
+    let supervisor = Supervisor::new(
+        Settings {
+            fallback_reap: config.fallback_reap(),
+            rollback: config.rollback,
+            keep_services: args.keep_services,
+            hostname,
+            notify_socket: notify_path,
+            dirs: crate::runtime::spawn::Dirs::default(),
+            repo: repo_label,
+            branch: config.branch.clone(),
+            state_dir: state_dir.clone(),
+        },
+        worker_tx,
+        logs,
+        pidfds,
+        writer,
+        restored,
+    );
+    let code = supervisor.run(Inputs {
+        signals: signal_rx,
+        control: control_rx,
+        notify: notify_rx,
+        source: update_rx,
+        adopted_exits: adopted_rx,
+    });
+    let _ = std::fs::remove_file(&socket_path);
+    Ok(code)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}
+
+/// The daemon's own log: stderr, or `--log-file` (appended). `RUST_LOG` refines the level.
+fn init_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
 }

@@ -1,0 +1,103 @@
+//! What the loop keeps per unit around the pure [`Service`]: where it came from, its
+//! processes, the operator's override and the last good version for rollback.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::runtime::kill::ProcessTracker;
+use crate::service::Service;
+use crate::state::format::Override;
+use crate::unit::model::Unit;
+
+/// A version of a unit that is known to work (it started and stayed up).
+#[derive(Debug, Clone)]
+pub struct GoodVersion {
+    pub unit: Arc<Unit>,
+    pub hash: String,
+    pub commit: Option<String>,
+}
+
+/// A new version started by a sync and not yet proven: if it fails, roll back.
+#[derive(Debug, Clone)]
+pub struct Trial {
+    pub commit: Option<String>,
+    /// When it became active; proven after [`super::supervisor::TRIAL_PERIOD`] of that.
+    pub active_since: Option<Instant>,
+}
+
+/// One unit the daemon knows about.
+pub struct Managed {
+    /// `None` when the unit has never loaded without errors (it is shown with its error).
+    pub service: Option<Service>,
+    /// Path of the unit file in the tree.
+    pub path: String,
+    /// Content hash of the version the service runs (or would run).
+    pub hash: Option<String>,
+    /// Commit the running version came from.
+    pub commit: Option<String>,
+    /// Why the newest version in git is not applied (parse error, dependency error).
+    pub load_error: Option<String>,
+    /// Why the last start was skipped by a `Condition*=` (sub-state `condition`).
+    pub condition_failed: Option<String>,
+    pub tracker: ProcessTracker,
+    pub operator_override: Option<Override>,
+    pub last_good: Option<GoodVersion>,
+    pub trial: Option<Trial>,
+    /// The commit whose version of this unit failed and was rolled back.
+    pub failed_commit: Option<String>,
+    /// Gone from git: stopped, then forgotten once inactive.
+    pub removed: bool,
+    pub invocation_id: String,
+    /// Start time of the main pid, for verified signalling and the state file.
+    pub main_start_time: Option<(i32, u64)>,
+    /// When the main process was last seen exiting, for the reap-to-restart histogram.
+    pub exited_at: Option<Instant>,
+    /// Wall-clock time the current active state was entered (for `since`).
+    pub since_unix: Option<u64>,
+}
+
+impl Managed {
+    pub fn new(service: Option<Service>, path: String, tracker: ProcessTracker) -> Managed {
+        Managed {
+            service,
+            path,
+            hash: None,
+            commit: None,
+            load_error: None,
+            condition_failed: None,
+            tracker,
+            operator_override: None,
+            last_good: None,
+            trial: None,
+            failed_commit: None,
+            removed: false,
+            invocation_id: new_invocation_id(),
+            main_start_time: None,
+            exited_at: None,
+            since_unix: None,
+        }
+    }
+
+    /// Whether an operator `stop` holds this unit down.
+    pub fn held_stopped(&self) -> bool {
+        matches!(
+            self.operator_override,
+            Some(Override {
+                kind: crate::state::format::OverrideKind::Stopped,
+                ..
+            })
+        )
+    }
+}
+
+/// 32 lowercase hex digits, like systemd's `INVOCATION_ID`; unique enough per daemon run.
+pub fn new_invocation_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("{:016x}{:08x}{:08x}", now, std::process::id(), n as u32)
+}

@@ -1,0 +1,58 @@
+//! The per-unit JSON of `gitproc status --json` (systemd's property names in snake case).
+
+use super::managed::Managed;
+use crate::state::format::OverrideKind;
+
+pub fn unit_json(name: &str, m: &Managed) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "name": name,
+        "path": m.path,
+        "commit": m.commit,
+        "content_hash": m.hash,
+        "error": m.load_error,
+        "failed_commit": m.failed_commit,
+        "override": m.operator_override.as_ref().map(|o| match o.kind {
+            OverrideKind::Stopped => "stopped",
+            OverrideKind::Started => "started",
+        }),
+        "since": m.since_unix,
+        "removed": m.removed,
+    });
+    match &m.service {
+        Some(svc) => {
+            let st = svc.status();
+            let (active, sub) = match &m.condition_failed {
+                Some(_) if st.active_state == crate::service::ActiveState::Inactive => {
+                    ("inactive".to_string(), "condition".to_string())
+                }
+                _ => (st.active_state.to_string(), st.sub_state.to_string()),
+            };
+            v["description"] = serde_json::json!(svc.unit().unit.description);
+            v["active_state"] = serde_json::json!(active);
+            v["sub_state"] = serde_json::json!(sub);
+            v["result"] = serde_json::json!(st.result.to_string());
+            v["main_pid"] = serde_json::json!(st.main_pid);
+            v["control_pid"] = serde_json::json!(st.control_pid);
+            v["n_restarts"] = serde_json::json!(st.n_restarts);
+            v["exec_main_status"] = serde_json::json!(st.exec_main_status);
+            v["exec_main_code"] = serde_json::json!(st.exec_main_code);
+            v["status_text"] = serde_json::json!(st.status_text);
+            v["condition"] = serde_json::json!(m.condition_failed);
+            v["type"] = serde_json::json!(svc.unit().service.service_type);
+            if m.load_error.is_none()
+                && let Some(err) = &st.error
+            {
+                v["error"] = serde_json::json!(err);
+            }
+        }
+        None => {
+            v["active_state"] = serde_json::json!("failed");
+            v["sub_state"] = serde_json::json!("dead");
+            v["result"] = serde_json::json!("resources");
+            v["main_pid"] = serde_json::Value::Null;
+            v["n_restarts"] = serde_json::json!(0);
+            v["exec_main_status"] = serde_json::Value::Null;
+        }
+    }
+    v
+}

@@ -1,0 +1,334 @@
+//! The source worker: the thread that talks to git so the event loop never waits on a
+//! network or a disk full of objects.
+//!
+//! It owns the [`GitSource`] (or the development directory), the [`PollSchedule`] and the
+//! inotify ref watcher. Each check ends in one [`SourceUpdate`] for the loop: the new unit
+//! set when the tip moved (parsed here, off the loop), or just the schedule when it did not.
+//! Errors are logged once per change of failure kind, never once per poll.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, select};
+
+use crate::source::{GitSource, PollSchedule, SignaturePolicy, SourceConfig};
+use crate::tree::FileTree;
+use crate::unit::{LoadedUnit, SpecifierContext};
+
+/// Where units come from.
+pub enum Origin {
+    /// A git repository, mirrored under the state directory.
+    Git(SourceConfig),
+    /// Development mode: a plain directory, no git (`gitproc daemon --dir`).
+    Dir(PathBuf),
+}
+
+pub struct WorkerConfig {
+    pub origin: Origin,
+    pub poll: crate::source::PollConfig,
+    pub signing: Option<SignaturePolicy>,
+    pub ctx: SpecifierContext,
+}
+
+/// Requests from the loop.
+#[derive(Debug)]
+pub enum WorkerCommand {
+    /// Check now (`gitproc sync`, SIGHUP); `token` comes back in the update.
+    CheckNow { token: Option<u64> },
+}
+
+/// A new unit set read from one commit.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Full commit id; `None` in directory mode.
+    pub commit: Option<String>,
+    pub subject: Option<String>,
+    pub commit_time: Option<i64>,
+    pub units: BTreeMap<String, LoadedUnit>,
+    pub fetch_time: Duration,
+    pub parse_time: Duration,
+}
+
+/// The result of one check.
+#[derive(Debug)]
+pub struct SourceUpdate {
+    pub token: Option<u64>,
+    pub checked_at: SystemTime,
+    pub next_check: Option<SystemTime>,
+    pub poll_interval: Duration,
+    /// The tip that was seen (even when unchanged).
+    pub tip: Option<String>,
+    /// `Some` when there is a new unit set to apply.
+    pub snapshot: Option<Snapshot>,
+    /// Why this check failed; the last good state stays applied.
+    pub error: Option<String>,
+}
+
+/// Starts the worker thread. The first check runs at once.
+pub fn start(
+    config: WorkerConfig,
+    commands: Receiver<WorkerCommand>,
+    updates: Sender<SourceUpdate>,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("source".into())
+        .spawn(move || Worker::new(config, updates).run(commands))?;
+    Ok(())
+}
+
+struct Worker {
+    config: WorkerConfig,
+    git: Option<GitSource>,
+    schedule: PollSchedule,
+    updates: Sender<SourceUpdate>,
+    /// The tip whose units were last sent to the loop.
+    sent_tip: Option<String>,
+    /// Directory mode: the content hashes last sent.
+    sent_hashes: Option<BTreeMap<String, String>>,
+    /// Kind of the last failure, to log each failure state once.
+    last_error_kind: Option<String>,
+    /// Modification stamp of the allowed-signers file when a tip was last rejected.
+    signers_stamp: Option<SystemTime>,
+    _watcher: Option<crate::source::RefWatcher>,
+    watch_rx: Receiver<()>,
+}
+
+impl Worker {
+    fn new(config: WorkerConfig, updates: Sender<SourceUpdate>) -> Worker {
+        let schedule = PollSchedule::with_entropy(config.poll.clone());
+        let (watch_tx, watch_rx) = crossbeam_channel::bounded(1);
+        let mut worker = Worker {
+            config,
+            git: None,
+            schedule,
+            updates,
+            sent_tip: None,
+            sent_hashes: None,
+            last_error_kind: None,
+            signers_stamp: None,
+            _watcher: None,
+            watch_rx,
+        };
+        if let Origin::Git(cfg) = &worker.config.origin
+            && let Some(path) = local_repo_path(&cfg.url)
+        {
+            match crate::source::watch(&path, watch_tx) {
+                Ok(w) => {
+                    tracing::info!("watching refs of {} for instant updates", path.display());
+                    worker._watcher = Some(w);
+                }
+                Err(err) => tracing::warn!("{err}"),
+            }
+        }
+        worker
+    }
+
+    fn run(mut self, commands: Receiver<WorkerCommand>) {
+        let mut token = None;
+        loop {
+            let update = self.check(token.take());
+            if self.updates.send(update).is_err() {
+                return;
+            }
+            let wait = self
+                .schedule
+                .next_check()
+                .map(|at| at.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_secs(10));
+            select! {
+                recv(commands) -> cmd => match cmd {
+                    Ok(WorkerCommand::CheckNow { token: t }) => token = t,
+                    Err(_) => return,
+                },
+                recv(self.watch_rx) -> _ => {
+                    tracing::debug!("ref change noticed; checking now");
+                }
+                default(wait) => {}
+            }
+        }
+    }
+
+    fn check(&mut self, token: Option<u64>) -> SourceUpdate {
+        let started = Instant::now();
+        let result = match &self.config.origin {
+            Origin::Git(_) => self.check_git(),
+            Origin::Dir(dir) => {
+                let dir = dir.clone();
+                self.check_dir(&dir)
+            }
+        };
+        let now = Instant::now();
+        let (tip, snapshot, error) = match result {
+            Ok((tip, snapshot)) => {
+                let changed = snapshot.is_some();
+                self.schedule.on_check(changed, now);
+                if self.last_error_kind.take().is_some() {
+                    tracing::info!("source recovered");
+                }
+                (tip, snapshot, None)
+            }
+            Err((kind, message)) => {
+                self.schedule.on_error(now);
+                if self.last_error_kind.as_deref() != Some(kind.as_str()) {
+                    tracing::error!("{message}");
+                    self.last_error_kind = Some(kind);
+                }
+                (None, None, Some(message))
+            }
+        };
+        let next_check = self
+            .schedule
+            .next_check()
+            .map(|at| SystemTime::now() + at.saturating_duration_since(Instant::now()));
+        tracing::debug!("check took {:?}", started.elapsed());
+        SourceUpdate {
+            token,
+            checked_at: SystemTime::now(),
+            next_check,
+            poll_interval: self.schedule.interval(),
+            tip,
+            snapshot,
+            error,
+        }
+    }
+
+    /// One git check: ref advertisement, fetch if moved, verify, read and parse.
+    #[allow(clippy::type_complexity)]
+    fn check_git(&mut self) -> Result<(Option<String>, Option<Snapshot>), (String, String)> {
+        let Origin::Git(cfg) = &self.config.origin else {
+            return Ok((None, None));
+        };
+        if self.git.is_none() {
+            let source = GitSource::open(cfg.clone())
+                .map_err(|e| (e.kind().to_string(), e.to_string()))?;
+            self.git = Some(source);
+        }
+        let Some(git) = self.git.as_mut() else {
+            return Ok((None, None));
+        };
+        let fetch_started = Instant::now();
+        let outcome = git
+            .check()
+            .map_err(|e| (e.kind().to_string(), e.to_string()))?;
+        let fetch_time = fetch_started.elapsed();
+        let tip = outcome.tip.clone();
+        let signers_changed = self.signers_changed();
+        if self.sent_tip.as_deref() == Some(tip.as_str()) && !signers_changed {
+            return Ok((Some(tip), None));
+        }
+        if let Some(policy) = &self.config.signing {
+            if let Err(err) = crate::source::verify_commit_signature(git.repository(), &tip, policy)
+            {
+                self.signers_stamp = signers_stamp(policy);
+                let short = tip.get(..10).unwrap_or(&tip);
+                return Err((
+                    format!("signature:{tip}"),
+                    format!("commit {short} not applied: {err}"),
+                ));
+            }
+        }
+        let tree = git
+            .read_units(&tip)
+            .map_err(|e| (e.kind().to_string(), e.to_string()))?;
+        let info = git.commit_info(&tip).ok();
+        let parse_started = Instant::now();
+        let units = crate::unit::load_tree(&tree, &self.config.ctx);
+        let snapshot = Snapshot {
+            commit: Some(tip.clone()),
+            subject: info.as_ref().map(|i| i.subject.clone()),
+            commit_time: info.as_ref().map(|i| i.author_time),
+            units,
+            fetch_time,
+            parse_time: parse_started.elapsed(),
+        };
+        self.sent_tip = Some(tip.clone());
+        Ok((Some(tip), Some(snapshot)))
+    }
+
+    /// Whether the allowed-signers file changed since a tip was rejected (re-verify then).
+    fn signers_changed(&self) -> bool {
+        match (&self.config.signing, self.signers_stamp) {
+            (Some(policy), Some(stamp)) => signers_stamp(policy) != Some(stamp),
+            _ => false,
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn check_dir(
+        &mut self,
+        dir: &std::path::Path,
+    ) -> Result<(Option<String>, Option<Snapshot>), (String, String)> {
+        let parse_started = Instant::now();
+        let tree = FileTree::from_dir(dir).map_err(|e| {
+            (
+                "dir".to_string(),
+                format!("cannot read units directory {}: {e}", dir.display()),
+            )
+        })?;
+        let units = crate::unit::load_tree(&tree, &self.config.ctx);
+        let hashes: BTreeMap<String, String> = units
+            .iter()
+            .map(|(name, u)| (name.clone(), u.content_hash.clone()))
+            .collect();
+        if self.sent_hashes.as_ref() == Some(&hashes) {
+            return Ok((None, None));
+        }
+        self.sent_hashes = Some(hashes);
+        Ok((
+            None,
+            Some(Snapshot {
+                commit: None,
+                subject: None,
+                commit_time: None,
+                units,
+                fetch_time: Duration::ZERO,
+                parse_time: parse_started.elapsed(),
+            }),
+        ))
+    }
+}
+
+fn signers_stamp(policy: &SignaturePolicy) -> Option<SystemTime> {
+    let path = match policy {
+        SignaturePolicy::Ssh {
+            allowed_signers, ..
+        } => allowed_signers,
+        SignaturePolicy::Gpg { home } => home,
+    };
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The filesystem path of a repository URL that is local (a path or `file://`), for the
+/// inotify fast path.
+pub fn local_repo_path(url: &str) -> Option<PathBuf> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(path));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    // scp-style `host:path` has a colon before any slash; a local path does not.
+    if let Some(colon) = url.find(':')
+        && !url[..colon].contains('/')
+    {
+        return None;
+    }
+    Some(PathBuf::from(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_repo_path;
+    use std::path::PathBuf;
+
+    #[test]
+    fn local_paths_are_recognised() {
+        assert_eq!(local_repo_path("/srv/units"), Some(PathBuf::from("/srv/units")));
+        assert_eq!(local_repo_path("."), Some(PathBuf::from(".")));
+        assert_eq!(local_repo_path("file:///srv/u.git"), Some(PathBuf::from("/srv/u.git")));
+        assert_eq!(local_repo_path("https://h/u.git"), None);
+        assert_eq!(local_repo_path("git@host:ops/u.git"), None);
+        assert_eq!(local_repo_path("./a:b"), Some(PathBuf::from("./a:b")));
+    }
+}
