@@ -359,7 +359,9 @@ mod tests {
     use super::*;
     use crate::unit::model::UnitSection;
 
-    fn set(specs: &[(&str, fn(&mut UnitSection))]) -> BTreeMap<String, Arc<Unit>> {
+    type Spec<'a> = (&'a str, fn(&mut UnitSection));
+
+    fn set(specs: &[Spec<'_>]) -> BTreeMap<String, Arc<Unit>> {
         specs
             .iter()
             .map(|(name, f)| {

@@ -835,10 +835,10 @@ impl Service {
         if self.control_ignore {
             f = ServiceResult::Success;
         }
-        if let Some(kind) = kind {
-            if f != ServiceResult::Success || ignored {
-                self.reason = format!("{} exited, {}", kind.key(), describe(status));
-            }
+        if let Some(kind) = kind
+            && (f != ServiceResult::Success || ignored)
+        {
+            self.reason = format!("{} exited, {}", kind.key(), describe(status));
         }
         match self.sub {
             SubState::Condition => {
@@ -897,10 +897,10 @@ impl Service {
             SubState::StopSigterm
             | SubState::StopSigkill
             | SubState::FinalSigterm
-            | SubState::FinalSigkill => {
-                if self.main_pid.is_none() {
-                    self.signal_done(now, fx);
-                }
+            | SubState::FinalSigkill
+                if self.main_pid.is_none() =>
+            {
+                self.signal_done(now, fx)
             }
             _ => {}
         }
@@ -1049,15 +1049,14 @@ impl Service {
         if self.watchdog_deadline.is_some_and(|d| now >= d) {
             return self.watchdog_expired(now, fx);
         }
-        if self.pid_file_retry.is_some_and(|d| now >= d) && !self.deadline.is_some_and(|d| now >= d)
-        {
+        if self.pid_file_retry.is_some_and(|d| now >= d) && self.deadline.is_none_or(|d| now < d) {
             self.pid_file_retry = None;
             if let Some(path) = self.svc().pid_file.clone() {
                 fx.push(Effect::ReadPidFile { path });
             }
             return;
         }
-        if !self.deadline.is_some_and(|d| now >= d) {
+        if self.deadline.is_none_or(|d| now < d) {
             return;
         }
         self.deadline = None;

@@ -136,12 +136,6 @@ impl SubState {
     }
 }
 
-impl Default for ServiceResult {
-    fn default() -> Self {
-        ServiceResult::Success
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
