@@ -1,0 +1,487 @@
+//! [`GitSource`]: one branch of one remote, mirrored into a private bare repository.
+//!
+//! Why a bare mirror: gitproc must never touch a working tree the user owns, and reading
+//! units from committed trees makes "uncommitted edits are ignored" true by construction.
+//! Why check before fetching: a ref advertisement costs one round trip and moves no objects,
+//! so a quiet branch costs the remote (and us) almost nothing per poll.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::remote::Direction;
+
+use super::{SourceError, error_chain};
+use crate::tree::{Entry, FileTree};
+
+/// The mirror's ref that tracks the remote's HEAD when no branch is configured.
+const REMOTE_HEAD_REF: &str = "refs/gitproc/remote-head";
+
+/// Where units come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// A local path, `file://`, `https://`, `ssh://` or scp-style `user@host:path`.
+    pub url: String,
+    /// The branch to follow (`main` or `refs/heads/main`); `None` follows the remote's HEAD.
+    pub branch: Option<String>,
+    /// The directory of the tree that holds the units (`"."` for the root).
+    pub units_dir: String,
+    /// The private bare mirror, normally `<state-dir>/repo.git`.
+    pub mirror: PathBuf,
+}
+
+/// The result of [`GitSource::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    /// The branch tip's commit id (40 hex digits), present in the mirror.
+    pub tip: String,
+    /// The tip differs from the previous successful check of this `GitSource` (always true
+    /// for the first check: the caller compares with its applied commit anyway).
+    pub changed: bool,
+    /// Objects were requested from the remote because the mirror's ref lagged behind.
+    pub fetched: bool,
+}
+
+/// What `gitproc status` shows about a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Full hex id.
+    pub id: String,
+    /// Abbreviated hex id (7 digits, longer if needed to be unique in the mirror).
+    pub short_id: String,
+    /// The first line of the message.
+    pub subject: String,
+    /// The author's name.
+    pub author: String,
+    /// The author time, seconds since the Unix epoch.
+    pub author_time: i64,
+}
+
+/// A followed branch and its mirror. Not `Sync` (gix repositories are single-threaded);
+/// own it from one thread (e.g. a fetcher thread that sends unit sets to the event loop).
+pub struct GitSource {
+    cfg: SourceConfig,
+    repo: gix::Repository,
+    /// The refspec source on the remote (`refs/heads/B` or `HEAD`).
+    remote_ref: String,
+    /// Where the mirror keeps the fetched tip.
+    local_ref: String,
+    last_tip: Option<ObjectId>,
+    interrupt: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for GitSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitSource")
+            .field("cfg", &self.cfg)
+            .field("local_ref", &self.local_ref)
+            .field("last_tip", &self.last_tip)
+            .finish()
+    }
+}
+
+impl GitSource {
+    /// Creates (or reopens) the bare mirror. Contacts no remote.
+    pub fn open(mut cfg: SourceConfig) -> Result<GitSource, SourceError> {
+        cfg.url = normalize_url(&cfg.url)?;
+        cfg.units_dir = normalize_units_dir(&cfg.units_dir);
+        let (remote_ref, local_ref) = match &cfg.branch {
+            Some(b) => {
+                let b = b.trim();
+                let full = if b.starts_with("refs/") {
+                    b.to_string()
+                } else {
+                    format!("refs/heads/{b}")
+                };
+                gix::refs::FullName::try_from(full.as_str()).map_err(|e| {
+                    SourceError::BranchNotFound {
+                        url: cfg.url.clone(),
+                        branch: format!("{b} (invalid name: {e})"),
+                    }
+                })?;
+                (full.clone(), full)
+            }
+            None => ("HEAD".to_string(), REMOTE_HEAD_REF.to_string()),
+        };
+        let repo = open_or_init_mirror(&cfg.mirror)?;
+        Ok(GitSource {
+            cfg,
+            repo,
+            remote_ref,
+            local_ref,
+            last_tip: None,
+            interrupt: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The configuration (URL made absolute for local paths, `units_dir` normalised).
+    pub fn config(&self) -> &SourceConfig {
+        &self.cfg
+    }
+
+    /// The ref followed on the remote: `refs/heads/B`, or `HEAD` when no branch is set.
+    pub fn remote_ref(&self) -> &str {
+        &self.remote_ref
+    }
+
+    /// Setting this flag aborts a running fetch (e.g. on daemon shutdown).
+    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.interrupt)
+    }
+
+    /// Cheap check: one ref advertisement; objects are fetched only when the remote's tip
+    /// differs from the mirror's (a force-push is fetched like any new tip). Returns the tip.
+    pub fn check(&mut self) -> Result<CheckOutcome, SourceError> {
+        let url = self.cfg.url.clone();
+        let unreachable = |e: &gix::Error| SourceError::Unreachable {
+            url: url.clone(),
+            message: error_chain(e),
+        };
+        // `+` allows non-fast-forward updates: a force-pushed branch is applied like any tip.
+        let refspec = format!("+{}:{}", self.remote_ref, self.local_ref);
+        let remote = self
+            .repo
+            .remote_at(self.cfg.url.as_str())
+            .map_err(|e| SourceError::InvalidUrl {
+                url: url.clone(),
+                message: error_chain(&e),
+            })?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs([refspec.as_str()], Direction::Fetch)
+            .map_err(|e| SourceError::InvalidUrl {
+                url: url.clone(),
+                message: format!("refspec {refspec}: {}", error_chain(&e)),
+            })?;
+        let connection = remote
+            .connect(Direction::Fetch)
+            .map_err(|e| unreachable(&e))?;
+        // `prepare_fetch` performs the handshake and the ref advertisement (ls-refs) only.
+        let prepare = connection
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| unreachable(&e))?;
+        let advertised = prepare
+            .ref_map()
+            .mappings
+            .iter()
+            .find(|m| {
+                m.local
+                    .as_ref()
+                    .is_some_and(|l| l == self.local_ref.as_str())
+            })
+            .and_then(|m| m.remote.as_id().map(|id| id.to_owned()));
+        let Some(tip) = advertised else {
+            return Err(match &self.cfg.branch {
+                Some(_) => SourceError::BranchNotFound {
+                    url,
+                    branch: self.remote_ref.clone(),
+                },
+                None => SourceError::NoRemoteHead { url },
+            });
+        };
+        let mirrored = self.mirror_tip();
+        let fetched = if mirrored == Some(tip) && self.repo.has_object(tip) {
+            // Dropping `prepare` ends the conversation without negotiating a pack.
+            drop(prepare);
+            false
+        } else {
+            prepare
+                .receive(gix::progress::Discard, &self.interrupt)
+                .map_err(|e| SourceError::Fetch {
+                    url: url.clone(),
+                    branch: self.remote_ref.clone(),
+                    message: error_chain(&e),
+                })?;
+            if !self.repo.has_object(tip) {
+                return Err(SourceError::Fetch {
+                    url,
+                    branch: self.remote_ref.clone(),
+                    message: format!("the remote did not send commit {tip}"),
+                });
+            }
+            true
+        };
+        let changed = self.last_tip != Some(tip);
+        self.last_tip = Some(tip);
+        Ok(CheckOutcome {
+            tip: tip.to_string(),
+            changed,
+            fetched,
+        })
+    }
+
+    /// The tip last fetched into the mirror (survives restarts), if any.
+    pub fn mirrored_tip(&self) -> Option<String> {
+        self.mirror_tip().map(|id| id.to_string())
+    }
+
+    /// Resolves a full commit id, or a branch/ref name known to the mirror, to a commit id.
+    pub fn resolve(&self, rev: &str) -> Result<String, SourceError> {
+        let unknown = || SourceError::UnknownRevision {
+            url: self.cfg.url.clone(),
+            rev: rev.to_string(),
+        };
+        if let Ok(id) = ObjectId::from_hex(rev.as_bytes()) {
+            return self
+                .repo
+                .find_commit(id)
+                .map(|c| c.id.to_string())
+                .map_err(|_| unknown());
+        }
+        let mut reference = self
+            .repo
+            .try_find_reference(rev)
+            .ok()
+            .flatten()
+            .ok_or_else(unknown)?;
+        let id = reference.peel_to_id().map_err(|_| unknown())?;
+        let commit = self.repo.find_commit(id.detach()).map_err(|_| unknown())?;
+        Ok(commit.id.to_string())
+    }
+
+    /// Reads every file and symlink under `units_dir` of `commit`'s tree, keyed by path
+    /// relative to `units_dir`. Submodules are skipped (they have no content here).
+    pub fn read_units(&self, commit: &str) -> Result<FileTree, SourceError> {
+        let commit_id = self.parse_id(commit)?;
+        let commit_obj = self
+            .repo
+            .find_commit(commit_id)
+            .map_err(|e| self.object_error(commit, commit_id, &e))?;
+        let tree_id = commit_obj
+            .tree_id()
+            .map_err(|e| self.object_error(commit, commit_id, &e))?
+            .detach();
+        let root = if self.cfg.units_dir.is_empty() {
+            tree_id
+        } else {
+            let tree = self
+                .repo
+                .find_tree(tree_id)
+                .map_err(|e| self.object_error(commit, tree_id, &e))?;
+            let entry = tree
+                .lookup_entry_by_path(&self.cfg.units_dir)
+                .map_err(|e| self.object_error(commit, tree_id, &e))?;
+            match entry {
+                Some(entry) if entry.mode().is_tree() => entry.object_id(),
+                _ => {
+                    return Err(SourceError::UnitsDirMissing {
+                        commit: commit.to_string(),
+                        units_dir: self.cfg.units_dir.clone(),
+                    });
+                }
+            }
+        };
+        let mut out = FileTree::default();
+        let mut stack = vec![(root, String::new())];
+        while let Some((tree_id, prefix)) = stack.pop() {
+            let tree = self
+                .repo
+                .find_tree(tree_id)
+                .map_err(|e| self.object_error(commit, tree_id, &e))?;
+            let decoded = tree
+                .decode()
+                .map_err(|e| self.object_error(commit, tree_id, &e))?;
+            for entry in &decoded.entries {
+                let name = entry.filename.to_str_lossy();
+                let path = if prefix.is_empty() {
+                    name.into_owned()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                let oid = entry.oid.to_owned();
+                if entry.mode.is_tree() {
+                    stack.push((oid, path));
+                } else if entry.mode.is_link() {
+                    let blob = self
+                        .repo
+                        .find_blob(oid)
+                        .map_err(|e| self.object_error(commit, oid, &e))?;
+                    let target = blob.data.to_str_lossy().into_owned();
+                    out.entries.insert(path, Entry::Symlink(target));
+                } else if entry.mode.is_blob() {
+                    let mut blob = self
+                        .repo
+                        .find_blob(oid)
+                        .map_err(|e| self.object_error(commit, oid, &e))?;
+                    out.entries.insert(path, Entry::File(blob.take_data()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Id, subject, author and time of `commit`.
+    pub fn commit_info(&self, commit: &str) -> Result<CommitInfo, SourceError> {
+        let id = self.parse_id(commit)?;
+        let c = self
+            .repo
+            .find_commit(id)
+            .map_err(|e| self.object_error(commit, id, &e))?;
+        let subject = c
+            .message()
+            .map(|m| m.summary().to_str_lossy().into_owned())
+            .map_err(|e| self.object_error(commit, id, &e))?;
+        let author = c.author().map_err(|e| self.object_error(commit, id, &e))?;
+        let author_time = author
+            .time()
+            .map(|t| t.seconds)
+            .map_err(|e| self.object_error(commit, id, &e))?;
+        let short_id = c
+            .short_id()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|_| id.to_hex_with_len(7).to_string());
+        Ok(CommitInfo {
+            id: id.to_string(),
+            short_id,
+            subject,
+            author: author.name.to_str_lossy().into_owned(),
+            author_time,
+        })
+    }
+
+    /// The mirror repository, e.g. for signature verification.
+    pub fn repository(&self) -> &gix::Repository {
+        &self.repo
+    }
+
+    /// True when the remote is on the local filesystem (a path or `file://`), where the
+    /// inotify fast path applies.
+    pub fn is_local(&self) -> bool {
+        self.local_path().is_some()
+    }
+
+    /// The local repository's path (worktree or bare), for [`super::watch()`].
+    pub fn local_path(&self) -> Option<PathBuf> {
+        local_path_of(&self.cfg.url)
+    }
+
+    fn mirror_tip(&self) -> Option<ObjectId> {
+        let mut r = self
+            .repo
+            .try_find_reference(self.local_ref.as_str())
+            .ok()??;
+        r.peel_to_id().ok().map(|id| id.detach())
+    }
+
+    fn parse_id(&self, commit: &str) -> Result<ObjectId, SourceError> {
+        ObjectId::from_hex(commit.trim().as_bytes()).map_err(|_| SourceError::UnknownRevision {
+            url: self.cfg.url.clone(),
+            rev: commit.to_string(),
+        })
+    }
+
+    fn object_error(&self, commit: &str, id: ObjectId, e: &gix::Error) -> SourceError {
+        SourceError::Object {
+            url: self.cfg.url.clone(),
+            commit: commit.to_string(),
+            id: id.to_string(),
+            message: error_chain(e),
+        }
+    }
+}
+
+fn open_or_init_mirror(mirror: &Path) -> Result<gix::Repository, SourceError> {
+    let fail = |message: String| SourceError::Mirror {
+        mirror: mirror.to_path_buf(),
+        message,
+    };
+    if mirror.join("HEAD").exists() {
+        let repo = gix::open(mirror).map_err(|e| fail(error_chain(&e)))?;
+        if !repo.is_bare() {
+            return Err(fail(
+                "it is not a bare repository; gitproc only uses a private bare mirror".into(),
+            ));
+        }
+        return Ok(repo);
+    }
+    if let Some(parent) = mirror.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;
+    }
+    gix::init_bare(mirror).map_err(|e| fail(error_chain(&e)))
+}
+
+/// Makes relative local paths absolute so the mirror keeps working whatever the cwd is.
+fn normalize_url(url: &str) -> Result<String, SourceError> {
+    let trimmed = url.trim();
+    let invalid = |message: String| SourceError::InvalidUrl {
+        url: url.to_string(),
+        message,
+    };
+    if trimmed.is_empty() {
+        return Err(invalid("it is empty".into()));
+    }
+    let parsed =
+        gix::url::parse(trimmed.as_bytes().as_bstr()).map_err(|e| invalid(e.to_string()))?;
+    if parsed.scheme == gix::url::Scheme::File && !trimmed.starts_with("file://") {
+        let path = Path::new(trimmed);
+        if path.is_relative() {
+            let cwd = std::env::current_dir()
+                .map_err(|e| invalid(format!("cannot resolve a relative path: {e}")))?;
+            return Ok(cwd.join(path).to_string_lossy().into_owned());
+        }
+    }
+    Ok(trimmed.to_string())
+}
+
+fn normalize_units_dir(dir: &str) -> String {
+    let parts: Vec<&str> = dir
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    parts.join("/")
+}
+
+fn local_path_of(url: &str) -> Option<PathBuf> {
+    let parsed = gix::url::parse(url.as_bytes().as_bstr()).ok()?;
+    if parsed.scheme != gix::url::Scheme::File {
+        return None;
+    }
+    gix::path::from_bstr(parsed.path.as_bstr())
+        .ok()
+        .map(|p| p.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_dir_is_normalised() {
+        assert_eq!(normalize_units_dir("."), "");
+        assert_eq!(normalize_units_dir("./"), "");
+        assert_eq!(normalize_units_dir(""), "");
+        assert_eq!(normalize_units_dir("./units/"), "units");
+        assert_eq!(normalize_units_dir("a//b/./c"), "a/b/c");
+    }
+
+    #[test]
+    fn local_paths_are_recognised() {
+        assert_eq!(
+            local_path_of("/srv/units.git"),
+            Some(PathBuf::from("/srv/units.git"))
+        );
+        assert_eq!(
+            local_path_of("file:///srv/units"),
+            Some(PathBuf::from("/srv/units"))
+        );
+        assert_eq!(local_path_of("https://example.com/u.git"), None);
+        assert_eq!(local_path_of("git@example.com:u.git"), None);
+        assert_eq!(local_path_of("ssh://example.com/u.git"), None);
+    }
+
+    #[test]
+    fn relative_paths_become_absolute_and_empty_urls_are_refused() {
+        let abs = normalize_url("some/repo").unwrap();
+        assert!(Path::new(&abs).is_absolute(), "{abs}");
+        assert!(matches!(
+            normalize_url("  "),
+            Err(SourceError::InvalidUrl { .. })
+        ));
+        assert_eq!(
+            normalize_url("https://example.com/u.git").unwrap(),
+            "https://example.com/u.git"
+        );
+    }
+}
