@@ -248,10 +248,13 @@ pub enum StateError {
 }
 
 impl Clone for StateError {
-    /// `io::Error` is not `Clone`; the copy keeps its kind and message, which is all callers
-    /// (a flush result fanned out to several waiters) need.
+    /// `io::Error` is not `Clone`; the copy keeps its errno (or kind and message), which is all
+    /// callers (a flush result fanned out to several waiters) need.
     fn clone(&self) -> Self {
-        let io_copy = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        let io_copy = |e: &io::Error| match e.raw_os_error() {
+            Some(errno) => io::Error::from_raw_os_error(errno),
+            None => io::Error::new(e.kind(), e.to_string()),
+        };
         match self {
             StateError::TooNew {
                 found,
