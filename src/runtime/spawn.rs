@@ -885,15 +885,25 @@ impl ChildPlan {
             }
             // Reset every disposition to default (ignored signals survive execve) and
             // unblock everything (the daemon blocks signals for signal-hook's thread).
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = libc::SIG_DFL;
-            libc::sigemptyset(&mut sa.sa_mask);
-            for sig in 1..=libc::SIGRTMAX() {
+            // The raw system call also reaches the real-time signals glibc reserves for
+            // itself (32, 33), which its sigaction() refuses to touch.
+            let dfl = KernelSigaction {
+                handler: libc::SIG_DFL,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            for sig in 1..=64 {
                 if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                     continue;
                 }
-                // Fails (EINVAL) for glibc-reserved real-time signals: fine.
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                );
             }
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
@@ -964,6 +974,16 @@ impl ChildPlan {
         }
         Ok(())
     }
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2) (x86_64 and the generic layout with
+/// `SA_RESTORER`, e.g. aarch64): handler, flags, restorer, 64-bit mask.
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
 }
 
 /// Marks every fd >= `first` close-on-exec. `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11);
