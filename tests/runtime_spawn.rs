@@ -87,7 +87,10 @@ fn nice_and_oom_score_adjust_are_applied() {
         oom_score_adjust: Some(300),
         ..ServiceSection::default()
     };
-    let (out, _) = run(&svc, &sh("cut -d' ' -f19 /proc/self/stat; cat /proc/self/oom_score_adj"));
+    let (out, _) = run(
+        &svc,
+        &sh("cut -d' ' -f19 /proc/self/stat; cat /proc/self/oom_score_adj"),
+    );
     let v: Vec<&str> = out.lines().collect();
     assert_eq!(v, vec!["7", "300"]);
 }
@@ -99,7 +102,10 @@ fn user_nobody_drops_privileges() {
         no_new_privileges: true,
         ..ServiceSection::default()
     };
-    let (out, _) = run(&svc, &sh("id -u; id -g; echo $USER $HOME; grep NoNewPrivs /proc/self/status"));
+    let (out, _) = run(
+        &svc,
+        &sh("id -u; id -g; echo $USER $HOME; grep NoNewPrivs /proc/self/status"),
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "65534");
     assert_eq!(lines[1], "65534");
@@ -213,17 +219,26 @@ fn no_fd_leaks_into_children() {
         .lines()
         .filter_map(|l| {
             let (left, target) = l.split_once(" -> ")?;
-            Some((left.split_whitespace().last()?.to_string(), target.to_string()))
+            Some((
+                left.split_whitespace().last()?.to_string(),
+                target.to_string(),
+            ))
         })
         .collect();
     let extra: Vec<&(String, String)> = fds
         .iter()
         .filter(|(fd, target)| !["0", "1", "2"].contains(&fd.as_str()) && !target.ends_with("/fd"))
         .collect();
-    assert!(extra.is_empty(), "leaked fds: {extra:?}\nfull listing:\n{out}");
+    assert!(
+        extra.is_empty(),
+        "leaked fds: {extra:?}\nfull listing:\n{out}"
+    );
     let stdin = fds.iter().find(|(fd, _)| fd == "0").expect("fd 0");
     assert_eq!(stdin.1, "/dev/null");
-    assert!(fds.len() <= 4, "only 0 1 2 and ls's own directory fd: {fds:?}");
+    assert!(
+        fds.len() <= 4,
+        "only 0 1 2 and ls's own directory fd: {fds:?}"
+    );
 }
 
 #[test]
@@ -259,7 +274,9 @@ fn directories_are_created_with_mode_and_owner() {
         logs_directory: vec!["svc-logs".into()],
         ..ServiceSection::default()
     };
-    let cmd = sh("echo $RUNTIME_DIRECTORY; echo $STATE_DIRECTORY; echo $LOGS_DIRECTORY; touch $STATE_DIRECTORY/ok");
+    let cmd = sh(
+        "echo $RUNTIME_DIRECTORY; echo $STATE_DIRECTORY; echo $LOGS_DIRECTORY; touch $STATE_DIRECTORY/ok",
+    );
     let req = SpawnRequest::new("t.service", &cmd, &svc, "id", &dirs);
     let (out, exit) = run_req(&req);
     assert_eq!(exit.code, Some(0), "{out}");
@@ -272,7 +289,10 @@ fn directories_are_created_with_mode_and_owner() {
     let meta = fs::metadata(&run_dir).expect("runtime dir");
     assert_eq!(meta.mode() & 0o7777, 0o750);
     assert_eq!(meta.uid(), 65534);
-    assert!(dirs.state.join("svc-state/ok").exists(), "writable by the service user");
+    assert!(
+        dirs.state.join("svc-state/ok").exists(),
+        "writable by the service user"
+    );
     assert!(dirs.logs.join("svc-logs").is_dir());
 }
 
@@ -291,7 +311,10 @@ fn directory_names_cannot_escape_the_base() {
     let cmd = sh("true");
     let err = runtime::spawn(&SpawnRequest::new("t.service", &cmd, &svc, "id", &dirs))
         .expect_err("escaping name");
-    assert!(err.to_string().starts_with("StateDirectory=../escape: "), "{err}");
+    assert!(
+        err.to_string().starts_with("StateDirectory=../escape: "),
+        "{err}"
+    );
 }
 
 #[test]

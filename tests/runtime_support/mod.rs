@@ -96,7 +96,13 @@ pub fn read_to_end(fd: OwnedFd, secs: u64) -> String {
 /// Spawns `cmd` with `svc`, captures stdout+stderr, waits for exit.
 pub fn run(svc: &ServiceSection, cmd: &ExecCommand) -> (String, ExitInfo) {
     let dirs = Dirs::default();
-    let req = SpawnRequest::new("test.service", cmd, svc, "0123456789abcdef0123456789abcdef", &dirs);
+    let req = SpawnRequest::new(
+        "test.service",
+        cmd,
+        svc,
+        "0123456789abcdef0123456789abcdef",
+        &dirs,
+    );
     run_req(&req)
 }
 
