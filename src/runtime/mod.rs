@@ -1,1 +1,30 @@
-//! TODO
+//! The OS side of services: spawning, signalling, reaping, the notify socket, pidfds, cgroups.
+//!
+//! Everything here is a thin shell over system calls. It holds no supervisor state: the
+//! event loop owns that and calls these functions to carry out the effects the per-service
+//! state machine returns.
+//!
+//! Threading contract: [`spawn::spawn`] and [`reap::reap_all`] must be called from the same
+//! thread (the event loop). On an exec failure std's `Command::spawn` waits for the failed
+//! child itself; a concurrent `waitpid(-1)` on another thread could steal that status.
+//!
+//! Everything this module opens is `O_CLOEXEC`, and the child additionally marks every fd
+//! >= 3 close-on-exec before `execve`, so nothing the daemon holds leaks into services.
+
+pub mod cgroup;
+pub mod kill;
+pub mod notify_socket;
+pub mod pidfd;
+pub mod procstat;
+pub mod reap;
+pub mod spawn;
+
+pub use cgroup::{Cgroup, CgroupRoot};
+pub use kill::{
+    ProcessTracker, SessionSnapshot, processes_of_session, signal_group, signal_verified,
+};
+pub use notify_socket::{NotifyDatagram, NotifySocket};
+pub use pidfd::{PidfdWatcher, pidfd_open};
+pub use procstat::{ProcStat, read_stat, start_time};
+pub use reap::{ExitInfo, reap_all, reap_pid, set_child_subreaper};
+pub use spawn::{Dirs, OutputTarget, SpawnError, SpawnRequest, Spawned, spawn};

@@ -1,0 +1,459 @@
+//! The log collector: ONE thread, one epoll set over every service's stdout/stderr pipe.
+//!
+//! Flow control: for each ready pipe the thread reads at most one chunk, writes the lines
+//! to the unit's file synchronously, then moves on to the next ready pipe (level-triggered
+//! epoll, so a pipe that still has data comes back on the next round). Nothing is buffered
+//! beyond one chunk and one partial line per pipe: a service that writes faster than its
+//! file takes it fills its own pipe and blocks in write(2) (backpressure), while the other
+//! services' pipes are served every round. The daemon never writes into these pipes.
+//! Lines are dropped only when the file write fails (disk full): see [`super::rotate`].
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::format_timestamp;
+use super::rotate::RotatingFile;
+use crate::runtime::pidfd::{drain, eventfd, wake};
+
+/// Default rotation size: 10 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;
+/// Default number of rotated files kept.
+pub const DEFAULT_KEEP: u32 = 5;
+/// Bytes read from one pipe per round.
+const CHUNK: usize = 64 << 10;
+/// A line longer than this without a newline is written in pieces (systemd's LineMax=).
+pub const MAX_LINE: usize = 48 << 10;
+
+/// Where and how logs are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `<state-dir>/logs`; created if missing.
+    pub dir: PathBuf,
+    /// Rotate when `<unit>.log` would exceed this size.
+    pub max_bytes: u64,
+    /// Rotated files kept (`<unit>.log.1` ... `.keep`).
+    pub keep: u32,
+}
+
+impl LogConfig {
+    /// `dir` with the default size (10 MiB) and count (5).
+    pub fn new(dir: impl Into<PathBuf>) -> LogConfig {
+        LogConfig {
+            dir: dir.into(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            keep: DEFAULT_KEEP,
+        }
+    }
+}
+
+/// Which output of the service a pipe carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+enum Cmd {
+    Add(String, OwnedFd, Stream),
+    Note(String, String),
+    Barrier(Sender<()>),
+}
+
+/// Handle to the collector thread. Dropping it drains what is readable and stops it.
+pub struct LogCollector {
+    cfg: LogConfig,
+    cmds: Sender<Cmd>,
+    wake: OwnedFd,
+    dropped: Arc<Mutex<HashMap<String, u64>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LogCollector {
+    /// Creates the log directory and starts the collector thread.
+    pub fn start(cfg: LogConfig) -> io::Result<LogCollector> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("log directory {}: {e}", cfg.dir.display()),
+            )
+        })?;
+        // SAFETY: epoll_create1 returns a new fd or -1.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if ep < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh fd we own.
+        let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+        let wake_fd = eventfd()?;
+        epoll_add(&ep, wake_fd.as_raw_fd(), WAKE_TOKEN)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let dropped = Arc::new(Mutex::new(HashMap::new()));
+        let mut worker = Worker {
+            cfg: cfg.clone(),
+            ep,
+            wake: wake_fd.try_clone()?,
+            cmds: rx,
+            sources: Vec::new(),
+            free: Vec::new(),
+            files: HashMap::new(),
+            dropped: Arc::clone(&dropped),
+            buf: vec![0u8; CHUNK],
+            out: Vec::with_capacity(CHUNK * 2),
+        };
+        let thread = std::thread::Builder::new()
+            .name("gitproc-logs".into())
+            .spawn(move || worker.run())?;
+        Ok(LogCollector {
+            cfg,
+            cmds: tx,
+            wake: wake_fd,
+            dropped,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.cfg
+    }
+
+    /// Collects `fd` (a pipe's read end) into `<dir>/<unit>.log` until EOF.
+    pub fn add(&self, unit: &str, fd: OwnedFd, stream: Stream) -> io::Result<()> {
+        set_nonblocking(&fd)?;
+        self.send(Cmd::Add(unit.to_string(), fd, stream))
+    }
+
+    /// Appends one line written by gitproc itself (e.g. `exec failed: ...`) to the unit's
+    /// log, in order with the service's own lines.
+    pub fn note(&self, unit: &str, line: &str) -> io::Result<()> {
+        self.send(Cmd::Note(unit.to_string(), line.to_string()))
+    }
+
+    /// Waits until the collector has handled every command sent before (tests, shutdown).
+    pub fn barrier(&self) -> io::Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Cmd::Barrier(tx))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("log collector thread has stopped"))
+    }
+
+    /// Lines dropped for `unit` since start (write failures such as a full disk).
+    pub fn dropped_lines(&self, unit: &str) -> u64 {
+        self.dropped
+            .lock()
+            .map(|m| m.get(unit).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn send(&self, cmd: Cmd) -> io::Result<()> {
+        self.cmds
+            .send(cmd)
+            .map_err(|_| io::Error::other("log collector thread has stopped"))?;
+        wake(&self.wake)
+    }
+}
+
+impl Drop for LogCollector {
+    fn drop(&mut self) {
+        let (dead, _) = crossbeam_channel::bounded(0);
+        self.cmds = dead;
+        let _ = wake(&self.wake);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const WAKE_TOKEN: u64 = u64::MAX;
+
+fn epoll_add(ep: &OwnedFd, fd: i32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+        u64: token,
+    };
+    // SAFETY: valid epoll fd, fd and event.
+    if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on a valid fd.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+struct Source {
+    unit: String,
+    fd: OwnedFd,
+    #[allow(dead_code)]
+    stream: Stream,
+    /// Bytes after the last newline, waiting for the rest of their line.
+    partial: Vec<u8>,
+}
+
+struct Worker {
+    cfg: LogConfig,
+    ep: OwnedFd,
+    wake: OwnedFd,
+    cmds: Receiver<Cmd>,
+    /// Indexed by epoll token.
+    sources: Vec<Option<Source>>,
+    free: Vec<usize>,
+    /// Open log files and how many pipes feed each.
+    files: HashMap<String, (RotatingFile, usize)>,
+    dropped: Arc<Mutex<HashMap<String, u64>>>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        loop {
+            // SAFETY: events is a valid buffer of its length.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.ep.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    -1,
+                )
+            };
+            if n < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                tracing::error!(
+                    "log collector: epoll_wait failed: {}",
+                    io::Error::last_os_error()
+                );
+                return;
+            }
+            let prefix = format!("{} ", format_timestamp(SystemTime::now()));
+            let mut commands = false;
+            for ev in &events[..n as usize] {
+                let token = ev.u64;
+                if token == WAKE_TOKEN {
+                    commands = true;
+                } else {
+                    self.read_source(token as usize, &prefix);
+                }
+            }
+            if commands {
+                drain(&self.wake);
+                if !self.handle_commands(&prefix) {
+                    self.shutdown(&prefix);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Returns false when the handle was dropped.
+    fn handle_commands(&mut self, prefix: &str) -> bool {
+        loop {
+            match self.cmds.try_recv() {
+                Ok(Cmd::Add(unit, fd, stream)) => self.add(unit, fd, stream),
+                Ok(Cmd::Note(unit, line)) => {
+                    let mut out = Vec::with_capacity(prefix.len() + line.len() + 1);
+                    push_line(&mut out, prefix, line.as_bytes());
+                    let (file, _) = self.file_for(&unit);
+                    let n = file.append(prefix, &out);
+                    self.publish_dropped(&unit, n);
+                    self.release_if_unused(&unit);
+                }
+                Ok(Cmd::Barrier(done)) => {
+                    let _ = done.send(());
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn file_for(&mut self, unit: &str) -> &mut (RotatingFile, usize) {
+        let cfg = &self.cfg;
+        self.files.entry(unit.to_string()).or_insert_with(|| {
+            (
+                RotatingFile::new(&cfg.dir, unit, cfg.max_bytes, cfg.keep),
+                0,
+            )
+        })
+    }
+
+    fn release_if_unused(&mut self, unit: &str) {
+        // Keep a file with unreported drops open so the report is not lost.
+        if let Some((f, users)) = self.files.get(unit)
+            && *users == 0
+            && f.pending_dropped() == 0
+        {
+            self.files.remove(unit);
+        }
+    }
+
+    fn add(&mut self, unit: String, fd: OwnedFd, stream: Stream) {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.sources.push(None);
+            self.sources.len() - 1
+        });
+        if let Err(e) = epoll_add(&self.ep, fd.as_raw_fd(), idx as u64) {
+            tracing::error!("log collector: cannot watch the output of {unit}: {e}");
+            self.free.push(idx);
+            return;
+        }
+        self.file_for(&unit).1 += 1;
+        self.sources[idx] = Some(Source {
+            unit,
+            fd,
+            stream,
+            partial: Vec::new(),
+        });
+    }
+
+    /// Reads one chunk from a ready pipe and writes its complete lines.
+    fn read_source(&mut self, idx: usize, prefix: &str) {
+        let Some(Some(src)) = self.sources.get_mut(idx) else {
+            return;
+        };
+        // SAFETY: reads into our own buffer of its length.
+        let n = unsafe {
+            libc::read(
+                src.fd.as_raw_fd(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => return,
+                _ => {
+                    tracing::warn!("log collector: reading the output of {}: {e}", src.unit);
+                }
+            }
+        }
+        if n <= 0 {
+            self.close_source(idx, prefix);
+            return;
+        }
+        let data = &self.buf[..n as usize];
+        self.out.clear();
+        let mut rest = data;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            if src.partial.is_empty() {
+                push_line(&mut self.out, prefix, &rest[..pos]);
+            } else {
+                src.partial.extend_from_slice(&rest[..pos]);
+                push_line(&mut self.out, prefix, &src.partial);
+                src.partial.clear();
+            }
+            rest = &rest[pos + 1..];
+        }
+        src.partial.extend_from_slice(rest);
+        while src.partial.len() >= MAX_LINE {
+            let line: Vec<u8> = src.partial.drain(..MAX_LINE).collect();
+            push_line(&mut self.out, prefix, &line);
+        }
+        if self.out.is_empty() {
+            return;
+        }
+        let unit = src.unit.clone();
+        let out = std::mem::take(&mut self.out);
+        let (file, _) = self.file_for(&unit);
+        let dropped = file.append(prefix, &out);
+        self.out = out;
+        self.publish_dropped(&unit, dropped);
+    }
+
+    fn close_source(&mut self, idx: usize, prefix: &str) {
+        let Some(src) = self.sources.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(idx);
+        // SAFETY: removing a registered fd from our epoll set.
+        unsafe {
+            libc::epoll_ctl(
+                self.ep.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                src.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            )
+        };
+        let (file, users) = self.file_for(&src.unit);
+        let mut dropped = 0;
+        if !src.partial.is_empty() {
+            let mut out = Vec::new();
+            push_line(&mut out, prefix, &src.partial);
+            dropped = file.append(prefix, &out);
+        }
+        *users = users.saturating_sub(1);
+        self.publish_dropped(&src.unit, dropped);
+        self.release_if_unused(&src.unit);
+    }
+
+    fn publish_dropped(&mut self, unit: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Ok(mut m) = self.dropped.lock() {
+            *m.entry(unit.to_string()).or_insert(0) += n;
+        }
+    }
+
+    /// Drains what the pipes still hold (without blocking) and stops.
+    fn shutdown(&mut self, prefix: &str) {
+        for idx in 0..self.sources.len() {
+            // Bounded: at most 16 chunks per pipe, a writer that keeps writing is cut off.
+            for _ in 0..16 {
+                let before = self.sources[idx].as_ref().map(|s| s.partial.len());
+                if before.is_none() {
+                    break;
+                }
+                let n = self.read_probe(idx);
+                if n <= 0 {
+                    break;
+                }
+                self.read_source(idx, prefix);
+            }
+            self.close_source(idx, prefix);
+        }
+    }
+
+    /// Whether a pipe has data right now (>0), is empty (0) or at EOF/error (<0).
+    fn read_probe(&self, idx: usize) -> i32 {
+        let Some(Some(src)) = self.sources.get(idx) else {
+            return -1;
+        };
+        let mut p = libc::pollfd {
+            fd: src.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        if r > 0 && p.revents & libc::POLLIN != 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+fn push_line(out: &mut Vec<u8>, prefix: &str, line: &[u8]) {
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(line);
+    out.push(b'\n');
+}
