@@ -64,7 +64,9 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                     sup.units_mut().insert(name.clone(), m);
                 }
             }
-            summary.errors.push(serde_json::json!({"unit": name, "error": error}));
+            summary
+                .errors
+                .push(serde_json::json!({"unit": name, "error": error}));
             continue;
         };
         let unit = Arc::new(unit);
@@ -125,7 +127,11 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
         .units_mut()
         .iter()
         .filter(|(_, m)| !m.removed)
-        .filter_map(|(name, m)| m.service.as_ref().map(|s| (name.clone(), Arc::clone(s.unit()))))
+        .filter_map(|(name, m)| {
+            m.service
+                .as_ref()
+                .map(|s| (name.clone(), Arc::clone(s.unit())))
+        })
         .collect();
     let (graph, dep_errors) = Graph::build(&loaded);
     for (name, error) in &dep_errors {
@@ -133,7 +139,9 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
         if let Some(m) = sup.units_mut().get_mut(name) {
             m.load_error = Some(error.clone());
         }
-        summary.errors.push(serde_json::json!({"unit": name, "error": error}));
+        summary
+            .errors
+            .push(serde_json::json!({"unit": name, "error": error}));
     }
     let order = graph.start_order(&actions.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
     sup.set_graph(graph);

@@ -71,9 +71,9 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
                 );
             };
             let url = match worker::local_repo_path(&repo) {
-                Some(path) if !repo.starts_with("file://") => absolute(&path)?
-                    .to_string_lossy()
-                    .into_owned(),
+                Some(path) if !repo.starts_with("file://") => {
+                    absolute(&path)?.to_string_lossy().into_owned()
+                }
                 _ => repo,
             };
             Origin::Git(SourceConfig {
@@ -138,7 +138,8 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
         .with_context(|| format!("control socket {}", socket_path.display()))?;
 
     let notify_path = state_dir.join(NOTIFY_SOCKET_NAME);
-    let (_notify_socket, notify_rx) = crate::runtime::notify_socket::NotifySocket::bind(&notify_path)?;
+    let (_notify_socket, notify_rx) =
+        crate::runtime::notify_socket::NotifySocket::bind(&notify_path)?;
 
     let logs = crate::logs::collector::LogCollector::start(crate::logs::collector::LogConfig {
         dir: state_dir.join(crate::state::LOGS_DIR),

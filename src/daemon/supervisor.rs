@@ -24,9 +24,7 @@ use crate::service::{
     ActiveState, Effect, Event, ExitStatus, KillTarget, NotifyMessage, ProcessRole, Service,
     SubState,
 };
-use crate::state::format::{
-    DaemonState, Override, OverrideKind, PersistedState, UnitState,
-};
+use crate::state::format::{DaemonState, Override, OverrideKind, PersistedState, UnitState};
 use crate::state::writer::StateWriter;
 use crate::unit::model::{ServiceType, Unit};
 
@@ -204,10 +202,7 @@ impl Supervisor {
     // ----- time -----
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let mut next = self
-            .settings
-            .fallback_reap
-            .map(|tick| now + tick);
+        let mut next = self.settings.fallback_reap.map(|tick| now + tick);
         let mut consider = |at: Option<Instant>| {
             if let Some(at) = at {
                 next = Some(next.map_or(at, |n: Instant| n.min(at)));
@@ -367,7 +362,8 @@ impl Supervisor {
                 if role == ProcessRole::Main {
                     m.main_start_time = Some((pid, spawned.start_time));
                     if let Some(exited) = m.exited_at.take() {
-                        self.perf.record(Op::ReapToRestart, now.saturating_duration_since(exited));
+                        self.perf
+                            .record(Op::ReapToRestart, now.saturating_duration_since(exited));
                     }
                 }
                 self.pids.insert(pid, name.to_string());
@@ -426,7 +422,11 @@ impl Supervisor {
             return;
         };
         let status = svc.status();
-        if m.removed && matches!(status.active_state, ActiveState::Inactive | ActiveState::Failed)
+        if m.removed
+            && matches!(
+                status.active_state,
+                ActiveState::Inactive | ActiveState::Failed
+            )
         {
             tracing::info!("{name}: removed from the repository and stopped; forgotten");
             self.units.remove(name);
@@ -538,7 +538,10 @@ impl Supervisor {
                 .map(|(name, _)| name.clone())
         });
         let Some(name) = owner else {
-            tracing::debug!("notify message from pid {} that is not ours; ignored", dgram.pid);
+            tracing::debug!(
+                "notify message from pid {} that is not ours; ignored",
+                dgram.pid
+            );
             return;
         };
         let message = NotifyMessage::parse(&dgram.data);
@@ -792,7 +795,9 @@ impl Supervisor {
                         by: by.clone(),
                         at: unix_now(),
                     });
-                    tracing::info!("operator {by} stopped {name}; it stays stopped until `gitproc start`");
+                    tracing::info!(
+                        "operator {by} stopped {name}; it stays stopped until `gitproc start`"
+                    );
                 }
                 JobKind::Reload => {}
             }
@@ -864,7 +869,9 @@ impl Supervisor {
                         !queued
                             && !matches!(
                                 st.active_state,
-                                ActiveState::Activating | ActiveState::Deactivating | ActiveState::Reloading
+                                ActiveState::Activating
+                                    | ActiveState::Deactivating
+                                    | ActiveState::Reloading
                             )
                     }
                 }
@@ -896,7 +903,11 @@ impl Supervisor {
                 .collect();
             let data = serde_json::json!({ "units": w.units, "failed": failed });
             let reply = if !settled {
-                Reply::partial(1, "timed out waiting for the job; it continues in the background", data)
+                Reply::partial(
+                    1,
+                    "timed out waiting for the job; it continues in the background",
+                    data,
+                )
             } else if failed.is_empty() {
                 Reply::ok(data)
             } else {
@@ -928,7 +939,10 @@ impl Supervisor {
             "daemon": self.daemon_json(),
             "units": units,
         });
-        let missing: Vec<&String> = names.iter().filter(|n| !self.units.contains_key(*n)).collect();
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|n| !self.units.contains_key(*n))
+            .collect();
         if let Some(name) = missing.first() {
             return Reply::partial(
                 crate::cli::exit::NO_SUCH_UNIT,
@@ -1136,10 +1150,6 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn is_unit_running(&self, name: &str) -> bool {
-        self.is_running(name)
-    }
-
     pub(super) fn begin_trial(&mut self, name: &str, commit: Option<String>) {
         if let Some(m) = self.units.get_mut(name) {
             m.trial = Some(Trial {
@@ -1225,7 +1235,12 @@ fn read_pid_file(path: &str) -> Result<i32, String> {
         .parse::<i32>()
         .ok()
         .filter(|&pid| pid > 1)
-        .ok_or_else(|| format!("PIDFile={path}: does not hold a valid pid: {:?}", text.trim()))
+        .ok_or_else(|| {
+            format!(
+                "PIDFile={path}: does not hold a valid pid: {:?}",
+                text.trim()
+            )
+        })
 }
 
 fn user_name(uid: u32) -> String {

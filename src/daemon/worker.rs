@@ -200,10 +200,11 @@ impl Worker {
             return Ok((None, None));
         };
         if self.git.is_none() {
-            let source = GitSource::open(cfg.clone())
-                .map_err(|e| (e.kind().to_string(), e.to_string()))?;
+            let source =
+                GitSource::open(cfg.clone()).map_err(|e| (e.kind().to_string(), e.to_string()))?;
             self.git = Some(source);
         }
+        let signers_changed = self.signers_changed();
         let Some(git) = self.git.as_mut() else {
             return Ok((None, None));
         };
@@ -213,7 +214,6 @@ impl Worker {
             .map_err(|e| (e.kind().to_string(), e.to_string()))?;
         let fetch_time = fetch_started.elapsed();
         let tip = outcome.tip.clone();
-        let signers_changed = self.signers_changed();
         if self.sent_tip.as_deref() == Some(tip.as_str()) && !signers_changed {
             return Ok((Some(tip), None));
         }
@@ -324,9 +324,15 @@ mod tests {
 
     #[test]
     fn local_paths_are_recognised() {
-        assert_eq!(local_repo_path("/srv/units"), Some(PathBuf::from("/srv/units")));
+        assert_eq!(
+            local_repo_path("/srv/units"),
+            Some(PathBuf::from("/srv/units"))
+        );
         assert_eq!(local_repo_path("."), Some(PathBuf::from(".")));
-        assert_eq!(local_repo_path("file:///srv/u.git"), Some(PathBuf::from("/srv/u.git")));
+        assert_eq!(
+            local_repo_path("file:///srv/u.git"),
+            Some(PathBuf::from("/srv/u.git"))
+        );
         assert_eq!(local_repo_path("https://h/u.git"), None);
         assert_eq!(local_repo_path("git@host:ops/u.git"), None);
         assert_eq!(local_repo_path("./a:b"), Some(PathBuf::from("./a:b")));
