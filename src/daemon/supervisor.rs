@@ -686,12 +686,16 @@ impl Supervisor {
     fn on_source_update(&mut self, update: SourceUpdate) {
         self.source.last_check = Some(update.checked_at);
         self.source.next_check = update.next_check;
+        // Only what the state file keeps makes it dirty: an unchanged poll writes nothing.
+        if self.source.poll_interval.as_secs() != update.poll_interval.as_secs() {
+            self.dirty = true;
+        }
         self.source.poll_interval = update.poll_interval;
-        if update.tip.is_some() {
+        if update.tip.is_some() && update.tip != self.source.fetched_tip {
             self.source.fetched_tip = update.tip.clone();
+            self.dirty = true;
         }
         self.source.error = update.error.clone();
-        self.dirty = true;
         let mut summary = serde_json::json!({
             "commit": self.source.applied_commit,
             "changed": false,

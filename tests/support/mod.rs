@@ -1,0 +1,371 @@
+//! Shared harness for the end-to-end tests: a real git repository of units in a temp dir,
+//! the real `gitproc daemon` on it, deadline waits, and cleanup of every process started.
+//!
+//! Use from a test file with `mod support;`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use gitproc::control::client;
+use gitproc::control::protocol::Verb;
+use serde_json::Value;
+
+/// Default deadline for conditions a test waits on.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Polls `f` every few milliseconds until it returns `Some`, or panics after `timeout`
+/// saying what was awaited.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The `gitproc` binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gitproc"))
+}
+
+/// A git repository in a temp dir, with a committer identity of its own (so tests need no
+/// global git config).
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repo { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs git in the repository; panics with git's stderr on failure.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.path())
+            .env("GIT_AUTHOR_NAME", "gitproc test")
+            .env("GIT_AUTHOR_EMAIL", "test@gitproc.invalid")
+            .env("GIT_COMMITTER_NAME", "gitproc test")
+            .env("GIT_COMMITTER_EMAIL", "test@gitproc.invalid")
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let path = self.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, content).expect("write file");
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path().join(rel)).expect("remove file");
+    }
+
+    pub fn symlink(&self, rel: &str, target: &str) {
+        std::os::unix::fs::symlink(target, self.path().join(rel)).expect("symlink");
+    }
+
+    /// Commits everything; returns the new commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+/// A running `gitproc daemon` with its own state directory. Dropping it stops it with
+/// SIGTERM (which stops its services) and kills whatever is left.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub state: tempfile::TempDir,
+    pub log: PathBuf,
+    args: Vec<String>,
+    /// Main pids seen through status: killed on drop if still alive.
+    seen: std::cell::RefCell<Vec<i32>>,
+}
+
+impl Daemon {
+    /// Starts a daemon following `repo` (extra daemon flags in `args`) and waits until it has
+    /// applied its first unit set.
+    pub fn start(repo: &Path, args: &[&str]) -> Daemon {
+        let mut full = vec!["--repo".to_string(), repo.display().to_string()];
+        full.extend(args.iter().map(|s| s.to_string()));
+        Daemon::start_args(full, tempfile::tempdir().expect("state dir"))
+    }
+
+    /// Starts with exactly these daemon arguments and state directory.
+    pub fn start_args(args: Vec<String>, state: tempfile::TempDir) -> Daemon {
+        let log = state.path().join("daemon.log");
+        let mut daemon = Daemon {
+            child: None,
+            state,
+            log,
+            args,
+            seen: Default::default(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("daemon log");
+        let child = Command::new(bin())
+            .arg("daemon")
+            .args(&self.args)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn gitproc daemon");
+        self.child = Some(child);
+        wait_for("the daemon to apply its first unit set", WAIT, || {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "daemon exited early with {status}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            let status = self.try_status()?;
+            (status["daemon"]["last_check"].is_u64()).then_some(())
+        });
+    }
+
+    /// Kills the daemon with SIGKILL (its services survive, in their own sessions).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same state directory (after [`Daemon::kill9`]).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(-1)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.state.path().join("gitproc.sock")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .env_remove("GITPROC_CONFIG")
+            .output()
+            .expect("run gitproc")
+    }
+
+    pub fn try_status(&self) -> Option<Value> {
+        let reply = client::call(&self.socket(), Verb::Status { units: vec![] }).ok()?;
+        let data = reply.data;
+        for u in data["units"].as_array().into_iter().flatten() {
+            if let Some(pid) = u["main_pid"].as_i64() {
+                let mut seen = self.seen.borrow_mut();
+                if !seen.contains(&(pid as i32)) {
+                    seen.push(pid as i32);
+                }
+            }
+        }
+        Some(data)
+    }
+
+    pub fn status(&self) -> Value {
+        self.try_status()
+            .unwrap_or_else(|| panic!("daemon does not answer; log:\n{}", self.log_text()))
+    }
+
+    /// The status object of one unit (`Value::Null` when unknown).
+    pub fn unit(&self, name: &str) -> Value {
+        self.status()["units"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|u| u["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until `pred` holds for unit `name`; panics with the unit's last status and the
+    /// daemon log otherwise.
+    pub fn wait_unit(&self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_unit_for(name, what, WAIT, pred)
+    }
+
+    pub fn wait_unit_for(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let unit = self.unit(name);
+            if pred(&unit) {
+                return unit;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {name} to be {what}; last status: {unit:#}\ndaemon log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for `name` to be active/running and returns its main pid.
+    pub fn wait_running(&self, name: &str) -> i32 {
+        let unit = self.wait_unit(name, "running", |u| {
+            u["sub_state"] == "running" && u["main_pid"].is_i64()
+        });
+        unit["main_pid"].as_i64().unwrap_or_default() as i32
+    }
+
+    pub fn main_pid(&self, name: &str) -> Option<i32> {
+        self.unit(name)["main_pid"].as_i64().map(|p| p as i32)
+    }
+
+    /// Asks the daemon to check git now and waits for the answer.
+    pub fn sync(&self) -> Value {
+        let reply = client::call(&self.socket(), Verb::Sync).expect("sync");
+        reply.data
+    }
+
+    /// SIGTERM and wait for a clean exit; returns its exit code.
+    pub fn shutdown(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown();
+        for &pid in self.seen.borrow().iter() {
+            kill_session_of(pid);
+        }
+    }
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// SIGKILLs every process in the session `pid` belongs to (services run in their own
+/// session), and `pid` itself.
+pub fn kill_session_of(pid: i32) {
+    let sid = session_of(pid);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let Some(sid) = sid else { return };
+    if sid <= 1 {
+        return;
+    }
+    for p in pids_in_session(sid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+pub fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+pub fn pids_in_session(sid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+            && session_of(pid) == Some(sid)
+            && alive(pid)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A minimal service unit running `exec_start`, plus extra `[Service]` lines.
+pub fn service(exec_start: &str, extra: &str) -> String {
+    format!("[Unit]\nDescription=test unit\n\n[Service]\nExecStart={exec_start}\n{extra}\n")
+}
