@@ -314,7 +314,6 @@ fn daemon_unit_has_the_settings_operations_rely_on() {
 }
 
 #[test]
-#[ignore = "needs the parser (issue 2)"]
 fn daemon_unit_passes_gitproc_check() {
     assert_cmd::Command::cargo_bin("gitproc")
         .expect("gitproc binary")

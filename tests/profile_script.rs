@@ -236,10 +236,8 @@ fn usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("--children"));
 }
 
-/// A live daemon on the committed example units; run with `--include-ignored` once the
-/// daemon exists.
+/// A live daemon supervising a unit: the script finds it and samples it with its children.
 #[test]
-#[ignore = "needs the daemon"]
 fn profiles_a_live_daemon_with_its_services() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let state = tempfile::tempdir().expect("tempdir");
