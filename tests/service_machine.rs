@@ -688,6 +688,37 @@ fn kill_mode_mixed_terms_the_main_and_kills_the_group() {
 }
 
 #[test]
+fn kill_mode_mixed_kills_the_rest_once_the_main_is_gone() {
+    let mut s = simple("/bin/svc");
+    s.kill_mode = KillMode::Mixed;
+    let mut sim = Sim::started(unit(s));
+    sim.send(Event::Stop);
+    let fx = sim.exit_main(signaled(TERM));
+    assert_eq!(Sim::signals(&fx), vec![(KillTarget::Group, KILL)]);
+    assert_eq!(
+        sim.state(),
+        (
+            ActiveState::Inactive,
+            SubState::Dead,
+            ServiceResult::Success
+        )
+    );
+}
+
+#[test]
+fn exec_stop_post_leftovers_get_the_final_sigterm() {
+    let mut s = simple("/bin/svc");
+    s.exec_stop_post = vec![cmd("/bin/cleanup")];
+    let mut sim = Sim::started(unit(s));
+    sim.send(Event::Stop);
+    sim.exit_main(signaled(TERM));
+    assert_eq!(sim.state().1, SubState::StopPost);
+    let fx = sim.exit_control(ExitStatus::Exited(0));
+    assert_eq!(Sim::signals(&fx), vec![(KillTarget::Group, TERM)]);
+    assert_eq!(sim.state().1, SubState::Dead);
+}
+
+#[test]
 fn kill_mode_process_signals_the_main_only() {
     let (first, second, _) = stop_signals(KillMode::Process, false);
     assert_eq!(first, vec![(KillTarget::Main(100), TERM)]);
@@ -921,7 +952,7 @@ fn forking_without_pid_file_runs_without_a_main_pid() {
     assert_eq!(sim.state().1, SubState::Running);
     assert_eq!(sim.svc.status().main_pid, None);
     let fx = sim.send(Event::Stop);
-    assert_eq!(Sim::signals(&fx)[0], (KillTarget::Group, TERM));
+    assert_eq!(Sim::signals(&fx), vec![(KillTarget::Group, TERM)]);
     assert_eq!(sim.state().1, SubState::Dead);
 }
 

@@ -8,9 +8,12 @@
 //! TimeoutStopSec= for stopping ones); the loop calls back with [`Event::Timer`].
 //!
 //! Where gitproc differs from systemd (said here once):
-//! - The machine only waits for processes it knows (main and control). Once they are gone,
-//!   the remaining processes of the group got the kill signal and the stop moves on; the
-//!   final-sigterm phase signals the group again after `ExecStopPost=`.
+//! - The machine only waits for processes it knows (main and control): it cannot see the
+//!   group. Once they are gone, the rest of the group has had the kill signal (with
+//!   KillMode=control-group) and the stop moves on instead of waiting for the group to
+//!   empty; with KillMode=mixed the rest gets FinalKillSignal at that moment. The
+//!   final-sigterm/final-sigkill phases only follow `ExecStopPost=` (to kill its leftovers);
+//!   without it there is nothing new to signal.
 //! - `Type=forking` without `PIDFile=`: systemd guesses the main pid from the cgroup; a pure
 //!   machine cannot. The service becomes `active/running` with no main pid once the forking
 //!   parent exits 0 (a later `MAINPID=` notification sets it); it stays so until stopped.
@@ -656,7 +659,21 @@ impl Service {
         }
     }
 
+    /// The processes the phase waited for are gone.
+    ///
+    /// KillMode=mixed: the main process got the kill signal and is gone; what remains of the
+    /// group gets FinalKillSignal now (systemd waits for the cgroup to empty first, up to
+    /// TimeoutStopSec=; the machine cannot see the group, so it does not wait).
     fn signal_done(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if self.sub == SubState::StopSigterm
+            && self.svc().kill_mode == KillMode::Mixed
+            && self.svc().send_sigkill
+        {
+            fx.push(Effect::Signal {
+                target: KillTarget::Group,
+                signal: self.svc().final_kill_signal,
+            });
+        }
         match self.sub {
             SubState::StopSigterm | SubState::StopSigkill => self.enter_stop_post(now, fx),
             SubState::FinalSigterm | SubState::FinalSigkill => self.enter_dead(now, fx),
@@ -668,7 +685,9 @@ impl Service {
         self.watchdog_abort = false;
         let cmds = self.svc().exec_stop_post.clone();
         if cmds.is_empty() {
-            return self.enter_signal(SubState::FinalSigterm, ServiceResult::Success, now, fx);
+            // The group just got the kill signal and nothing was spawned since: a final
+            // SIGTERM would only repeat it (final-sigterm follows ExecStopPost= only).
+            return self.enter_dead(now, fx);
         }
         self.set_state(SubState::StopPost, now, fx);
         self.run_commands(ExecKind::StopPost, cmds, fx);
