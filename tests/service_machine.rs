@@ -192,6 +192,9 @@ impl Sim {
     }
 }
 
+/// Signals sent, in order.
+type Signals = Vec<(KillTarget, i32)>;
+
 fn signaled(signal: i32) -> ExitStatus {
     ExitStatus::Signaled {
         signal,
@@ -656,10 +659,7 @@ fn send_sigkill_no_gives_up_without_sigkill() {
     );
 }
 
-fn stop_signals(
-    mode: KillMode,
-    sighup: bool,
-) -> (Vec<(KillTarget, i32)>, Vec<(KillTarget, i32)>, SubState) {
+fn stop_signals(mode: KillMode, sighup: bool) -> (Signals, Signals, SubState) {
     let mut s = simple("/bin/svc");
     s.kill_mode = mode;
     s.send_sighup = sighup;
