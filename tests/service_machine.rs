@@ -1328,3 +1328,118 @@ fn exits_of_unknown_pids_are_ignored() {
     assert_eq!(sim.state().1, SubState::Running);
     assert_eq!(sim.svc.role_of(31337), None);
 }
+
+#[test]
+fn stop_during_start_pre_kills_it_and_skips_exec_stop() {
+    let mut s = simple("/bin/svc");
+    s.exec_start_pre = vec![cmd("/bin/migrate")];
+    s.exec_stop = vec![cmd("/bin/svc-stop")];
+    s.kill_mode = KillMode::Process;
+    let mut sim = Sim::started(unit(s));
+    let ctl = sim.control_pid();
+    let fx = sim.send(Event::Stop);
+    assert_eq!(Sim::signals(&fx), vec![(KillTarget::Control(ctl), TERM)]);
+    sim.exit_control(signaled(TERM));
+    assert_eq!(
+        sim.state(),
+        (
+            ActiveState::Inactive,
+            SubState::Dead,
+            ServiceResult::Success
+        )
+    );
+    assert_eq!(
+        sim.spawned_paths(),
+        vec!["/bin/migrate"],
+        "neither ExecStart= nor ExecStop="
+    );
+}
+
+#[test]
+fn start_during_stop_starts_once_stopped() {
+    let mut sim = Sim::started(unit(simple("/bin/svc")));
+    sim.send(Event::Stop);
+    sim.send(Event::Start);
+    assert_eq!(
+        sim.state().1,
+        SubState::StopSigterm,
+        "the stop completes first"
+    );
+    sim.exit_main(signaled(TERM));
+    assert_eq!(sim.state().1, SubState::Running);
+    assert_eq!(sim.spawns.len(), 2);
+}
+
+#[test]
+fn stop_post_timeout_ends_with_final_kill() {
+    let mut s = simple("/bin/svc");
+    s.exec_stop_post = vec![cmd("/bin/hang")];
+    s.timeout_stop = Some(Duration::from_secs(1));
+    let mut sim = Sim::started(unit(s));
+    sim.send(Event::Stop);
+    sim.exit_main(signaled(TERM));
+    assert_eq!(sim.state().1, SubState::StopPost);
+    sim.fire_next();
+    assert_eq!(sim.state().1, SubState::FinalSigterm);
+    let before = sim.effects.len();
+    sim.fire_next();
+    assert_eq!(sim.state().1, SubState::FinalSigkill);
+    assert_eq!(
+        Sim::signals(&sim.effects[before..]),
+        vec![(KillTarget::Group, KILL)]
+    );
+    sim.fire_next();
+    assert_eq!(
+        sim.state(),
+        (
+            ActiveState::Failed,
+            SubState::Failed,
+            ServiceResult::Timeout
+        )
+    );
+    assert_eq!(sim.svc.status().control_pid, None);
+}
+
+#[test]
+fn watchdog_usec_from_the_service_changes_the_period() {
+    let mut sim = Sim::started(unit(notify_unit()));
+    sim.notify("READY=1");
+    assert_eq!(sim.svc.next_deadline(), None, "no watchdog configured");
+    sim.notify("WATCHDOG_USEC=2000000");
+    assert_eq!(sim.fire_next(), Duration::from_secs(2));
+    assert_eq!(sim.state().2, ServiceResult::Watchdog);
+}
+
+#[test]
+fn lifecycle_lines_of_a_crash_and_restart() {
+    let mut s = simple("/bin/svc");
+    s.restart = RestartPolicy::OnFailure;
+    let mut sim = Sim::started(unit(s));
+    sim.exit_main(ExitStatus::Exited(3));
+    sim.fire_next();
+    assert_eq!(
+        sim.lifecycles(),
+        vec![
+            Lifecycle::Starting,
+            Lifecycle::Started,
+            Lifecycle::Stopping,
+            Lifecycle::Failed,
+            Lifecycle::Restarting,
+            Lifecycle::Started
+        ]
+    );
+    let reasons: Vec<&str> = sim
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Lifecycle { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        reasons[3].contains("status=3") && reasons[3].contains("restarting in"),
+        "{reasons:?}"
+    );
+    assert!(reasons[4].contains("#1"), "{reasons:?}");
+    assert_eq!(sim.svc.status().exec_main_status, Some(3));
+}

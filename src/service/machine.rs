@@ -120,6 +120,7 @@ fn secs(d: Duration) -> String {
 }
 
 impl Service {
+    /// A service that has not run yet: `inactive/dead`, result `success`.
     pub fn new(unit: Arc<Unit>) -> Service {
         Service {
             cfg: unit.clone(),
@@ -235,6 +236,7 @@ impl Service {
             .min()
     }
 
+    /// What `gitproc status` shows and the state file records.
     pub fn status(&self) -> Status {
         Status {
             active_state: self.sub.active_state(),
