@@ -1443,3 +1443,162 @@ fn lifecycle_lines_of_a_crash_and_restart() {
     assert!(reasons[4].contains("#1"), "{reasons:?}");
     assert_eq!(sim.svc.status().exec_main_status, Some(3));
 }
+
+// ----- random event sequences: the machine never gets stuck ------------------------------
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Action {
+        Start,
+        Stop,
+        Restart,
+        Reload,
+        ExitMain(ExitStatus),
+        ExitControl(ExitStatus),
+        Advance(u64),
+        Notify(&'static str),
+        PidFile(bool),
+        FailNextSpawn,
+    }
+
+    fn status() -> impl Strategy<Value = ExitStatus> {
+        prop_oneof![
+            (0..3i32).prop_map(ExitStatus::Exited),
+            Just(ExitStatus::Exited(255)),
+            Just(signaled(TERM)),
+            Just(signaled(KILL)),
+            Just(ExitStatus::Unknown),
+        ]
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            2 => Just(Action::Start),
+            1 => Just(Action::Stop),
+            1 => Just(Action::Restart),
+            1 => Just(Action::Reload),
+            3 => status().prop_map(Action::ExitMain),
+            3 => status().prop_map(Action::ExitControl),
+            3 => (0..4000u64).prop_map(Action::Advance),
+            1 => prop::sample::select(vec![
+                "READY=1", "STOPPING=1", "RELOADING=1", "WATCHDOG=1", "WATCHDOG=trigger",
+                "MAINPID=4000", "EXTEND_TIMEOUT_USEC=500000",
+            ])
+            .prop_map(Action::Notify),
+            1 => any::<bool>().prop_map(Action::PidFile),
+            1 => Just(Action::FailNextSpawn),
+        ]
+    }
+
+    fn config() -> impl Strategy<Value = Unit> {
+        (
+            prop::sample::select(vec![
+                ServiceType::Simple,
+                ServiceType::Exec,
+                ServiceType::Forking,
+                ServiceType::Oneshot,
+                ServiceType::Notify,
+            ]),
+            prop::sample::select(POLICIES.to_vec()),
+            prop::sample::select(vec![
+                KillMode::ControlGroup,
+                KillMode::Mixed,
+                KillMode::Process,
+                KillMode::None,
+            ]),
+            any::<[bool; 8]>(),
+        )
+            .prop_map(|(ty, restart, kill_mode, b)| {
+                let list = |on: bool, path: &str| if on { vec![cmd(path)] } else { vec![] };
+                let s = ServiceSection {
+                    service_type: ty,
+                    restart,
+                    kill_mode,
+                    exec_condition: list(b[0], "/bin/cond"),
+                    exec_start_pre: list(b[1], "-/bin/pre"),
+                    exec_start: vec![cmd("/bin/main"), cmd("/bin/main2")]
+                        [..if ty == ServiceType::Oneshot { 2 } else { 1 }]
+                        .to_vec(),
+                    exec_start_post: list(b[2], "/bin/post"),
+                    exec_reload: list(b[3], "/bin/reload"),
+                    exec_stop: list(b[4], "/bin/stop"),
+                    exec_stop_post: list(b[5], "/bin/stoppost"),
+                    remain_after_exit: b[6],
+                    pid_file: b[7].then(|| "/run/x.pid".to_string()),
+                    send_sigkill: !b[6],
+                    restart_sec: Duration::from_millis(300),
+                    timeout_start: Some(Duration::from_secs(2)),
+                    timeout_stop: Some(Duration::from_secs(2)),
+                    watchdog: b[3].then_some(Duration::from_secs(1)),
+                    ..Default::default()
+                };
+                unit(s)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Whatever happens, the machine is never stuck: every transitional state has a
+        /// deadline, and a settled state holds no process and wants no timer.
+        #[test]
+        fn never_stuck(u in config(), actions in prop::collection::vec(action(), 1..40)) {
+            let mut sim = Sim::new(u);
+            for a in actions {
+                match a {
+                    Action::Start => { sim.send(Event::Start); }
+                    Action::Stop => { sim.send(Event::Stop); }
+                    Action::Restart => { sim.send(Event::Restart); }
+                    Action::Reload => { sim.send(Event::Reload); }
+                    Action::ExitMain(st) => {
+                        if let Some(pid) = sim.svc.status().main_pid {
+                            sim.send(Event::Exited { pid, status: st });
+                        }
+                    }
+                    Action::ExitControl(st) => {
+                        if let Some(pid) = sim.svc.status().control_pid {
+                            sim.send(Event::Exited { pid, status: st });
+                        }
+                    }
+                    Action::Advance(ms) => sim.advance(Duration::from_millis(ms)),
+                    Action::Notify(m) => { sim.notify(m); }
+                    Action::PidFile(ok) => {
+                        let read = if ok { Ok(5000) } else { Err("/run/x.pid: missing".to_string()) };
+                        sim.send(Event::PidFile(read));
+                    }
+                    Action::FailNextSpawn => {
+                        sim.failing = vec!["/bin/main".into(), "/bin/post".into(), "/bin/stop".into()];
+                    }
+                }
+                let st = sim.svc.status();
+                match st.active_state {
+                    ActiveState::Inactive | ActiveState::Failed => {
+                        prop_assert_eq!(st.main_pid, None);
+                        prop_assert_eq!(st.control_pid, None);
+                        prop_assert_eq!(sim.svc.next_deadline(), None);
+                    }
+                    ActiveState::Activating | ActiveState::Deactivating | ActiveState::Reloading => {
+                        prop_assert!(sim.svc.next_deadline().is_some(), "stuck in {}", st.sub_state);
+                    }
+                    ActiveState::Active => {
+                        if st.sub_state == SubState::Exited {
+                            prop_assert_eq!(st.main_pid, None);
+                        }
+                    }
+                }
+                if let (Some(m), Some(c)) = (st.main_pid, st.control_pid) {
+                    prop_assert_ne!(m, c);
+                }
+            }
+            // Processes never exit here on their own, so escalation must go on by timers
+            // alone: after a minute the machine still has a timer or is settled.
+            sim.advance(Duration::from_secs(60));
+            let st = sim.svc.status();
+            let settled = matches!(st.active_state, ActiveState::Inactive | ActiveState::Failed | ActiveState::Active);
+            prop_assert!(settled || sim.svc.next_deadline().is_some(), "stuck in {}", st.sub_state);
+        }
+    }
+}
