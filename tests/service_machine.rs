@@ -1444,6 +1444,92 @@ fn lifecycle_lines_of_a_crash_and_restart() {
     assert_eq!(sim.svc.status().exec_main_status, Some(3));
 }
 
+// ----- group tracking (Event::GroupEmpty) -------------------------------------------------
+
+fn tracked(s: ServiceSection) -> Sim {
+    let mut sim = Sim::new(unit(s));
+    sim.svc.set_group_tracking(true);
+    sim.send(Event::Start);
+    sim
+}
+
+#[test]
+fn tracked_group_stop_waits_for_the_whole_group() {
+    let mut s = simple("/bin/svc");
+    s.timeout_stop = Some(Duration::from_secs(5));
+    let mut sim = tracked(s.clone());
+    sim.send(Event::Stop);
+    sim.exit_main(signaled(TERM));
+    assert_eq!(
+        sim.state().1,
+        SubState::StopSigterm,
+        "a grandchild is still there"
+    );
+    let before = sim.effects.len();
+    sim.fire_next();
+    assert_eq!(
+        Sim::signals(&sim.effects[before..]),
+        vec![(KillTarget::Group, KILL)]
+    );
+    sim.send(Event::GroupEmpty);
+    assert_eq!(
+        sim.state(),
+        (
+            ActiveState::Failed,
+            SubState::Failed,
+            ServiceResult::Timeout
+        )
+    );
+
+    // When the group empties in time, the stop is clean.
+    let mut sim = tracked(s);
+    sim.send(Event::Stop);
+    sim.exit_main(signaled(TERM));
+    sim.send(Event::GroupEmpty);
+    assert_eq!(
+        sim.state(),
+        (
+            ActiveState::Inactive,
+            SubState::Dead,
+            ServiceResult::Success
+        )
+    );
+}
+
+#[test]
+fn tracked_mixed_waits_instead_of_killing_at_once() {
+    let mut s = simple("/bin/svc");
+    s.kill_mode = KillMode::Mixed;
+    let mut sim = tracked(s);
+    sim.send(Event::Stop);
+    let fx = sim.exit_main(signaled(TERM));
+    assert!(Sim::signals(&fx).is_empty(), "{fx:?}");
+    sim.send(Event::GroupEmpty);
+    assert_eq!(sim.state().1, SubState::Dead);
+}
+
+#[test]
+fn tracked_forking_without_pid_file_ends_when_the_group_empties() {
+    let mut s = simple("/usr/sbin/daemon");
+    s.service_type = ServiceType::Forking;
+    s.restart = RestartPolicy::Always;
+    let mut sim = tracked(s);
+    sim.exit_main(ExitStatus::Exited(0));
+    assert_eq!(sim.state().1, SubState::Running);
+    sim.send(Event::GroupEmpty);
+    assert_eq!(sim.state().1, SubState::AutoRestart);
+}
+
+#[test]
+fn group_empty_is_ignored_without_tracking() {
+    let mut s = simple("/bin/svc");
+    s.service_type = ServiceType::Forking;
+    let mut sim = Sim::started(unit(s));
+    sim.exit_main(ExitStatus::Exited(0));
+    assert!(sim.send(Event::GroupEmpty).is_empty());
+    assert_eq!(sim.state().1, SubState::Running);
+}
+
 // ----- random event sequences: the machine never gets stuck ------------------------------
 
 mod random {
@@ -1462,6 +1548,7 @@ mod random {
         Notify(&'static str),
         PidFile(bool),
         FailNextSpawn,
+        GroupEmpty,
     }
 
     fn status() -> impl Strategy<Value = ExitStatus> {
@@ -1490,6 +1577,7 @@ mod random {
             .prop_map(Action::Notify),
             1 => any::<bool>().prop_map(Action::PidFile),
             1 => Just(Action::FailNextSpawn),
+            2 => Just(Action::GroupEmpty),
         ]
     }
 
@@ -1545,8 +1633,13 @@ mod random {
         /// Whatever happens, the machine is never stuck: every transitional state has a
         /// deadline, and a settled state holds no process and wants no timer.
         #[test]
-        fn never_stuck(u in config(), actions in prop::collection::vec(action(), 1..40)) {
+        fn never_stuck(
+            u in config(),
+            tracking in any::<bool>(),
+            actions in prop::collection::vec(action(), 1..40),
+        ) {
             let mut sim = Sim::new(u);
+            sim.svc.set_group_tracking(tracking);
             for a in actions {
                 match a {
                     Action::Start => { sim.send(Event::Start); }
@@ -1568,6 +1661,11 @@ mod random {
                     Action::PidFile(ok) => {
                         let read = if ok { Ok(5000) } else { Err("/run/x.pid: missing".to_string()) };
                         sim.send(Event::PidFile(read));
+                    }
+                    Action::GroupEmpty => {
+                        if sim.svc.status().main_pid.is_none() && sim.svc.status().control_pid.is_none() {
+                            sim.send(Event::GroupEmpty);
+                        }
                     }
                     Action::FailNextSpawn => {
                         sim.failing = vec!["/bin/main".into(), "/bin/post".into(), "/bin/stop".into()];

@@ -8,15 +8,16 @@
 //! TimeoutStopSec= for stopping ones); the loop calls back with [`Event::Timer`].
 //!
 //! Where gitproc differs from systemd (said here once):
-//! - The machine only waits for processes it knows (main and control): it cannot see the
-//!   group. Once they are gone, the rest of the group has had the kill signal (with
+//! - Unless the loop reports empty groups ([`Service::set_group_tracking`]), the machine
+//!   only waits for processes it knows (main and control). Once they are gone, the rest of the group has had the kill signal (with
 //!   KillMode=control-group) and the stop moves on instead of waiting for the group to
 //!   empty; with KillMode=mixed the rest gets FinalKillSignal at that moment. The
 //!   final-sigterm/final-sigkill phases only follow `ExecStopPost=` (to kill its leftovers);
 //!   without it there is nothing new to signal.
 //! - `Type=forking` without `PIDFile=`: systemd guesses the main pid from the cgroup; a pure
 //!   machine cannot. The service becomes `active/running` with no main pid once the forking
-//!   parent exits 0 (a later `MAINPID=` notification sets it); it stays so until stopped.
+//!   parent exits 0 (a later `MAINPID=` notification sets it); it ends when stopped or, with
+//!   group tracking, when its group empties.
 //! - The restart backoff resets once the service stayed up, see [`super::restart::stay_up_period`].
 //! - `n_restarts` is not reset by an operator start (it is what was persisted); `restore` sets it.
 
@@ -92,6 +93,10 @@ pub struct Service {
     error: Option<String>,
     /// Why the machine is doing what it does now, for the lifecycle log lines.
     reason: String,
+    /// The loop promised [`Event::GroupEmpty`] (see [`Service::set_group_tracking`]).
+    group_tracking: bool,
+    /// The last word from the loop: no process of the service is left (reset by each spawn).
+    group_empty: bool,
 }
 
 fn is_deactivating(s: SubState) -> bool {
@@ -155,6 +160,8 @@ impl Service {
             status_errno: None,
             error: None,
             reason: String::new(),
+            group_tracking: false,
+            group_empty: true,
         }
     }
 
@@ -220,6 +227,7 @@ impl Service {
             Event::PidFile(read) => self.pid_file(read, now, &mut fx),
             Event::Notify { pid, message } => self.notify(pid, message, now, &mut fx),
             Event::Timer => self.timer(now, &mut fx),
+            Event::GroupEmpty => self.on_group_empty(now, &mut fx),
         }
         if self.persisted() != before {
             fx.push(Effect::StatusChanged);
@@ -295,6 +303,7 @@ impl Service {
         let mut fx = Vec::new();
         self.cfg = self.unit.clone();
         self.main_pid = Some(pid);
+        self.group_empty = false;
         self.reason = "adopted after a daemon restart".to_string();
         self.watchdog = self.cfg.service.watchdog.filter(|d| !d.is_zero());
         self.set_state(SubState::Running, now, &mut fx);
@@ -302,6 +311,17 @@ impl Service {
         self.arm_watchdog(now);
         fx.push(Effect::StatusChanged);
         fx
+    }
+
+    /// The loop promises to send [`Event::GroupEmpty`] whenever it sees that no process of
+    /// this service is left (after reaping one of its processes, and after a
+    /// `Signal { target: Group }` that found nobody). Then, with KillMode=control-group or
+    /// mixed, stop phases also wait for the whole group (escalating to FinalKillSignal after
+    /// TimeoutStopSec= as systemd does), and a `Type=forking` service without `PIDFile=`
+    /// counts as exited when its group empties. Without it (the default), the machine waits
+    /// only for the main and control processes.
+    pub fn set_group_tracking(&mut self, on: bool) {
+        self.group_tracking = on;
     }
 
     /// Restores what the state file remembers: the restart counter and the last result
@@ -491,6 +511,7 @@ impl Service {
             Some(command) => {
                 self.control_kind = Some(kind);
                 self.control_ignore = command.flags.ignore_failure;
+                self.group_empty = false;
                 fx.push(Effect::Spawn {
                     role: ProcessRole::Control(kind),
                     command,
@@ -539,6 +560,7 @@ impl Service {
 
     fn spawn_main(&mut self, command: ExecCommand, fx: &mut Vec<Effect>) {
         self.main_ignore = command.flags.ignore_failure;
+        self.group_empty = false;
         fx.push(Effect::Spawn {
             role: ProcessRole::Main,
             command,
@@ -656,7 +678,32 @@ impl Service {
             self.main_pid = None;
             self.control_pid = None;
         }
-        if self.main_pid.is_none() && self.control_pid.is_none() {
+        self.maybe_signal_done(now, fx);
+    }
+
+    /// Whether stop phases wait for the whole group, not only for main and control.
+    fn waits_for_group(&self) -> bool {
+        self.group_tracking
+            && matches!(
+                self.svc().kill_mode,
+                KillMode::ControlGroup | KillMode::Mixed
+            )
+    }
+
+    /// Leaves a signal phase once everything it waits for is gone.
+    fn maybe_signal_done(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let is_signal_phase = matches!(
+            self.sub,
+            SubState::StopSigterm
+                | SubState::StopSigkill
+                | SubState::FinalSigterm
+                | SubState::FinalSigkill
+        );
+        if is_signal_phase
+            && self.main_pid.is_none()
+            && self.control_pid.is_none()
+            && (self.group_empty || !self.waits_for_group())
+        {
             self.signal_done(now, fx);
         }
     }
@@ -670,6 +717,7 @@ impl Service {
         if self.sub == SubState::StopSigterm
             && self.svc().kill_mode == KillMode::Mixed
             && self.svc().send_sigkill
+            && !self.group_tracking
         {
             fx.push(Effect::Signal {
                 target: KillTarget::Group,
@@ -840,9 +888,7 @@ impl Service {
                 if f != ServiceResult::Success && self.result == ServiceResult::Success {
                     self.result = f;
                 }
-                if self.control_pid.is_none() {
-                    self.signal_done(now, fx);
-                }
+                self.maybe_signal_done(now, fx);
             }
             _ => {}
         }
@@ -915,15 +961,7 @@ impl Service {
                 }
                 self.enter_signal(SubState::FinalSigterm, f, now, fx);
             }
-            SubState::StopSigterm
-            | SubState::StopSigkill
-            | SubState::FinalSigterm
-            | SubState::FinalSigkill
-                if self.main_pid.is_none() =>
-            {
-                self.signal_done(now, fx)
-            }
-            _ => {}
+            _ => self.maybe_signal_done(now, fx),
         }
     }
 
@@ -1047,6 +1085,20 @@ impl Service {
                 self.back_from_reload(now, fx);
             }
         }
+    }
+
+    fn on_group_empty(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if !self.group_tracking {
+            return;
+        }
+        self.group_empty = true;
+        if self.sub == SubState::Running && self.running_without_main && self.main_pid.is_none() {
+            // Type=forking without PIDFile=: the daemon is gone.
+            self.reason = "no process left (Type=forking without PIDFile=)".to_string();
+            self.running_without_main = false;
+            return self.enter_running(ServiceResult::Success, now, fx);
+        }
+        self.maybe_signal_done(now, fx);
     }
 
     fn watchdog_expired(&mut self, now: Instant, fx: &mut Vec<Effect>) {
