@@ -1441,6 +1441,19 @@ fn lifecycle_lines_of_a_crash_and_restart() {
         "{reasons:?}"
     );
     assert!(reasons[4].contains("#1"), "{reasons:?}");
+    let pids: Vec<Option<i32>> = sim
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Lifecycle { pid, .. } => Some(*pid),
+            _ => None,
+        })
+        .collect();
+    // Starting has no pid yet; the Failed line names the pid that died; the new run its own.
+    assert_eq!(
+        pids,
+        vec![None, Some(100), Some(100), Some(100), None, Some(101)]
+    );
     assert_eq!(sim.svc.status().exec_main_status, Some(3));
 }
 

@@ -97,6 +97,8 @@ pub struct Service {
     group_tracking: bool,
     /// The last word from the loop: no process of the service is left (reset by each spawn).
     group_empty: bool,
+    /// The main pid of this run after it exited, so the log lines about its end name it.
+    last_main_pid: Option<i32>,
 }
 
 fn is_deactivating(s: SubState) -> bool {
@@ -162,6 +164,7 @@ impl Service {
             reason: String::new(),
             group_tracking: false,
             group_empty: true,
+            last_main_pid: None,
         }
     }
 
@@ -347,7 +350,7 @@ impl Service {
     fn lifecycle(&self, kind: Lifecycle, fx: &mut Vec<Effect>) {
         fx.push(Effect::Lifecycle {
             kind,
-            pid: self.main_pid,
+            pid: self.main_pid.or(self.last_main_pid),
             reason: self.reason.clone(),
         });
     }
@@ -479,6 +482,7 @@ impl Service {
             self.start_times.push_back(now);
         }
         self.result = ServiceResult::Success;
+        self.last_main_pid = None;
         self.error = None;
         self.status_text = None;
         self.status_errno = None;
@@ -813,7 +817,7 @@ impl Service {
     }
 
     fn main_exited(&mut self, status: ExitStatus, now: Instant, fx: &mut Vec<Effect>) {
-        self.main_pid = None;
+        self.last_main_pid = self.main_pid.take();
         self.exec_main = Some(status);
         self.run_main_status = Some(status);
         let ty = self.svc().service_type;
@@ -1218,6 +1222,7 @@ impl Service {
                 self.n_restarts += 1;
                 self.streak += 1;
                 self.reason = format!("automatic restart #{} (Restart=)", self.n_restarts);
+                self.last_main_pid = None;
                 self.lifecycle(Lifecycle::Restarting, fx);
                 self.start(now, false, fx);
             }
