@@ -9,17 +9,24 @@
 //!
 //! Where gitproc differs from systemd (said here once):
 //! - Unless the loop reports empty groups ([`Service::set_group_tracking`]), the machine
-//!   only waits for processes it knows (main and control). Once they are gone, the rest of the group has had the kill signal (with
-//!   KillMode=control-group) and the stop moves on instead of waiting for the group to
-//!   empty; with KillMode=mixed the rest gets FinalKillSignal at that moment. The
-//!   final-sigterm/final-sigkill phases only follow `ExecStopPost=` (to kill its leftovers);
-//!   without it there is nothing new to signal.
+//!   only waits for processes it knows (main and control). Once they are gone, the rest of
+//!   the group has had the kill signal (with KillMode=control-group) and the stop moves on
+//!   instead of waiting for the group to empty; with KillMode=mixed the rest gets
+//!   FinalKillSignal at that moment. The final-sigterm/final-sigkill phases only follow
+//!   `ExecStopPost=` (to kill its leftovers); without it there is nothing new to signal.
+//! - Watchdog expiry uses sub-state `stop-sigterm` with SIGABRT (systemd's `WatchdogSignal=`
+//!   default; systemd names the phase `stop-watchdog`, which is not in gitproc's vocabulary).
+//! - `ExecStart=` of `Type=oneshot` runs as the main role, one line after the other.
 //! - `Type=forking` without `PIDFile=`: systemd guesses the main pid from the cgroup; a pure
 //!   machine cannot. The service becomes `active/running` with no main pid once the forking
 //!   parent exits 0 (a later `MAINPID=` notification sets it); it ends when stopped or, with
 //!   group tracking, when its group empties.
-//! - The restart backoff resets once the service stayed up, see [`super::restart::stay_up_period`].
-//! - `n_restarts` is not reset by an operator start (it is what was persisted); `restore` sets it.
+//! - The restart backoff resets once the service stayed up, see
+//!   [`super::restart::stay_up_period`].
+//! - `n_restarts` is not reset by an operator start (it is what was persisted); `restore`
+//!   sets it.
+//! - A failed exec is reported as systemd does (exit status 203, result `exit-code`), with
+//!   the runtime's message in `error`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
