@@ -96,6 +96,9 @@ pub enum Event {
     Notify { pid: i32, message: NotifyMessage },
     /// [`super::Service::next_deadline`] has passed (spurious timers are harmless).
     Timer,
+    /// No process of the service is left (only with [`super::Service::set_group_tracking`];
+    /// ignored otherwise, and harmless when repeated).
+    GroupEmpty,
 }
 
 /// Which processes a signal goes to.

@@ -8,14 +8,25 @@
 //! TimeoutStopSec= for stopping ones); the loop calls back with [`Event::Timer`].
 //!
 //! Where gitproc differs from systemd (said here once):
-//! - The machine only waits for processes it knows (main and control). Once they are gone,
-//!   the remaining processes of the group got the kill signal and the stop moves on; the
-//!   final-sigterm phase signals the group again after `ExecStopPost=`.
+//! - Unless the loop reports empty groups ([`Service::set_group_tracking`]), the machine
+//!   only waits for processes it knows (main and control). Once they are gone, the rest of
+//!   the group has had the kill signal (with KillMode=control-group) and the stop moves on
+//!   instead of waiting for the group to empty; with KillMode=mixed the rest gets
+//!   FinalKillSignal at that moment. The final-sigterm/final-sigkill phases only follow
+//!   `ExecStopPost=` (to kill its leftovers); without it there is nothing new to signal.
+//! - Watchdog expiry uses sub-state `stop-sigterm` with SIGABRT (systemd's `WatchdogSignal=`
+//!   default; systemd names the phase `stop-watchdog`, which is not in gitproc's vocabulary).
+//! - `ExecStart=` of `Type=oneshot` runs as the main role, one line after the other.
 //! - `Type=forking` without `PIDFile=`: systemd guesses the main pid from the cgroup; a pure
 //!   machine cannot. The service becomes `active/running` with no main pid once the forking
-//!   parent exits 0 (a later `MAINPID=` notification sets it); it stays so until stopped.
-//! - The restart backoff resets once the service stayed up, see [`super::restart::stay_up_period`].
-//! - `n_restarts` is not reset by an operator start (it is what was persisted); `restore` sets it.
+//!   parent exits 0 (a later `MAINPID=` notification sets it); it ends when stopped or, with
+//!   group tracking, when its group empties.
+//! - The restart backoff resets once the service stayed up, see
+//!   [`super::restart::stay_up_period`].
+//! - `n_restarts` is not reset by an operator start (it is what was persisted); `restore`
+//!   sets it.
+//! - A failed exec is reported as systemd does (exit status 203, result `exit-code`), with
+//!   the runtime's message in `error`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -89,6 +100,12 @@ pub struct Service {
     error: Option<String>,
     /// Why the machine is doing what it does now, for the lifecycle log lines.
     reason: String,
+    /// The loop promised [`Event::GroupEmpty`] (see [`Service::set_group_tracking`]).
+    group_tracking: bool,
+    /// The last word from the loop: no process of the service is left (reset by each spawn).
+    group_empty: bool,
+    /// The main pid of this run after it exited, so the log lines about its end name it.
+    last_main_pid: Option<i32>,
 }
 
 fn is_deactivating(s: SubState) -> bool {
@@ -117,6 +134,7 @@ fn secs(d: Duration) -> String {
 }
 
 impl Service {
+    /// A service that has not run yet: `inactive/dead`, result `success`.
     pub fn new(unit: Arc<Unit>) -> Service {
         Service {
             cfg: unit.clone(),
@@ -151,6 +169,9 @@ impl Service {
             status_errno: None,
             error: None,
             reason: String::new(),
+            group_tracking: false,
+            group_empty: true,
+            last_main_pid: None,
         }
     }
 
@@ -216,6 +237,7 @@ impl Service {
             Event::PidFile(read) => self.pid_file(read, now, &mut fx),
             Event::Notify { pid, message } => self.notify(pid, message, now, &mut fx),
             Event::Timer => self.timer(now, &mut fx),
+            Event::GroupEmpty => self.on_group_empty(now, &mut fx),
         }
         if self.persisted() != before {
             fx.push(Effect::StatusChanged);
@@ -232,6 +254,7 @@ impl Service {
             .min()
     }
 
+    /// What `gitproc status` shows and the state file records.
     pub fn status(&self) -> Status {
         Status {
             active_state: self.sub.active_state(),
@@ -290,6 +313,7 @@ impl Service {
         let mut fx = Vec::new();
         self.cfg = self.unit.clone();
         self.main_pid = Some(pid);
+        self.group_empty = false;
         self.reason = "adopted after a daemon restart".to_string();
         self.watchdog = self.cfg.service.watchdog.filter(|d| !d.is_zero());
         self.set_state(SubState::Running, now, &mut fx);
@@ -297,6 +321,17 @@ impl Service {
         self.arm_watchdog(now);
         fx.push(Effect::StatusChanged);
         fx
+    }
+
+    /// The loop promises to send [`Event::GroupEmpty`] whenever it sees that no process of
+    /// this service is left (after reaping one of its processes, and after a
+    /// `Signal { target: Group }` that found nobody). Then, with KillMode=control-group or
+    /// mixed, stop phases also wait for the whole group (escalating to FinalKillSignal after
+    /// TimeoutStopSec= as systemd does), and a `Type=forking` service without `PIDFile=`
+    /// counts as exited when its group empties. Without it (the default), the machine waits
+    /// only for the main and control processes.
+    pub fn set_group_tracking(&mut self, on: bool) {
+        self.group_tracking = on;
     }
 
     /// Restores what the state file remembers: the restart counter and the last result
@@ -322,7 +357,7 @@ impl Service {
     fn lifecycle(&self, kind: Lifecycle, fx: &mut Vec<Effect>) {
         fx.push(Effect::Lifecycle {
             kind,
-            pid: self.main_pid,
+            pid: self.main_pid.or(self.last_main_pid),
             reason: self.reason.clone(),
         });
     }
@@ -454,6 +489,7 @@ impl Service {
             self.start_times.push_back(now);
         }
         self.result = ServiceResult::Success;
+        self.last_main_pid = None;
         self.error = None;
         self.status_text = None;
         self.status_errno = None;
@@ -486,6 +522,7 @@ impl Service {
             Some(command) => {
                 self.control_kind = Some(kind);
                 self.control_ignore = command.flags.ignore_failure;
+                self.group_empty = false;
                 fx.push(Effect::Spawn {
                     role: ProcessRole::Control(kind),
                     command,
@@ -534,6 +571,7 @@ impl Service {
 
     fn spawn_main(&mut self, command: ExecCommand, fx: &mut Vec<Effect>) {
         self.main_ignore = command.flags.ignore_failure;
+        self.group_empty = false;
         fx.push(Effect::Spawn {
             role: ProcessRole::Main,
             command,
@@ -651,12 +689,52 @@ impl Service {
             self.main_pid = None;
             self.control_pid = None;
         }
-        if self.main_pid.is_none() && self.control_pid.is_none() {
+        self.maybe_signal_done(now, fx);
+    }
+
+    /// Whether stop phases wait for the whole group, not only for main and control.
+    fn waits_for_group(&self) -> bool {
+        self.group_tracking
+            && matches!(
+                self.svc().kill_mode,
+                KillMode::ControlGroup | KillMode::Mixed
+            )
+    }
+
+    /// Leaves a signal phase once everything it waits for is gone.
+    fn maybe_signal_done(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let is_signal_phase = matches!(
+            self.sub,
+            SubState::StopSigterm
+                | SubState::StopSigkill
+                | SubState::FinalSigterm
+                | SubState::FinalSigkill
+        );
+        if is_signal_phase
+            && self.main_pid.is_none()
+            && self.control_pid.is_none()
+            && (self.group_empty || !self.waits_for_group())
+        {
             self.signal_done(now, fx);
         }
     }
 
+    /// The processes the phase waited for are gone.
+    ///
+    /// KillMode=mixed: the main process got the kill signal and is gone; what remains of the
+    /// group gets FinalKillSignal now (systemd waits for the cgroup to empty first, up to
+    /// TimeoutStopSec=; the machine cannot see the group, so it does not wait).
     fn signal_done(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if self.sub == SubState::StopSigterm
+            && self.svc().kill_mode == KillMode::Mixed
+            && self.svc().send_sigkill
+            && !self.group_tracking
+        {
+            fx.push(Effect::Signal {
+                target: KillTarget::Group,
+                signal: self.svc().final_kill_signal,
+            });
+        }
         match self.sub {
             SubState::StopSigterm | SubState::StopSigkill => self.enter_stop_post(now, fx),
             SubState::FinalSigterm | SubState::FinalSigkill => self.enter_dead(now, fx),
@@ -668,7 +746,9 @@ impl Service {
         self.watchdog_abort = false;
         let cmds = self.svc().exec_stop_post.clone();
         if cmds.is_empty() {
-            return self.enter_signal(SubState::FinalSigterm, ServiceResult::Success, now, fx);
+            // The group just got the kill signal and nothing was spawned since: a final
+            // SIGTERM would only repeat it (final-sigterm follows ExecStopPost= only).
+            return self.enter_dead(now, fx);
         }
         self.set_state(SubState::StopPost, now, fx);
         self.run_commands(ExecKind::StopPost, cmds, fx);
@@ -744,7 +824,7 @@ impl Service {
     }
 
     fn main_exited(&mut self, status: ExitStatus, now: Instant, fx: &mut Vec<Effect>) {
-        self.main_pid = None;
+        self.last_main_pid = self.main_pid.take();
         self.exec_main = Some(status);
         self.run_main_status = Some(status);
         let ty = self.svc().service_type;
@@ -819,9 +899,7 @@ impl Service {
                 if f != ServiceResult::Success && self.result == ServiceResult::Success {
                     self.result = f;
                 }
-                if self.control_pid.is_none() {
-                    self.signal_done(now, fx);
-                }
+                self.maybe_signal_done(now, fx);
             }
             _ => {}
         }
@@ -894,15 +972,7 @@ impl Service {
                 }
                 self.enter_signal(SubState::FinalSigterm, f, now, fx);
             }
-            SubState::StopSigterm
-            | SubState::StopSigkill
-            | SubState::FinalSigterm
-            | SubState::FinalSigkill
-                if self.main_pid.is_none() =>
-            {
-                self.signal_done(now, fx)
-            }
-            _ => {}
+            _ => self.maybe_signal_done(now, fx),
         }
     }
 
@@ -1028,6 +1098,20 @@ impl Service {
         }
     }
 
+    fn on_group_empty(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if !self.group_tracking {
+            return;
+        }
+        self.group_empty = true;
+        if self.sub == SubState::Running && self.running_without_main && self.main_pid.is_none() {
+            // Type=forking without PIDFile=: the daemon is gone.
+            self.reason = "no process left (Type=forking without PIDFile=)".to_string();
+            self.running_without_main = false;
+            return self.enter_running(ServiceResult::Success, now, fx);
+        }
+        self.maybe_signal_done(now, fx);
+    }
+
     fn watchdog_expired(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         self.watchdog_deadline = None;
         let period = self.watchdog.map(secs).unwrap_or_default();
@@ -1145,6 +1229,7 @@ impl Service {
                 self.n_restarts += 1;
                 self.streak += 1;
                 self.reason = format!("automatic restart #{} (Restart=)", self.n_restarts);
+                self.last_main_pid = None;
                 self.lifecycle(Lifecycle::Restarting, fx);
                 self.start(now, false, fx);
             }
