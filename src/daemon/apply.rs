@@ -95,7 +95,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
             }
             Some(m) => {
                 // It had only ever failed to load; this is its first good version.
-                m.service = Some(Service::new(Arc::clone(&unit)));
+                m.service = Some(new_service(&unit));
                 m.load_error = None;
                 m.path = path;
                 m.hash = Some(content_hash);
@@ -107,7 +107,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
             }
             None => {
                 let Some(tracker) = tracker else { continue };
-                let mut m = Managed::new(Some(Service::new(Arc::clone(&unit))), path, tracker);
+                let mut m = Managed::new(Some(new_service(&unit)), path, tracker);
                 m.hash = Some(content_hash.clone());
                 m.commit = commit.clone();
                 let action = restore(&mut m, restored.as_ref(), &name, &content_hash);
@@ -245,6 +245,14 @@ fn restore(
     } else {
         Some(Action::Start)
     }
+}
+
+/// A state machine for `unit` that waits for its whole process group when stopping (the
+/// loop reports `GroupEmpty`), as systemd waits for the cgroup.
+fn new_service(unit: &Arc<Unit>) -> Service {
+    let mut service = Service::new(Arc::clone(unit));
+    service.set_group_tracking(true);
+    service
 }
 
 /// The first error of a unit that failed to load, with where it is, for status and logs.

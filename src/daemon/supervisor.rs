@@ -291,10 +291,7 @@ impl Supervisor {
     fn perform(&mut self, name: &str, effect: Effect, now: Instant) -> Option<Event> {
         match effect {
             Effect::Spawn { role, command } => Some(self.spawn(name, role, &command, now)),
-            Effect::Signal { target, signal } => {
-                self.signal(name, target, signal);
-                None
-            }
+            Effect::Signal { target, signal } => self.signal(name, target, signal),
             Effect::ReadPidFile { path } => Some(Event::PidFile(read_pid_file(&path))),
             Effect::Lifecycle { kind, pid, reason } => {
                 match pid {
@@ -384,10 +381,9 @@ impl Supervisor {
         }
     }
 
-    fn signal(&mut self, name: &str, target: KillTarget, signal: i32) {
-        let Some(m) = self.units.get_mut(name) else {
-            return;
-        };
+    /// Sends a signal; answers `GroupEmpty` when a group signal found nobody left.
+    fn signal(&mut self, name: &str, target: KillTarget, signal: i32) -> Option<Event> {
+        let m = self.units.get_mut(name)?;
         match target {
             KillTarget::Main(pid) | KillTarget::Control(pid) => {
                 let start_time = match m.main_start_time {
@@ -408,9 +404,12 @@ impl Supervisor {
                 }
             }
             KillTarget::Group => {
-                m.tracker.signal_all(signal);
+                if m.tracker.signal_all(signal) == 0 {
+                    return Some(Event::GroupEmpty);
+                }
             }
         }
+        None
     }
 
     /// Post-event bookkeeping: forget removed units once stopped; start what a rollback needs.
@@ -509,6 +508,32 @@ impl Supervisor {
                 ExitStatus::Exited(info.code.unwrap_or(0))
             };
             self.on_exit(pid, status);
+        }
+        self.check_groups();
+    }
+
+    /// Services stopping wait for their whole process group (as systemd waits for the
+    /// cgroup): tell them when it has emptied. Only stopping services are checked, so the
+    /// /proc scan stays off the restart path.
+    fn check_groups(&mut self) {
+        let stopping: Vec<String> = self
+            .units
+            .iter()
+            .filter(|(_, m)| {
+                m.service
+                    .as_ref()
+                    .is_some_and(|s| s.status().active_state == ActiveState::Deactivating)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stopping {
+            let empty = self.units.get_mut(&name).is_some_and(|m| {
+                m.tracker.prune();
+                m.tracker.members().is_empty()
+            });
+            if empty {
+                self.feed(&name, Event::GroupEmpty);
+            }
         }
     }
 
@@ -1118,6 +1143,7 @@ impl Supervisor {
         };
         let effects = svc.adopt(pid, Instant::now());
         m.main_start_time = Some((pid, start_time));
+        m.tracker.add_session(pid);
         m.since_unix = Some(unix_now());
         self.pids.insert(pid, name.to_string());
         if let Err(err) = self.pidfds.watch(pid, start_time) {
