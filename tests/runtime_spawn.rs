@@ -355,7 +355,8 @@ fn spawn_returns_after_exec_with_the_start_time() {
     );
 }
 
-/// Spawn latency (on the restart path). Run with `--ignored --nocapture` to see figures.
+/// Spawn latency (on the restart path), against a bare std `Command::spawn` of the same
+/// binary as the floor. Run with `--ignored --nocapture` to see figures.
 #[test]
 #[ignore]
 fn spawn_latency() {
@@ -364,17 +365,30 @@ fn spawn_latency() {
     let dirs = Dirs::default();
     let mut req = SpawnRequest::new("t.service", &cmd, &svc, "id", &dirs);
     req.stdout = OutputTarget::Pipe;
-    let mut times = Vec::new();
+    let pct = |mut v: Vec<std::time::Duration>| {
+        v.sort();
+        format!(
+            "p50 {:?} p95 {:?} max {:?}",
+            v[v.len() / 2],
+            v[v.len() * 95 / 100],
+            v[v.len() - 1]
+        )
+    };
+    let (mut ours, mut bare) = (Vec::new(), Vec::new());
     for _ in 0..200 {
         let mut guard = Guard::new();
         let t = std::time::Instant::now();
         let s = runtime::spawn(&req).expect("spawn");
-        times.push(t.elapsed());
+        ours.push(t.elapsed());
         guard.track(s.pid);
+        let t = std::time::Instant::now();
+        let c = std::process::Command::new("/bin/sleep")
+            .arg("1000")
+            .spawn()
+            .expect("std spawn");
+        bare.push(t.elapsed());
+        guard.track(c.id() as i32);
     }
-    times.sort();
-    println!(
-        "spawn latency over 200: p50 {:?} p95 {:?} max {:?}",
-        times[100], times[190], times[199]
-    );
+    println!("gitproc spawn over 200: {}", pct(ours));
+    println!("bare std spawn over 200: {}", pct(bare));
 }

@@ -16,7 +16,7 @@
 //! setting (see [`encode_child_error`]).
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -231,7 +231,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
     command.envs(dir_env.iter().map(|(k, v)| (k, v)));
     command.stdin(Stdio::null());
 
-    let (stdout, stdout_read) = open_output(&req.stdout, None, "StandardOutput")?;
+    let (stdout, stdout_read) = open_output(&req.stdout, None, "StandardOutput", &exe)?;
     let stdout_dup = match (&req.stderr, &stdout) {
         (OutputTarget::SameAsStdout, Some(fd)) => {
             Some(fd.try_clone().map_err(|e| SpawnError::Os {
@@ -241,7 +241,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
         }
         _ => None,
     };
-    let (stderr, stderr_read) = open_output(&req.stderr, stdout_dup, "StandardError")?;
+    let (stderr, stderr_read) = open_output(&req.stderr, stdout_dup, "StandardError", &exe)?;
     command.stdout(
         stdout
             .map(Stdio::from)
@@ -293,6 +293,7 @@ fn open_output(
     target: &OutputTarget,
     same_as_stdout: Option<OwnedFd>,
     setting: &str,
+    exe: &Path,
 ) -> Result<(Option<OwnedFd>, Option<OwnedFd>), SpawnError> {
     let open = |p: &Path, mode: &str, opts: &mut OpenOptions| {
         opts.mode(0o644)
@@ -305,7 +306,7 @@ fn open_output(
         OutputTarget::Pipe => {
             let (r, w) =
                 nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Os {
-                    path: setting.to_string(),
+                    path: exe.display().to_string(),
                     source: io::Error::from(e),
                 })?;
             Ok((Some(w), Some(r)))
@@ -1018,12 +1019,6 @@ unsafe fn mark_fds_cloexec_from(first: RawFd) -> i32 {
         }
         0
     }
-}
-
-/// Makes an `OsStr` path readable in messages.
-#[allow(dead_code)]
-fn show(p: &OsStr) -> String {
-    p.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]
