@@ -294,6 +294,12 @@ fn directories_are_created_with_mode_and_owner() {
         "writable by the service user"
     );
     assert!(dirs.logs.join("svc-logs").is_dir());
+    runtime::spawn::remove_runtime_directories(&svc, &dirs).expect("remove");
+    assert!(!run_dir.exists(), "RuntimeDirectory= is removed at stop");
+    assert!(
+        dirs.state.join("svc-state").exists(),
+        "StateDirectory= is kept"
+    );
 }
 
 #[test]

@@ -27,4 +27,6 @@ pub use notify_socket::{NotifyDatagram, NotifySocket};
 pub use pidfd::{PidfdWatcher, pidfd_open};
 pub use procstat::{ProcStat, read_stat, start_time};
 pub use reap::{ExitInfo, reap_all, reap_pid, set_child_subreaper};
-pub use spawn::{Dirs, OutputTarget, SpawnError, SpawnRequest, Spawned, spawn};
+pub use spawn::{
+    Dirs, OutputTarget, SpawnError, SpawnRequest, Spawned, remove_runtime_directories, spawn,
+};

@@ -601,6 +601,30 @@ fn create_directories(
     Ok(out)
 }
 
+/// Removes a service's RuntimeDirectory= entries (systemd does this when the service
+/// stops, RuntimeDirectoryPreserve=no being the default). Call once the service is fully
+/// stopped. Names that would escape the base are ignored (they were never created).
+pub fn remove_runtime_directories(service: &ServiceSection, dirs: &Dirs) -> io::Result<()> {
+    // Deepest first, so "a/b" goes before "a".
+    let mut names: Vec<&String> = service.runtime_directory.iter().collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.matches('/').count()));
+    for name in names {
+        let bad = name.is_empty()
+            || name.starts_with('/')
+            || name.split('/').any(|c| c == ".." || c == ".");
+        if bad {
+            continue;
+        }
+        let path = dirs.runtime.join(name);
+        match fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
+    }
+    Ok(())
+}
+
 /// Resolves a bare command name through `path_var` as systemd does; paths with a `/` are
 /// used as given.
 fn resolve_executable(name: &str, path_var: &str) -> Result<PathBuf, SpawnError> {
