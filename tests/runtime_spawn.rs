@@ -244,18 +244,26 @@ fn no_fd_leaks_into_children() {
 #[test]
 fn signals_are_reset_and_process_leads_its_own_session() {
     let svc = ServiceSection::default();
-    // Fields 5 and 6 of stat: pgrp and session; SigIgn/SigBlk from status.
+    // The exec'd program itself (no shell in between, which would change its own mask).
     let (out, _) = run(
         &svc,
-        &sh("echo $$; cut -d' ' -f5,6 /proc/self/stat; grep -E 'SigBlk|SigIgn' /proc/$$/status"),
+        &exec(&["/bin/grep", "-E", "SigBlk|SigIgn", "/proc/self/status"]),
     );
     let lines: Vec<&str> = out.lines().collect();
-    let sh_pid = lines[0];
-    // `cut` is a child of sh: same session and group as sh (sh is not interactive).
-    assert_eq!(lines[1], format!("{sh_pid} {sh_pid}"));
-    for l in &lines[2..] {
+    assert_eq!(lines.len(), 2, "{out}");
+    for l in lines {
         assert!(l.ends_with("0000000000000000"), "{l}");
     }
+    let dirs = Dirs::default();
+    let cmd = exec(&["/bin/cat", "/proc/self/stat"]);
+    let mut guard = Guard::new();
+    let s =
+        runtime::spawn(&SpawnRequest::new("t.service", &cmd, &svc, "id", &dirs)).expect("spawn");
+    guard.track(s.pid);
+    let stat = runtime_support::read_to_end(s.stdout.expect("stdout"), 20);
+    wait_exit(s.pid, 20);
+    let st = runtime::procstat::parse_stat(stat.as_bytes()).expect("stat");
+    assert_eq!((st.pid, st.pgrp, st.session), (s.pid, s.pid, s.pid));
 }
 
 #[test]
