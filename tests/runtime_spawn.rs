@@ -408,3 +408,35 @@ fn spawn_latency() {
     println!("gitproc spawn over 200: {}", pct(ours));
     println!("bare std spawn over 200: {}", pct(bare));
 }
+
+#[test]
+fn a_failing_child_setup_step_names_its_setting() {
+    let mut limits = BTreeMap::new();
+    limits.insert(
+        "CORE".to_string(),
+        RLimit {
+            soft: Some(0),
+            hard: Some(0),
+        },
+    );
+    // Above fs.nr_open: refused even for root.
+    limits.insert(
+        "NOFILE".to_string(),
+        RLimit {
+            soft: Some(1 << 40),
+            hard: Some(1 << 40),
+        },
+    );
+    let svc = ServiceSection {
+        limits,
+        ..ServiceSection::default()
+    };
+    let cmd = sh("true");
+    let dirs = Dirs::default();
+    let err = runtime::spawn(&SpawnRequest::new("t.service", &cmd, &svc, "id", &dirs))
+        .expect_err("limit above nr_open");
+    assert_eq!(
+        err.to_string(),
+        "LimitNOFILE=1099511627776:1099511627776: Operation not permitted"
+    );
+}
