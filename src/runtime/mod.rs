@@ -8,6 +8,20 @@
 //! thread (the event loop). On an exec failure std's `Command::spawn` waits for the failed
 //! child itself; a concurrent `waitpid(-1)` on another thread could steal that status.
 //!
+//! Wiring, as the event loop is expected to use it:
+//! - at startup: [`set_child_subreaper`], [`CgroupRoot::probe`] (optional),
+//!   [`NotifySocket::bind`], [`PidfdWatcher::start`], `logs::LogCollector::start`;
+//! - to start a process: build a [`SpawnRequest`] (usually [`SpawnRequest::new`] and set
+//!   `notify_socket`, `main_pid`, `cgroup`), call [`spawn()`], hand `stdout`/`stderr` read ends
+//!   to the collector, `ProcessTracker::add_session(pid)`, keep `(pid, start_time)`;
+//!   on [`SpawnError`], write its text to the unit's log (`LogCollector::note`) and status;
+//! - on SIGCHLD and on the fallback tick: [`reap_all`], then map pids to services;
+//! - to stop: [`signal_verified`] for the main process (KillMode=process/mixed), and
+//!   [`ProcessTracker::signal_all`] for control-group (share one [`SessionSnapshot`] via
+//!   `signal_all_in` when stopping many services without cgroups);
+//! - notify datagrams: accept one only if its `pid` is a known process of the unit or its
+//!   `session` is one of the unit's tracked sessions (or the pid is in the unit's cgroup).
+//!
 //! Everything this module opens is `O_CLOEXEC`, and the child additionally marks every fd
 //! >= 3 close-on-exec before `execve`, so nothing the daemon holds leaks into services.
 

@@ -13,7 +13,7 @@
 //! semantics for every type at no extra cost (`wait_exec` needs nothing more). A failing
 //! `pre_exec` step reports its errno through the same pipe; the step (and the index of the
 //! limit or setting) is encoded in the high bits of that integer so the parent can name the
-//! setting (see [`encode_child_error`]).
+//! setting (see `encode_child_error`).
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -1049,6 +1049,22 @@ unsafe fn mark_fds_cloexec_from(first: RawFd) -> i32 {
 mod tests {
     use super::*;
     use crate::unit::model::EnvironmentFile;
+
+    #[test]
+    fn output_targets_follow_standard_output_and_error() {
+        let mut svc = ServiceSection::default();
+        assert_eq!(OutputTarget::stdout_of(&svc), OutputTarget::Pipe);
+        assert_eq!(OutputTarget::stderr_of(&svc), OutputTarget::SameAsStdout);
+        svc.standard_output = StdOutput::Append("/tmp/x".into());
+        svc.standard_error = Some(StdOutput::Null);
+        assert_eq!(
+            OutputTarget::stdout_of(&svc),
+            OutputTarget::Append(PathBuf::from("/tmp/x"))
+        );
+        assert_eq!(OutputTarget::stderr_of(&svc), OutputTarget::Null);
+        svc.standard_error = Some(StdOutput::Journal);
+        assert_eq!(OutputTarget::stderr_of(&svc), OutputTarget::Pipe);
+    }
 
     #[test]
     fn child_error_round_trips() {
