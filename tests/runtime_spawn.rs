@@ -440,3 +440,27 @@ fn a_failing_child_setup_step_names_its_setting() {
         "LimitNOFILE=1099511627776:1099511627776: Operation not permitted"
     );
 }
+
+#[test]
+fn concurrent_spawns_from_several_threads_stay_separate() {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let tag = format!("{t}-{i}");
+                    let svc = ServiceSection {
+                        environment: vec![("TAG".into(), tag.clone())],
+                        umask: t,
+                        ..ServiceSection::default()
+                    };
+                    let (out, exit) = run(&svc, &sh("echo $TAG $(umask)"));
+                    assert_eq!(exit.code, Some(0));
+                    assert_eq!(out.trim(), format!("{tag} {:04o}", t));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("spawning thread");
+    }
+}
