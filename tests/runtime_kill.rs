@@ -183,3 +183,31 @@ fn pidfd_watcher_reports_exits_of_non_children_too() {
         "no report after unwatch"
     );
 }
+
+/// Cost of one /proc scan (the fallback when no cgroup is available). Run with
+/// `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn session_scan_cost() {
+    let n = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|s| s.parse::<i32>().is_ok())
+        })
+        .count();
+    let mut v: Vec<std::time::Duration> = (0..50)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            let _ = runtime::kill::SessionSnapshot::scan();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    println!(
+        "/proc scan with {n} processes: p50 {:?} p95 {:?}",
+        v[25], v[47]
+    );
+}

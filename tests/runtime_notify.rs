@@ -89,6 +89,10 @@ fn systemd_notify_ready_works_without_systemd() {
         .recv_timeout(Duration::from_secs(20))
         .expect("READY=1 from systemd-notify");
     let kv = d.assignments();
+    println!(
+        "systemd-notify: sender {} session {:?}, service {}",
+        d.pid, d.session, s.pid
+    );
     assert!(kv.contains(&("READY", "1")), "{kv:?}");
     assert!(kv.contains(&("STATUS", "up")), "{kv:?}");
     // Sent by systemd-notify on behalf of its parent (the service's main process), or by
