@@ -275,6 +275,20 @@ impl Supervisor {
             if after.active_state != before {
                 m.since_unix = Some(unix_now());
                 self.dirty = true;
+                let stopped = matches!(
+                    after.active_state,
+                    ActiveState::Inactive | ActiveState::Failed
+                );
+                // systemd removes RuntimeDirectory= when the service stops; so do we.
+                if stopped && !svc.unit().service.runtime_directory.is_empty() {
+                    let unit = Arc::clone(svc.unit());
+                    if let Err(err) = crate::runtime::spawn::remove_runtime_directories(
+                        &unit.service,
+                        &self.settings.dirs,
+                    ) {
+                        tracing::warn!("{name}: removing RuntimeDirectory=: {err}");
+                    }
+                }
             }
             if let Some(pid) = after.main_pid {
                 self.pids.entry(pid).or_insert_with(|| name.to_string());
