@@ -68,7 +68,10 @@ fn single_file_uses_its_dropins() {
     assert_eq!(v["warnings"], 1);
     assert_eq!(v["units"][0]["name"], "web.service");
     assert_eq!(v["units"][0]["ok"], true);
-    assert_eq!(v["units"][0]["content_hash"].as_str().map(str::len), Some(32));
+    assert_eq!(
+        v["units"][0]["content_hash"].as_str().map(str::len),
+        Some(32)
+    );
     assert_eq!(v["units"][0]["diagnostics"][0]["severity"], "warning");
     assert_eq!(v["units"][0]["diagnostics"][0]["line"], 12);
 }
@@ -78,7 +81,8 @@ fn a_dropin_error_is_reported_against_the_dropin_when_checking_a_file() {
     let o = check(&["dropin-bad/app.service"]);
     assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
     assert!(
-        o.stdout.starts_with("dropin-bad/app.service.d/override.conf:2:10: error: KillMode=:"),
+        o.stdout
+            .starts_with("dropin-bad/app.service.d/override.conf:2:10: error: KillMode=:"),
         "{}",
         o.stdout
     );
@@ -93,9 +97,20 @@ fn json_for_a_failing_directory() {
     let units = v["units"].as_array().cloned().unwrap_or_default();
     let ok: Vec<(String, bool)> = units
         .iter()
-        .map(|u| (u["name"].as_str().unwrap_or("").to_string(), u["ok"].as_bool().unwrap_or(false)))
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap_or("").to_string(),
+                u["ok"].as_bool().unwrap_or(false),
+            )
+        })
         .collect();
-    assert_eq!(ok, [("broken.service".to_string(), false), ("fine.service".to_string(), true)]);
+    assert_eq!(
+        ok,
+        [
+            ("broken.service".to_string(), false),
+            ("fine.service".to_string(), true)
+        ]
+    );
 }
 
 #[test]

@@ -399,7 +399,11 @@ fn no_directive_of_systemds_list_is_unknown() {
         .filter(|d| d.message.contains("unknown"))
         .map(ToString::to_string)
         .collect();
-    assert!(unknown.is_empty(), "unknown directives:\n{}", unknown.join("\n"));
+    assert!(
+        unknown.is_empty(),
+        "unknown directives:\n{}",
+        unknown.join("\n")
+    );
 }
 
 #[test]
@@ -412,8 +416,14 @@ fn each_directive_is_classified_in_its_section() {
             continue;
         }
         let key = line.trim_end_matches('=');
-        assert!(classify(section, key).is_some(), "{key}= in {section:?} is unknown");
+        assert!(
+            classify(section, key).is_some(),
+            "{key}= in {section:?} is unknown"
+        );
         count += 1;
     }
-    assert!(count > 350, "the embedded list looks truncated: {count} directives");
+    assert!(
+        count > 350,
+        "the embedded list looks truncated: {count} directives"
+    );
 }

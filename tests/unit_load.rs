@@ -20,7 +20,14 @@ fn no_files(_: &str) -> Option<Vec<u8>> {
 }
 
 fn load(text: &str) -> LoadedUnit {
-    parse_unit("t.service", "t.service", text.as_bytes(), &[], &ctx(), &no_files)
+    parse_unit(
+        "t.service",
+        "t.service",
+        text.as_bytes(),
+        &[],
+        &ctx(),
+        &no_files,
+    )
 }
 
 /// The unit, failing the test with the diagnostics when it has errors.
@@ -80,7 +87,9 @@ fn defaults_are_systemds() {
 
 #[test]
 fn unit_section_typed() {
-    let u = ok("[Unit]\nDescription=Web on %H\nAfter=a.service b.target\nAfter=c.service\nBefore=d.service\nRequires=e.service\nWants=f.service\nBindsTo=g.service\nPartOf=h.service\nConflicts=i.service\nConditionHost=!other\nConditionPathExists=|/etc/x\nAssertPathExists=/etc/y\nStartLimitIntervalSec=1min\nStartLimitBurst=3\nDocumentation=man:x(1)\n[Service]\nExecStart=/bin/true\n");
+    let u = ok(
+        "[Unit]\nDescription=Web on %H\nAfter=a.service b.target\nAfter=c.service\nBefore=d.service\nRequires=e.service\nWants=f.service\nBindsTo=g.service\nPartOf=h.service\nConflicts=i.service\nConditionHost=!other\nConditionPathExists=|/etc/x\nAssertPathExists=/etc/y\nStartLimitIntervalSec=1min\nStartLimitBurst=3\nDocumentation=man:x(1)\n[Service]\nExecStart=/bin/true\n",
+    );
     let x = &u.unit;
     assert_eq!(x.description.as_deref(), Some("Web on box.example.org"));
     assert_eq!(x.after, vec!["a.service", "b.target", "c.service"]);
@@ -99,21 +108,30 @@ fn unit_section_typed() {
 
 #[test]
 fn empty_assignment_resets_a_list() {
-    let u = ok("[Unit]\nAfter=a.service\nAfter=\nAfter=b.service\n[Service]\nExecStart=/bin/true\nEnvironment=A=1\nEnvironment=\nEnvironment=B=2\n");
+    let u = ok(
+        "[Unit]\nAfter=a.service\nAfter=\nAfter=b.service\n[Service]\nExecStart=/bin/true\nEnvironment=A=1\nEnvironment=\nEnvironment=B=2\n",
+    );
     assert_eq!(u.unit.after, vec!["b.service"]);
-    assert_eq!(u.service.environment, vec![("B".to_string(), "2".to_string())]);
+    assert_eq!(
+        u.service.environment,
+        vec![("B".to_string(), "2".to_string())]
+    );
 }
 
 #[test]
 fn empty_assignment_resets_a_scalar_to_its_default() {
-    let u = ok("[Service]\nExecStart=/bin/true\nRestartSec=5\nRestartSec=\nKillMode=mixed\nKillMode=\n");
+    let u = ok(
+        "[Service]\nExecStart=/bin/true\nRestartSec=5\nRestartSec=\nKillMode=mixed\nKillMode=\n",
+    );
     assert_eq!(u.service.restart_sec, Duration::from_millis(100));
     assert_eq!(u.service.kill_mode, KillMode::ControlGroup);
 }
 
 #[test]
 fn service_section_typed() {
-    let u = ok("[Service]\nType=forking\nPIDFile=/run/x.pid\nExecStartPre=/bin/pre\nExecStart=/bin/x\nExecStartPost=/bin/post\nExecReload=/bin/kill -HUP $MAINPID\nExecStop=-/bin/stop\nExecStopPost=/bin/stoppost\nExecCondition=/bin/cond\nRemainAfterExit=yes\nRestart=on-abnormal\nRestartSec=1min 30s\nRestartSteps=5\nRestartMaxDelaySec=10min\nSuccessExitStatus=1 SIGUSR1\nRestartPreventExitStatus=255\nRestartForceExitStatus=3\nTimeoutStartSec=infinity\nTimeoutStopSec=30s\nWatchdogSec=20\nKillMode=process\nKillSignal=SIGINT\nFinalKillSignal=9\nSendSIGKILL=no\nSendSIGHUP=yes\nWorkingDirectory=-/srv/x\nUser=www-data\nGroup=www-data\nSupplementaryGroups=adm log\nUMask=0027\nPassEnvironment=TERM LANG\nUnsetEnvironment=FOO\nLimitNOFILE=1024:4096\nNice=-5\nOOMScoreAdjust=-900\nNoNewPrivileges=true\nRuntimeDirectory=x x/y\nRuntimeDirectoryMode=0750\nStateDirectory=x\nStateDirectoryMode=0700\nLogsDirectory=x\nLogsDirectoryMode=0755\nStandardOutput=append:/var/log/x.log\nStandardError=null\nSyslogIdentifier=xd\n");
+    let u = ok(
+        "[Service]\nType=forking\nPIDFile=/run/x.pid\nExecStartPre=/bin/pre\nExecStart=/bin/x\nExecStartPost=/bin/post\nExecReload=/bin/kill -HUP $MAINPID\nExecStop=-/bin/stop\nExecStopPost=/bin/stoppost\nExecCondition=/bin/cond\nRemainAfterExit=yes\nRestart=on-abnormal\nRestartSec=1min 30s\nRestartSteps=5\nRestartMaxDelaySec=10min\nSuccessExitStatus=1 SIGUSR1\nRestartPreventExitStatus=255\nRestartForceExitStatus=3\nTimeoutStartSec=infinity\nTimeoutStopSec=30s\nWatchdogSec=20\nKillMode=process\nKillSignal=SIGINT\nFinalKillSignal=9\nSendSIGKILL=no\nSendSIGHUP=yes\nWorkingDirectory=-/srv/x\nUser=www-data\nGroup=www-data\nSupplementaryGroups=adm log\nUMask=0027\nPassEnvironment=TERM LANG\nUnsetEnvironment=FOO\nLimitNOFILE=1024:4096\nNice=-5\nOOMScoreAdjust=-900\nNoNewPrivileges=true\nRuntimeDirectory=x x/y\nRuntimeDirectoryMode=0750\nStateDirectory=x\nStateDirectoryMode=0700\nLogsDirectory=x\nLogsDirectoryMode=0755\nStandardOutput=append:/var/log/x.log\nStandardError=null\nSyslogIdentifier=xd\n",
+    );
     let s = &u.service;
     assert_eq!(s.service_type, ServiceType::Forking);
     assert_eq!(s.pid_file.as_deref(), Some("/run/x.pid"));
@@ -148,7 +166,10 @@ fn service_section_typed() {
     assert_eq!(s.pass_environment, vec!["TERM", "LANG"]);
     assert_eq!(s.unset_environment, vec!["FOO"]);
     let nofile = s.limits.get("NOFILE").copied();
-    assert_eq!(nofile.map(|l| (l.soft, l.hard)), Some((Some(1024), Some(4096))));
+    assert_eq!(
+        nofile.map(|l| (l.soft, l.hard)),
+        Some((Some(1024), Some(4096)))
+    );
     assert_eq!(s.nice, Some(-5));
     assert_eq!(s.oom_score_adjust, Some(-900));
     assert!(s.no_new_privileges);
@@ -156,7 +177,10 @@ fn service_section_typed() {
     assert_eq!(s.runtime_directory_mode, 0o750);
     assert_eq!(s.state_directory_mode, 0o700);
     assert_eq!(s.logs_directory, vec!["x"]);
-    assert_eq!(s.standard_output, StdOutput::Append("/var/log/x.log".into()));
+    assert_eq!(
+        s.standard_output,
+        StdOutput::Append("/var/log/x.log".into())
+    );
     assert_eq!(s.standard_error, Some(StdOutput::Null));
     assert_eq!(s.syslog_identifier.as_deref(), Some("xd"));
 }
@@ -164,7 +188,10 @@ fn service_section_typed() {
 #[test]
 fn timeouts_zero_means_disabled_and_timeoutsec_sets_both() {
     let u = ok("[Service]\nExecStart=/bin/true\nTimeoutSec=0\n");
-    assert_eq!((u.service.timeout_start, u.service.timeout_stop), (None, None));
+    assert_eq!(
+        (u.service.timeout_start, u.service.timeout_stop),
+        (None, None)
+    );
     let u = ok("[Service]\nExecStart=/bin/true\nTimeoutSec=7\nTimeoutStopSec=3\n");
     assert_eq!(u.service.timeout_start, Some(Duration::from_secs(7)));
     assert_eq!(u.service.timeout_stop, Some(Duration::from_secs(3)));
@@ -181,7 +208,12 @@ fn every_type_and_restart_value() {
         ("oneshot", ServiceType::Oneshot),
         ("notify", ServiceType::Notify),
     ] {
-        assert_eq!(ok(&format!("[Service]\nType={t}\nExecStart=/bin/true\n")).service.service_type, want);
+        assert_eq!(
+            ok(&format!("[Service]\nType={t}\nExecStart=/bin/true\n"))
+                .service
+                .service_type,
+            want
+        );
     }
     for (r, want) in [
         ("no", RestartPolicy::No),
@@ -192,7 +224,12 @@ fn every_type_and_restart_value() {
         ("on-abort", RestartPolicy::OnAbort),
         ("always", RestartPolicy::Always),
     ] {
-        assert_eq!(ok(&format!("[Service]\nRestart={r}\nExecStart=/bin/true\n")).service.restart, want);
+        assert_eq!(
+            ok(&format!("[Service]\nRestart={r}\nExecStart=/bin/true\n"))
+                .service
+                .restart,
+            want
+        );
     }
     for (k, want) in [
         ("control-group", KillMode::ControlGroup),
@@ -200,7 +237,12 @@ fn every_type_and_restart_value() {
         ("process", KillMode::Process),
         ("none", KillMode::None),
     ] {
-        assert_eq!(ok(&format!("[Service]\nKillMode={k}\nExecStart=/bin/true\n")).service.kill_mode, want);
+        assert_eq!(
+            ok(&format!("[Service]\nKillMode={k}\nExecStart=/bin/true\n"))
+                .service
+                .kill_mode,
+            want
+        );
     }
 }
 
@@ -214,36 +256,71 @@ fn standard_output_forms() {
         ("append:/tmp/o", StdOutput::Append("/tmp/o".into())),
         ("truncate:/tmp/o", StdOutput::Truncate("/tmp/o".into())),
     ] {
-        let u = ok(&format!("[Service]\nExecStart=/bin/true\nStandardOutput={v}\n"));
+        let u = ok(&format!(
+            "[Service]\nExecStart=/bin/true\nStandardOutput={v}\n"
+        ));
         assert_eq!(u.service.standard_output, want, "{v}");
     }
-    assert!(errors("[Service]\nExecStart=/bin/true\nStandardOutput=file:rel\n")[0].contains("absolute"));
-    assert!(errors("[Service]\nExecStart=/bin/true\nStandardOutput=nowhere\n")[0].starts_with("3:16:"));
+    assert!(
+        errors("[Service]\nExecStart=/bin/true\nStandardOutput=file:rel\n")[0].contains("absolute")
+    );
+    assert!(
+        errors("[Service]\nExecStart=/bin/true\nStandardOutput=nowhere\n")[0].starts_with("3:16:")
+    );
 }
 
 #[test]
 fn invalid_values_of_enforced_keys_are_errors_with_position() {
-    assert_eq!(errors("[Service]\nExecStart=/bin/true\nRestart=sometimes\n")[0].split(':').take(2).collect::<Vec<_>>(), ["3", "9"]);
+    assert_eq!(
+        errors("[Service]\nExecStart=/bin/true\nRestart=sometimes\n")[0]
+            .split(':')
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["3", "9"]
+    );
     assert!(errors("[Service]\nExecStart=/bin/true\nRestartSec=soon\n")[0].contains("time span"));
     assert!(errors("[Service]\nExecStart=/bin/true\nKillSignal=SIGNOPE\n")[0].contains("signal"));
     assert!(errors("[Service]\nExecStart=/bin/true\nUMask=999\n")[0].contains("octal"));
-    assert!(errors("[Service]\nExecStart=/bin/true\nRemainAfterExit=perhaps\n")[0].contains("boolean"));
+    assert!(
+        errors("[Service]\nExecStart=/bin/true\nRemainAfterExit=perhaps\n")[0].contains("boolean")
+    );
     assert!(errors("[Service]\nExecStart=/bin/true\nType=daemon\n")[0].contains("service type"));
     assert!(errors("[Service]\nExecStart=/bin/true\nNice=40\n")[0].contains("-20 to 19"));
-    assert!(errors("[Service]\nExecStart=/bin/true\nLimitNOFILE=many\n")[0].contains("LimitNOFILE"));
-    assert!(errors("[Service]\nExecStart=/bin/true\nWorkingDirectory=relative\n")[0].contains("absolute"));
-    assert!(errors("[Service]\nExecStart=/bin/true\nSuccessExitStatus=300\n")[0].contains("0..255"));
-    assert!(errors("[Service]\nExecStart=/bin/true\nEnvironment=no_equals\n")[0].contains("NAME=value"));
-    assert!(errors("[Unit]\nAfter=not a unit\n[Service]\nExecStart=/bin/true\n")[0].contains("invalid unit name"));
-    assert!(errors("[Service]\nExecStart=/bin/true\nRuntimeDirectory=../escape\n")[0].contains("relative"));
+    assert!(
+        errors("[Service]\nExecStart=/bin/true\nLimitNOFILE=many\n")[0].contains("LimitNOFILE")
+    );
+    assert!(
+        errors("[Service]\nExecStart=/bin/true\nWorkingDirectory=relative\n")[0]
+            .contains("absolute")
+    );
+    assert!(
+        errors("[Service]\nExecStart=/bin/true\nSuccessExitStatus=300\n")[0].contains("0..255")
+    );
+    assert!(
+        errors("[Service]\nExecStart=/bin/true\nEnvironment=no_equals\n")[0].contains("NAME=value")
+    );
+    assert!(
+        errors("[Unit]\nAfter=not a unit\n[Service]\nExecStart=/bin/true\n")[0]
+            .contains("invalid unit name")
+    );
+    assert!(
+        errors("[Service]\nExecStart=/bin/true\nRuntimeDirectory=../escape\n")[0]
+            .contains("relative")
+    );
 }
 
 #[test]
 fn unknown_key_is_a_warning_naming_key_and_section() {
     let w = warnings("[Service]\nExecStart=/bin/true\nFrobnicate=1\n");
-    assert_eq!(w, vec!["3:1: unknown key Frobnicate= in section [Service]: ignored"]);
+    assert_eq!(
+        w,
+        vec!["3:1: unknown key Frobnicate= in section [Service]: ignored"]
+    );
     let w = warnings("[Unit]\nExecStart=/bin/true\n[Service]\nExecStart=/bin/true\n");
-    assert!(w[0].contains("[Unit]") && w[0].contains("belongs in [Service]"), "{w:?}");
+    assert!(
+        w[0].contains("[Unit]") && w[0].contains("belongs in [Service]"),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -253,7 +330,10 @@ fn not_enforced_keys_are_warnings_and_the_unit_loads() {
     assert!(l.unit.is_some());
     let w = warnings(text);
     assert_eq!(w.len(), 5, "{w:?}");
-    assert!(w.iter().all(|m| m.contains("not enforced by gitproc")), "{w:?}");
+    assert!(
+        w.iter().all(|m| m.contains("not enforced by gitproc")),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -271,7 +351,10 @@ fn unknown_section_warns_and_extension_sections_are_kept() {
 #[test]
 fn multiple_execstart_only_for_oneshot() {
     let e = errors("[Service]\nExecStart=/bin/a\nExecStart=/bin/b\n");
-    assert!(e[0].starts_with("3:1:") && e[0].contains("oneshot"), "{e:?}");
+    assert!(
+        e[0].starts_with("3:1:") && e[0].contains("oneshot"),
+        "{e:?}"
+    );
     let u = ok("[Service]\nType=oneshot\nExecStart=/bin/a\nExecStart=/bin/b\n");
     assert_eq!(u.service.exec_start.len(), 2);
     // An empty ExecStart= resets, so a drop-in can replace the command.
@@ -284,19 +367,37 @@ fn missing_execstart_is_an_error_unless_oneshot_with_execstop() {
     assert!(errors("[Service]\nType=simple\n")[0].contains("no ExecStart="));
     assert!(errors("[Unit]\nDescription=x\n")[0].contains("[Service]"));
     ok("[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStop=/bin/true\n");
-    assert!(errors("[Service]\nType=oneshot\nExecStart=/bin/true\nRestart=always\n")[0].contains("oneshot"));
+    assert!(
+        errors("[Service]\nType=oneshot\nExecStart=/bin/true\nRestart=always\n")[0]
+            .contains("oneshot")
+    );
 }
 
 #[test]
 fn exec_lines_quoting_prefixes_and_specifiers() {
-    let u = ok("[Service]\nExecStart=-/usr/sbin/nginx -g 'daemon on; master_process on;' \"a b\" %n %i\n");
+    let u = ok(
+        "[Service]\nExecStart=-/usr/sbin/nginx -g 'daemon on; master_process on;' \"a b\" %n %i\n",
+    );
     let c = &u.service.exec_start[0];
     assert!(c.flags.ignore_failure);
-    assert_eq!(c.argv, vec!["/usr/sbin/nginx", "-g", "daemon on; master_process on;", "a b", "t.service", ""]);
+    assert_eq!(
+        c.argv,
+        vec![
+            "/usr/sbin/nginx",
+            "-g",
+            "daemon on; master_process on;",
+            "a b",
+            "t.service",
+            ""
+        ]
+    );
     assert_eq!(c.origin, "t.service:2");
     assert!(errors("[Service]\nExecStart=/bin/echo %Q\n")[0].contains("unknown specifier %Q"));
     let e = errors("[Service]\nExecStart=/bin/echo \"open\n");
-    assert!(e[0].starts_with("2:21:") && e[0].contains("unterminated"), "{e:?}");
+    assert!(
+        e[0].starts_with("2:21:") && e[0].contains("unterminated"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -306,26 +407,45 @@ fn variables_expand_from_environment_and_environment_files() {
         _ => None,
     };
     let text = "[Service]\nExecStart=/bin/app $OPTS ${PORT} ${NAME} $MISSING :$$\nEnvironment=\"NAME=my app\" PORT=1\nEnvironmentFile=/etc/default/app\nEnvironmentFile=-/etc/default/absent\n";
-    let l = parse_unit("a.service", "a.service", text.as_bytes(), &[], &ctx(), &files);
+    let l = parse_unit(
+        "a.service",
+        "a.service",
+        text.as_bytes(),
+        &[],
+        &ctx(),
+        &files,
+    );
     let u = l.unit.unwrap_or_else(|| panic!("{:?}", l.diagnostics));
     // Environment files override Environment= (systemd.exec(5)).
-    assert_eq!(u.service.exec_start[0].argv, vec!["/bin/app", "-v", "-x", "9", "my app", ":$"]);
+    assert_eq!(
+        u.service.exec_start[0].argv,
+        vec!["/bin/app", "-v", "-x", "9", "my app", ":$"]
+    );
     assert_eq!(u.service.environment_files.len(), 2);
     assert!(u.service.environment_files[1].optional);
-    assert_eq!(u.service.environment_from_files[1], ("PORT".to_string(), "9".to_string()));
+    assert_eq!(
+        u.service.environment_from_files[1],
+        ("PORT".to_string(), "9".to_string())
+    );
 }
 
 #[test]
 fn colon_prefix_disables_variable_expansion() {
     let u = ok("[Service]\nEnvironment=A=1\nExecStart=:/bin/echo $A ${A}\n");
-    assert_eq!(u.service.exec_start[0].argv, vec!["/bin/echo", "$A", "${A}"]);
+    assert_eq!(
+        u.service.exec_start[0].argv,
+        vec!["/bin/echo", "$A", "${A}"]
+    );
 }
 
 #[test]
 fn missing_environment_files() {
     // Relative (in the tree) and not optional: an error; absolute: a warning (host-dependent).
     let e = errors("[Service]\nExecStart=/bin/true\nEnvironmentFile=env/app.env\n");
-    assert!(e[0].starts_with("3:17:") && e[0].contains("not in the tree"), "{e:?}");
+    assert!(
+        e[0].starts_with("3:17:") && e[0].contains("not in the tree"),
+        "{e:?}"
+    );
     let w = warnings("[Service]\nExecStart=/bin/true\nEnvironmentFile=/nonexistent/gitproc-test\n");
     assert!(w[0].contains("cannot be read"), "{w:?}");
     let l = load("[Service]\nExecStart=/bin/true\nEnvironmentFile=-env/app.env\n");
@@ -334,7 +454,14 @@ fn missing_environment_files() {
 
 #[test]
 fn invalid_utf8_is_an_error_with_position() {
-    let l = parse_unit("t.service", "t.service", b"[Service]\nExecStart=/bin/\xc3\x28\n", &[], &ctx(), &no_files);
+    let l = parse_unit(
+        "t.service",
+        "t.service",
+        b"[Service]\nExecStart=/bin/\xc3\x28\n",
+        &[],
+        &ctx(),
+        &no_files,
+    );
     assert!(l.unit.is_none());
     let d = &l.diagnostics[0];
     assert_eq!((d.line, d.column, d.severity), (2, 16, Severity::Error));
@@ -344,26 +471,62 @@ fn invalid_utf8_is_an_error_with_position() {
 #[test]
 fn continuation_lines_join() {
     let u = ok("[Service]\nExecStart=/bin/echo one \\\n  two \\\n# a comment inside\n  three\n");
-    assert_eq!(u.service.exec_start[0].argv, vec!["/bin/echo", "one", "two", "three"]);
+    assert_eq!(
+        u.service.exec_start[0].argv,
+        vec!["/bin/echo", "one", "two", "three"]
+    );
 }
 
 #[test]
 fn dropins_apply_in_the_given_order_and_are_recorded() {
-    let d1 = ("t.service.d/10-a.conf".to_string(), b"[Service]\nRestart=always\nEnvironment=X=1\n".to_vec());
-    let d2 = ("t.service.d/20-b.conf".to_string(), b"[Service]\nRestart=on-failure\nExecStart=\nExecStart=/bin/b\n".to_vec());
-    let l = parse_unit("t.service", "t.service", MIN.as_bytes(), &[d1, d2], &ctx(), &no_files);
+    let d1 = (
+        "t.service.d/10-a.conf".to_string(),
+        b"[Service]\nRestart=always\nEnvironment=X=1\n".to_vec(),
+    );
+    let d2 = (
+        "t.service.d/20-b.conf".to_string(),
+        b"[Service]\nRestart=on-failure\nExecStart=\nExecStart=/bin/b\n".to_vec(),
+    );
+    let l = parse_unit(
+        "t.service",
+        "t.service",
+        MIN.as_bytes(),
+        &[d1, d2],
+        &ctx(),
+        &no_files,
+    );
     let u = l.unit.unwrap_or_else(|| panic!("{:?}", l.diagnostics));
     assert_eq!(u.service.restart, RestartPolicy::OnFailure);
     assert_eq!(u.service.exec_start.len(), 1);
     assert_eq!(u.service.exec_start[0].path, "/bin/b");
-    assert_eq!(u.dropins, vec!["t.service.d/10-a.conf", "t.service.d/20-b.conf"]);
-    assert_eq!(l.inputs, vec!["t.service", "t.service.d/10-a.conf", "t.service.d/20-b.conf"]);
+    assert_eq!(
+        u.dropins,
+        vec!["t.service.d/10-a.conf", "t.service.d/20-b.conf"]
+    );
+    assert_eq!(
+        l.inputs,
+        vec![
+            "t.service",
+            "t.service.d/10-a.conf",
+            "t.service.d/20-b.conf"
+        ]
+    );
 }
 
 #[test]
 fn a_dropin_error_names_the_dropin_file() {
-    let d = ("t.service.d/x.conf".to_string(), b"[Service]\nKillMode=gently\n".to_vec());
-    let l = parse_unit("t.service", "t.service", MIN.as_bytes(), &[d], &ctx(), &no_files);
+    let d = (
+        "t.service.d/x.conf".to_string(),
+        b"[Service]\nKillMode=gently\n".to_vec(),
+    );
+    let l = parse_unit(
+        "t.service",
+        "t.service",
+        MIN.as_bytes(),
+        &[d],
+        &ctx(),
+        &no_files,
+    );
     assert_eq!(l.diagnostics[0].file, "t.service.d/x.conf");
     assert_eq!((l.diagnostics[0].line, l.diagnostics[0].column), (2, 10));
 }
@@ -374,8 +537,18 @@ fn content_hash_is_stable_and_sensitive() {
     assert_eq!(a, load(MIN).content_hash);
     assert_eq!(a.len(), 32);
     assert_ne!(a, load("[Service]\nExecStart=/bin/false\n").content_hash);
-    let d = ("t.service.d/x.conf".to_string(), b"[Service]\nNice=1\n".to_vec());
-    let with = parse_unit("t.service", "t.service", MIN.as_bytes(), &[d], &ctx(), &no_files);
+    let d = (
+        "t.service.d/x.conf".to_string(),
+        b"[Service]\nNice=1\n".to_vec(),
+    );
+    let with = parse_unit(
+        "t.service",
+        "t.service",
+        MIN.as_bytes(),
+        &[d],
+        &ctx(),
+        &no_files,
+    );
     assert_ne!(a, with.content_hash);
     // Pinned: the hash is part of the persisted state, it must not drift between versions.
     assert_eq!(
@@ -418,43 +591,111 @@ fn tree(entries: &[(&str, Option<&str>, Option<&str>)]) -> FileTree {
 fn load_tree_units_dropins_templates_and_isolation() {
     let t = tree(&[
         ("web.service", Some("[Service]\nExecStart=/bin/web\n"), None),
-        ("web.service.d/20-b.conf", Some("[Service]\nRestart=always\n"), None),
-        ("web.service.d/10-a.conf", Some("[Service]\nRestart=on-failure\nEnvironmentFile=env/web\nExecStart=\nExecStart=/bin/web $PORT\n"), None),
+        (
+            "web.service.d/20-b.conf",
+            Some("[Service]\nRestart=always\n"),
+            None,
+        ),
+        (
+            "web.service.d/10-a.conf",
+            Some(
+                "[Service]\nRestart=on-failure\nEnvironmentFile=env/web\nExecStart=\nExecStart=/bin/web $PORT\n",
+            ),
+            None,
+        ),
         ("web.service.d/notes.txt", Some("ignored"), None),
         ("env/web", Some("PORT=8080\n"), None),
-        ("broken.service", Some("[Service]\nExecStart=/bin/x\nRestart=bogus\n"), None),
-        ("worker@.service", Some("[Unit]\nDescription=worker %i\n[Service]\nExecStart=/bin/work %i\n"), None),
-        ("worker@.service.d/x.conf", Some("[Service]\nNice=5\n"), None),
+        (
+            "broken.service",
+            Some("[Service]\nExecStart=/bin/x\nRestart=bogus\n"),
+            None,
+        ),
+        (
+            "worker@.service",
+            Some("[Unit]\nDescription=worker %i\n[Service]\nExecStart=/bin/work %i\n"),
+            None,
+        ),
+        (
+            "worker@.service.d/x.conf",
+            Some("[Service]\nNice=5\n"),
+            None,
+        ),
         ("worker@1.service", None, Some("worker@.service")),
         ("worker@2.service", None, Some("./worker@.service")),
-        ("worker@2.service.d/y.conf", Some("[Service]\nNice=7\n"), None),
+        (
+            "worker@2.service.d/y.conf",
+            Some("[Service]\nNice=7\n"),
+            None,
+        ),
         ("alias.service", None, Some("web.service")),
-        ("sub/nested.service", Some("[Service]\nExecStart=/bin/n\n"), None),
+        (
+            "sub/nested.service",
+            Some("[Service]\nExecStart=/bin/n\n"),
+            None,
+        ),
         ("README.md", Some("# units"), None),
     ]);
     let loaded: BTreeMap<String, LoadedUnit> = load_tree(&t, &ctx());
     let names: Vec<&str> = loaded.keys().map(String::as_str).collect();
-    assert_eq!(names, ["alias.service", "broken.service", "web.service", "worker@1.service", "worker@2.service"]);
+    assert_eq!(
+        names,
+        [
+            "alias.service",
+            "broken.service",
+            "web.service",
+            "worker@1.service",
+            "worker@2.service"
+        ]
+    );
 
     let web = &loaded["web.service"];
-    let u = web.unit.as_ref().unwrap_or_else(|| panic!("{:?}", web.diagnostics));
-    assert_eq!(u.service.restart, RestartPolicy::Always, "20-b.conf applies after 10-a.conf");
+    let u = web
+        .unit
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:?}", web.diagnostics));
+    assert_eq!(
+        u.service.restart,
+        RestartPolicy::Always,
+        "20-b.conf applies after 10-a.conf"
+    );
     assert_eq!(u.service.exec_start[0].argv, vec!["/bin/web", "8080"]);
-    assert_eq!(web.inputs, vec!["web.service", "web.service.d/10-a.conf", "web.service.d/20-b.conf", "env/web"]);
+    assert_eq!(
+        web.inputs,
+        vec![
+            "web.service",
+            "web.service.d/10-a.conf",
+            "web.service.d/20-b.conf",
+            "env/web"
+        ]
+    );
 
     assert!(loaded["broken.service"].unit.is_none());
     assert!(loaded["alias.service"].unit.is_none());
-    assert!(loaded["alias.service"].diagnostics[0].message.contains("Alias="));
+    assert!(
+        loaded["alias.service"].diagnostics[0]
+            .message
+            .contains("Alias=")
+    );
 
     let w1 = &loaded["worker@1.service"];
-    let u1 = w1.unit.as_ref().unwrap_or_else(|| panic!("{:?}", w1.diagnostics));
+    let u1 = w1
+        .unit
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:?}", w1.diagnostics));
     assert_eq!(u1.name, "worker@1.service");
     assert_eq!(u1.unit.description.as_deref(), Some("worker 1"));
     assert_eq!(u1.service.exec_start[0].argv, vec!["/bin/work", "1"]);
     assert_eq!(u1.service.nice, Some(5));
     assert_eq!(w1.inputs[0], "worker@1.service");
-    let u2 = loaded["worker@2.service"].unit.as_ref().map(|u| u.service.nice);
-    assert_eq!(u2, Some(Some(7)), "instance drop-ins apply after the template's");
+    let u2 = loaded["worker@2.service"]
+        .unit
+        .as_ref()
+        .map(|u| u.service.nice);
+    assert_eq!(
+        u2,
+        Some(Some(7)),
+        "instance drop-ins apply after the template's"
+    );
     assert_ne!(w1.content_hash, loaded["worker@2.service"].content_hash);
 }
 
@@ -469,7 +710,10 @@ fn a_bad_unit_never_affects_another() {
     assert!(loaded["a.service"].unit.is_some());
     assert!(loaded["b.service"].unit.is_none());
     assert!(loaded["c.service"].unit.is_some());
-    let alone = load_tree(&tree(&[("a.service", Some("[Service]\nExecStart=/bin/a\n"), None)]), &ctx());
+    let alone = load_tree(
+        &tree(&[("a.service", Some("[Service]\nExecStart=/bin/a\n"), None)]),
+        &ctx(),
+    );
     assert_eq!(alone["a.service"], loaded["a.service"]);
 }
 
@@ -489,7 +733,20 @@ fn specifiers_user_and_host_come_from_the_manager_not_user_setting() {
         home: "/var/lib/gitproc".into(),
         ..SpecifierContext::default()
     };
-    let l = parse_unit("t.service", "t.service", b"[Service]\nUser=nobody\nExecStart=/bin/echo %u %U %h\n", &[], &c, &no_files);
-    let argv = l.unit.map(|u| u.service.exec_start[0].argv.clone()).unwrap_or_default();
-    assert_eq!(argv, vec!["/bin/echo", "gitproc", "999", "/var/lib/gitproc"]);
+    let l = parse_unit(
+        "t.service",
+        "t.service",
+        b"[Service]\nUser=nobody\nExecStart=/bin/echo %u %U %h\n",
+        &[],
+        &c,
+        &no_files,
+    );
+    let argv = l
+        .unit
+        .map(|u| u.service.exec_start[0].argv.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        argv,
+        vec!["/bin/echo", "gitproc", "999", "/var/lib/gitproc"]
+    );
 }
