@@ -16,7 +16,7 @@ fn unit_text(i: usize) -> String {
         "# Generated unit {i}\n[Unit]\nDescription=Service number {i} on %H\nDocumentation=man:svc{i}(8) https://example.org/svc{i}\nAfter=network-online.target svc{}.service\nWants=network-online.target\n",
         i.saturating_sub(1)
     ));
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         s.push_str("ConditionPathExists=!/etc/svc/disabled\nStartLimitIntervalSec=30s\nStartLimitBurst=3\n");
     }
     s.push_str("\n[Service]\n");
@@ -41,11 +41,14 @@ fn unit_text(i: usize) -> String {
     s
 }
 
-fn corpus() -> Vec<(String, Vec<u8>, Vec<(String, Vec<u8>)>)> {
+/// (name, bytes, drop-ins) of one unit.
+type Sample = (String, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+fn corpus() -> Vec<Sample> {
     (0..1000)
-        .map(|i| {
+        .map(|i: usize| {
             let name = format!("svc{i}.service");
-            let dropins = if i % 10 == 0 {
+            let dropins = if i.is_multiple_of(10) {
                 vec![(
                     format!("{name}.d/override.conf"),
                     b"[Service]\nRestart=always\nRestartSec=5\n".to_vec(),

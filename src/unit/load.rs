@@ -268,9 +268,7 @@ impl<'a> Builder<'a> {
                     list.clear();
                 }
                 for w in v.split_ascii_whitespace() {
-                    if let Err(e) = parse_unit_name(w) {
-                        return Err(e);
-                    }
+                    parse_unit_name(w)?;
                     list.push(w.to_string());
                 }
             }
