@@ -430,6 +430,16 @@ fn variables_expand_from_environment_and_environment_files() {
 }
 
 #[test]
+fn unset_and_pass_environment_affect_expansion() {
+    let u = ok(
+        "[Service]\nEnvironment=A=1 B=2 C=3\nUnsetEnvironment=A B=9 C=3\nPassEnvironment=FROM_MANAGER\nExecStart=/bin/x $A $B $C $FROM_MANAGER $OTHER\n",
+    );
+    let c = &u.service.exec_start[0];
+    assert_eq!(c.argv, vec!["/bin/x", "2", "$FROM_MANAGER"]);
+    assert_eq!(c.runtime_vars, vec!["FROM_MANAGER"]);
+}
+
+#[test]
 fn colon_prefix_disables_variable_expansion() {
     let u = ok("[Service]\nEnvironment=A=1\nExecStart=:/bin/echo $A ${A}\n");
     assert_eq!(

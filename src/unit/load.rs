@@ -907,13 +907,24 @@ pub fn parse_unit(
             .chain(b.unit.service.environment_from_files.iter())
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        // UnsetEnvironment= removes variables from the final environment (systemd.exec(5)).
+        // `NAME=VALUE` only unsets when the value matches.
+        let unset = &b.unit.service.unset_environment;
         let env = |n: &str| {
-            env_pairs
+            let found = env_pairs
                 .iter()
                 .rev()
                 .find(|(k, _)| *k == n)
-                .map(|(_, v)| *v)
+                .map(|(_, v)| *v);
+            let removed = unset.iter().any(|u| match u.split_once('=') {
+                Some((k, val)) => k == n && found == Some(val),
+                None => u == n,
+            });
+            if removed { Some("") } else { found }
         };
+        // PassEnvironment= names come from the manager's environment at spawn time.
+        let pass = &b.unit.service.pass_environment;
+        let keep = |n: &str| pass.iter().any(|p| p == n);
         let (un, up) = (&unit_name, path);
         let mut spec =
             |w: &str| expand(w, &SpecifierUnit { name: un, path: up }, ctx).map_err(|(_, m)| m);
@@ -924,7 +935,7 @@ pub fn parse_unit(
                 continue;
             }
             let origin = format!("{}:{}", loc.file, loc.entry.line);
-            let r = parse_exec(&loc.entry.value, &origin, &mut spec, &env)
+            let r = parse_exec(&loc.entry.value, &origin, &mut spec, &env, &keep)
                 .map_err(|(off, msg)| loc.error_at(off, msg));
             parsed.push((i, r));
         }
