@@ -463,6 +463,28 @@ fn missing_environment_files() {
 }
 
 #[test]
+fn environment_file_errors_point_at_their_line_even_with_specifiers() {
+    let text = "[Service]\nExecStart=/bin/true\nEnvironmentFile=env/%i\n";
+    let l = parse_unit(
+        "a@x.service",
+        "a@.service",
+        text.as_bytes(),
+        &[],
+        &ctx(),
+        &no_files,
+    );
+    let d = &l.diagnostics[0];
+    assert_eq!((d.file.as_str(), d.line, d.column), ("a@.service", 3, 17));
+    assert!(d.message.contains("env/x"), "{}", d.message);
+}
+
+#[test]
+fn missing_execstart_points_at_the_service_header() {
+    let e = errors("[Unit]\nDescription=x\n\n[Service]\nUser=nobody\n");
+    assert!(e[0].starts_with("4:1:"), "{e:?}");
+}
+
+#[test]
 fn invalid_utf8_is_an_error_with_position() {
     let l = parse_unit(
         "t.service",
