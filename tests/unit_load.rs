@@ -479,6 +479,12 @@ fn environment_file_errors_point_at_their_line_even_with_specifiers() {
 }
 
 #[test]
+fn unknown_specifier_points_at_the_percent_sign() {
+    let e = errors("[Unit]\nDescription=ab %Z\n[Service]\nExecStart=/bin/true\n");
+    assert!(e[0].starts_with("2:16:") && e[0].contains("%Z"), "{e:?}");
+}
+
+#[test]
 fn missing_execstart_points_at_the_service_header() {
     let e = errors("[Unit]\nDescription=x\n\n[Service]\nUser=nobody\n");
     assert!(e[0].starts_with("4:1:"), "{e:?}");
