@@ -430,6 +430,16 @@ fn variables_expand_from_environment_and_environment_files() {
 }
 
 #[test]
+fn unset_and_pass_environment_affect_expansion() {
+    let u = ok(
+        "[Service]\nEnvironment=A=1 B=2 C=3\nUnsetEnvironment=A B=9 C=3\nPassEnvironment=FROM_MANAGER\nExecStart=/bin/x $A $B $C $FROM_MANAGER $OTHER\n",
+    );
+    let c = &u.service.exec_start[0];
+    assert_eq!(c.argv, vec!["/bin/x", "2", "$FROM_MANAGER"]);
+    assert_eq!(c.runtime_vars, vec!["FROM_MANAGER"]);
+}
+
+#[test]
 fn colon_prefix_disables_variable_expansion() {
     let u = ok("[Service]\nEnvironment=A=1\nExecStart=:/bin/echo $A ${A}\n");
     assert_eq!(
@@ -450,6 +460,34 @@ fn missing_environment_files() {
     assert!(w[0].contains("cannot be read"), "{w:?}");
     let l = load("[Service]\nExecStart=/bin/true\nEnvironmentFile=-env/app.env\n");
     assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+}
+
+#[test]
+fn environment_file_errors_point_at_their_line_even_with_specifiers() {
+    let text = "[Service]\nExecStart=/bin/true\nEnvironmentFile=env/%i\n";
+    let l = parse_unit(
+        "a@x.service",
+        "a@.service",
+        text.as_bytes(),
+        &[],
+        &ctx(),
+        &no_files,
+    );
+    let d = &l.diagnostics[0];
+    assert_eq!((d.file.as_str(), d.line, d.column), ("a@.service", 3, 17));
+    assert!(d.message.contains("env/x"), "{}", d.message);
+}
+
+#[test]
+fn unknown_specifier_points_at_the_percent_sign() {
+    let e = errors("[Unit]\nDescription=ab %Z\n[Service]\nExecStart=/bin/true\n");
+    assert!(e[0].starts_with("2:16:") && e[0].contains("%Z"), "{e:?}");
+}
+
+#[test]
+fn missing_execstart_points_at_the_service_header() {
+    let e = errors("[Unit]\nDescription=x\n\n[Service]\nUser=nobody\n");
+    assert!(e[0].starts_with("4:1:"), "{e:?}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 fn parse(bytes: &[u8], dropin: &[u8]) {
     let ctx = SpecifierContext::default();
     let dropins = vec![("x@i.service.d/a.conf".to_string(), dropin.to_vec())];
-    let env = |p: &str| (p.len() % 2 == 0).then(|| dropin.to_vec());
+    let env = |p: &str| p.len().is_multiple_of(2).then(|| dropin.to_vec());
     let l = parse_unit("x@i.service", "x@.service", bytes, &dropins, &ctx, &env);
     // Every diagnostic has a position.
     assert!(l.diagnostics.iter().all(|d| d.line >= 1 && d.column >= 1));
@@ -25,6 +25,13 @@ fn unitish() -> impl Strategy<Value = Vec<u8>> {
         Just("Type=oneshot\n".to_string()),
         Just("LimitNOFILE=".to_string()),
         Just("TimeoutSec=".to_string()),
+        Just("KillSignal=SIGRTMIN+".to_string()),
+        Just("KillSignal=SIGRTMAX-".to_string()),
+        Just("LimitCPU=".to_string()),
+        Just("LimitNICE=".to_string()),
+        Just("RestartSec=".to_string()),
+        Just("SuccessExitStatus=".to_string()),
+        "-?[0-9.]{0,25}[a-zA-Z]{0,3}",
         Just("\\\n".to_string()),
         Just("\"".to_string()),
         Just("'".to_string()),

@@ -2,7 +2,7 @@
 //! changed (by effective content hash), leave everything else alone — its pid must not
 //! change. A unit whose new version does not load keeps running its last good version.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::managed::Managed;
@@ -29,6 +29,22 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
     let commit = snapshot.commit.clone();
     let mut summary = Summary::default();
     let mut actions: Vec<(String, Action)> = Vec::new();
+
+    // Which units changed, by effective content: the pure diff over content hashes.
+    let diff_started = std::time::Instant::now();
+    let applied: BTreeMap<String, String> = sup
+        .units_mut()
+        .iter()
+        .filter_map(|(name, m)| m.hash.clone().map(|h| (name.clone(), h)))
+        .collect();
+    let candidate: BTreeMap<String, String> = snapshot
+        .units
+        .iter()
+        .map(|(name, u)| (name.clone(), u.content_hash.clone()))
+        .collect();
+    let unit_diff = crate::source::diff(&applied, &candidate);
+    sup.record(crate::perf::Op::Diff, diff_started.elapsed());
+    let unchanged: BTreeSet<String> = unit_diff.unchanged.into_iter().collect();
 
     // Removed from git: stop, then forget once inactive.
     let gone: Vec<String> = sup
@@ -80,7 +96,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
             Some(m) if m.service.is_some() => {
                 m.load_error = None;
                 m.path = path;
-                if m.hash.as_deref() == Some(content_hash.as_str()) {
+                if unchanged.contains(&name) {
                     continue;
                 }
                 if let Some(svc) = m.service.as_mut() {
@@ -193,6 +209,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
     serde_json::json!({
         "commit": commit,
         "changed": true,
+        "unchanged": unchanged.len(),
         "started": summary.started,
         "restarted": summary.restarted,
         "stopped": summary.stopped,

@@ -98,6 +98,8 @@ pub struct Supervisor {
     /// State restored from the previous run, consumed by the first unit set applied.
     restored: Option<PersistedState>,
     perf: Perf,
+    /// Saves of the writer already recorded in `perf`.
+    saves_seen: u64,
     dirty: bool,
     shutting_down: bool,
     first_applied: bool,
@@ -137,6 +139,7 @@ impl Supervisor {
             writer,
             restored,
             perf: Perf::new(),
+            saves_seen: 0,
             dirty: false,
             shutting_down: false,
             first_applied: false,
@@ -193,6 +196,7 @@ impl Supervisor {
                 self.writer.submit(self.persisted());
                 self.dirty = false;
             }
+            self.observe_saves();
             if self.shutting_down && self.all_stopped() {
                 return self.finish_shutdown();
             }
@@ -243,6 +247,17 @@ impl Supervisor {
             .collect();
         for name in due {
             self.feed(&name, Event::Timer);
+        }
+    }
+
+    /// Records the writer's saves in the perf histograms (it runs on its own thread).
+    fn observe_saves(&mut self) {
+        let stats = self.writer.stats();
+        if stats.saves > self.saves_seen {
+            if let Some(took) = stats.last_duration {
+                self.perf.record(Op::Save, took);
+            }
+            self.saves_seen = stats.saves;
         }
     }
 
@@ -1118,6 +1133,10 @@ impl Supervisor {
     }
 
     // ----- accessors for apply -----
+
+    pub(super) fn record(&mut self, op: Op, took: Duration) {
+        self.perf.record(op, took);
+    }
 
     pub(super) fn units_mut(&mut self) -> &mut BTreeMap<String, Managed> {
         &mut self.units

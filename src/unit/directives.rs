@@ -44,8 +44,12 @@ fn contains(list: &[&str], key: &str) -> bool {
     list.binary_search(&key).is_ok()
 }
 
-/// Classifies `key` in `section`; `None` is an unknown key.
+/// Classifies `key` in `section`; `None` is an unknown key. Keys starting with `X-` are
+/// accepted silently in every section, as systemd does (systemd.unit(5)).
 pub fn classify(section: SectionKind, key: &str) -> Option<Support> {
+    if key.starts_with("X-") && section != SectionKind::Unknown {
+        return Some(Support::Informational);
+    }
     let (enforced, info, not_enforced) = match section {
         SectionKind::Unit => (UNIT_ENFORCED, UNIT_INFORMATIONAL, UNIT_NOT_ENFORCED),
         SectionKind::Service => {
@@ -595,6 +599,7 @@ mod tests {
         );
         assert_eq!(classify(SectionKind::Unit, "ExecStart"), None);
         assert_eq!(classify(SectionKind::Service, "Frobnicate"), None);
+        assert_eq!(classify(SectionKind::Service, "X-Frobnicate"), Some(Support::Informational));
         assert_eq!(
             classify(SectionKind::Extension, "Anything"),
             Some(Support::Informational)

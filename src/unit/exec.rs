@@ -14,8 +14,9 @@
 //! it at load time from `Environment=` and `EnvironmentFile=` (later wins, unknown expands to
 //! empty, nothing at all with the `:` prefix) so the effective command is visible in the model
 //! and in the content hash. Variables only the manager knows when it spawns ([`RUNTIME_VARS`],
-//! e.g. `$MAINPID` in `ExecReload=/bin/kill -HUP $MAINPID`) are left verbatim unless the unit
-//! sets them; the runtime substitutes them with [`expand_runtime`].
+//! e.g. `$MAINPID` in `ExecReload=/bin/kill -HUP $MAINPID`) and `PassEnvironment=` names are
+//! left verbatim unless the unit sets them, listed in [`ExecCommand::runtime_vars`]; the
+//! runtime substitutes them with [`expand_runtime`]. `UnsetEnvironment=` names expand to empty.
 
 use super::model::{ExecCommand, ExecFlags};
 
@@ -222,27 +223,39 @@ pub fn env_name_is_valid(name: &str) -> bool {
 /// What a variable expands to at load time.
 enum Lookup<'a> {
     Value(&'a str),
-    /// Unknown and set by the manager at spawn: keep the reference verbatim.
+    /// Unknown now but provided at spawn time: keep the reference verbatim.
     Keep,
     Empty,
 }
 
-fn lookup<'a>(name: &str, env: &dyn Fn(&str) -> Option<&'a str>, keep_runtime: bool) -> Lookup<'a> {
-    match env(name) {
-        Some(v) => Lookup::Value(v),
-        None if keep_runtime && RUNTIME_VARS.contains(&name) => Lookup::Keep,
-        None => Lookup::Empty,
+/// How variables are resolved: the unit's own environment, and which unknown names are
+/// left for the runtime (in addition to [`RUNTIME_VARS`]).
+struct Resolver<'r, 'a> {
+    env: &'r dyn Fn(&str) -> Option<&'a str>,
+    keep: &'r dyn Fn(&str) -> bool,
+    /// Names kept verbatim so far.
+    kept: Vec<String>,
+    runtime: bool,
+}
+
+impl<'a> Resolver<'_, 'a> {
+    fn lookup(&mut self, name: &str) -> Lookup<'a> {
+        match (self.env)(name) {
+            Some(v) => Lookup::Value(v),
+            None if self.runtime && (RUNTIME_VARS.contains(&name) || (self.keep)(name)) => {
+                if !self.kept.iter().any(|k| k == name) {
+                    self.kept.push(name.to_string());
+                }
+                Lookup::Keep
+            }
+            None => Lookup::Empty,
+        }
     }
 }
 
 /// Expands one argument: a whole-word `$NAME` becomes zero or more words, `${NAME}` expands in
 /// place, `$$` is `$`.
-fn expand_word<'a>(
-    word: &str,
-    env: &dyn Fn(&str) -> Option<&'a str>,
-    keep_runtime: bool,
-    out: &mut Vec<String>,
-) {
+fn expand_word(word: &str, r: &mut Resolver<'_, '_>, out: &mut Vec<String>) {
     if !word.contains('$') {
         out.push(word.to_string());
         return;
@@ -250,7 +263,7 @@ fn expand_word<'a>(
     if let Some(name) = word.strip_prefix('$')
         && env_name_is_valid(name)
     {
-        match lookup(name, env, keep_runtime) {
+        match r.lookup(name) {
             Lookup::Value(v) => out.extend(v.split_ascii_whitespace().map(str::to_string)),
             Lookup::Keep => out.push(word.to_string()),
             Lookup::Empty => {}
@@ -262,20 +275,19 @@ fn expand_word<'a>(
     while let Some(pos) = rest.find('$') {
         s.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
-        if let Some(r) = after.strip_prefix('$') {
+        if let Some(tail) = after.strip_prefix('$') {
             s.push('$');
-            rest = r;
-        } else if let Some(r) = after.strip_prefix('{')
-            && let Some(close) = r.find('}')
-            && env_name_is_valid(&r[..close])
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{')
+            && let Some(close) = tail.find('}')
+            && env_name_is_valid(&tail[..close])
         {
-            let name = &r[..close];
-            match lookup(name, env, keep_runtime) {
+            match r.lookup(&tail[..close]) {
                 Lookup::Value(v) => s.push_str(v),
                 Lookup::Keep => s.push_str(&rest[pos..pos + close + 3]),
                 Lookup::Empty => {}
             }
-            rest = &r[close + 1..];
+            rest = &tail[close + 1..];
         } else {
             s.push('$');
             rest = after;
@@ -285,24 +297,78 @@ fn expand_word<'a>(
     out.push(s);
 }
 
-/// For the runtime: substitutes the variables left verbatim at load time (`$MAINPID`,
-/// `${EXIT_STATUS}`, ...) with their spawn-time values; unknown ones expand to empty.
-pub fn expand_runtime(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
-    let mut out = Vec::with_capacity(argv.len());
-    for (i, a) in argv.iter().enumerate() {
-        if i == 0 || !a.contains('$') {
+/// For the runtime, at spawn: substitutes the variables the parser left verbatim
+/// ([`ExecCommand::runtime_vars`]: `$MAINPID`, `${EXIT_STATUS}`, `PassEnvironment=` names, ...)
+/// with their values; those `env` does not know expand to empty. The executable path and an
+/// argv[0] that is the path are never touched.
+pub fn expand_runtime(cmd: &ExecCommand, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    if cmd.runtime_vars.is_empty() {
+        return cmd.argv.clone();
+    }
+    let values: Vec<(String, String)> = cmd
+        .runtime_vars
+        .iter()
+        .filter_map(|n| env(n).map(|v| (n.clone(), v)))
+        .collect();
+    let lookup = |n: &str| values.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let only_kept = |n: &str| cmd.runtime_vars.iter().any(|k| k == n);
+    let mut out = Vec::with_capacity(cmd.argv.len());
+    for (i, a) in cmd.argv.iter().enumerate() {
+        if (i == 0 && !cmd.flags.custom_argv0) || !a.contains('$') {
             out.push(a.clone());
             continue;
         }
-        let owned: Vec<(String, String)> = RUNTIME_VARS
-            .iter()
-            .filter(|v| a.contains(**v))
-            .filter_map(|v| env(v).map(|val| (v.to_string(), val)))
-            .collect();
-        let f = |n: &str| owned.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-        expand_word(a, &f, false, &mut out);
+        // Only the kept names are substituted: any other `$` in argv is already literal.
+        let mut words = Vec::new();
+        let mut r = Resolver {
+            env: &lookup,
+            keep: &|_| false,
+            kept: Vec::new(),
+            runtime: false,
+        };
+        expand_kept_only(a, &mut r, &only_kept, &mut words);
+        out.extend(words);
     }
     out
+}
+
+/// Like [`expand_word`] but leaves every reference whose name is not in `only` untouched.
+fn expand_kept_only(
+    word: &str,
+    r: &mut Resolver<'_, '_>,
+    only: &dyn Fn(&str) -> bool,
+    out: &mut Vec<String>,
+) {
+    if let Some(name) = word.strip_prefix('$')
+        && env_name_is_valid(name)
+    {
+        if only(name) {
+            expand_word(word, r, out);
+        } else {
+            out.push(word.to_string());
+        }
+        return;
+    }
+    let mut s = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(pos) = rest.find("${") {
+        s.push_str(&rest[..pos]);
+        let tail = &rest[pos + 2..];
+        match tail.find('}') {
+            Some(close) if only(&tail[..close]) => {
+                if let Lookup::Value(v) = r.lookup(&tail[..close]) {
+                    s.push_str(v);
+                }
+                rest = &tail[close + 1..];
+            }
+            _ => {
+                s.push_str("${");
+                rest = tail;
+            }
+        }
+    }
+    s.push_str(rest);
+    out.push(s);
 }
 
 /// Parses an `Exec*=` value into commands. `spec` expands `%` specifiers in a word; `env`
@@ -313,6 +379,7 @@ pub fn parse_exec<'e>(
     origin: &str,
     spec: &mut dyn FnMut(&str) -> Result<String, String>,
     env: &dyn Fn(&str) -> Option<&'e str>,
+    keep: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<ExecCommand>, Located> {
     let words = split_words(value)?;
     let mut commands = Vec::new();
@@ -385,6 +452,12 @@ pub fn parse_exec<'e>(
             ));
         }
         let env_on = !flags.no_env_expansion;
+        let mut resolver = Resolver {
+            env,
+            keep,
+            kept: Vec::new(),
+            runtime: true,
+        };
         let mut argv: Vec<String> = Vec::new();
         let mut expect_argv0 = flags.custom_argv0;
         if !expect_argv0 {
@@ -396,7 +469,7 @@ pub fn parse_exec<'e>(
             }
             let text = spec(&w.text).map_err(|m| (w.offset, m))?;
             if env_on {
-                expand_word(&text, env, true, &mut argv);
+                expand_word(&text, &mut resolver, &mut argv);
             } else {
                 argv.push(text);
             }
@@ -413,6 +486,7 @@ pub fn parse_exec<'e>(
             path,
             argv,
             origin: origin.to_string(),
+            runtime_vars: resolver.kept,
         });
     }
     Ok(commands)
@@ -435,7 +509,9 @@ mod tests {
 
     fn exec(s: &str, vars: &[(&str, &str)]) -> Result<Vec<ExecCommand>, Located> {
         let env = env_of(vars);
-        parse_exec(s, "t:1", &mut |w: &str| Ok(w.to_string()), &env)
+        parse_exec(s, "t:1", &mut |w: &str| Ok(w.to_string()), &env, &|n| {
+            n == "PASSED"
+        })
     }
 
     fn argv(s: &str, vars: &[(&str, &str)]) -> Vec<String> {
@@ -522,12 +598,34 @@ mod tests {
 
     #[test]
     fn runtime_variables_are_kept_for_the_runtime() {
-        let a = argv("/bin/kill -HUP $MAINPID ${EXIT_CODE}", &[]);
-        assert_eq!(a, vec!["/bin/kill", "-HUP", "$MAINPID", "${EXIT_CODE}"]);
-        let env = |n: &str| (n == "MAINPID").then(|| "42".to_string());
+        let cmds = exec(
+            "/bin/kill -HUP $MAINPID ${EXIT_CODE} $$MAINPID x${PASSED}y $$",
+            &[],
+        );
+        let c = cmds.unwrap_or_default().remove(0);
         assert_eq!(
-            expand_runtime(&a, &env),
-            vec!["/bin/kill", "-HUP", "42", ""]
+            c.argv,
+            vec![
+                "/bin/kill",
+                "-HUP",
+                "$MAINPID",
+                "${EXIT_CODE}",
+                "$MAINPID",
+                "x${PASSED}y",
+                "$"
+            ]
+        );
+        assert_eq!(c.runtime_vars, vec!["MAINPID", "EXIT_CODE", "PASSED"]);
+        let env = |n: &str| match n {
+            "MAINPID" => Some("42".to_string()),
+            "PASSED" => Some("p q".to_string()),
+            _ => None,
+        };
+        // `$$MAINPID` became a literal `$MAINPID` word indistinguishable from a kept one: the
+        // runtime substitutes both (systemd would keep the literal; a documented corner).
+        assert_eq!(
+            expand_runtime(&c, &env),
+            vec!["/bin/kill", "-HUP", "42", "", "42", "xp qy", "$"]
         );
         // A unit's own value wins.
         assert_eq!(

@@ -200,6 +200,10 @@ struct Builder<'a> {
     exec_start_lines: Vec<(String, u32, u32)>,
     type_pos: Option<(String, u32, u32)>,
     restart_pos: Option<(String, u32, u32)>,
+    /// Where each `environment_files` entry was written (kept parallel to that list).
+    env_file_pos: Vec<(String, u32, u32)>,
+    /// The first `[Service]` header, for errors about the whole service.
+    service_pos: Option<(String, u32, u32)>,
 }
 
 impl<'a> Builder<'a> {
@@ -268,9 +272,7 @@ impl<'a> Builder<'a> {
                     list.clear();
                 }
                 for w in v.split_ascii_whitespace() {
-                    if let Err(e) = parse_unit_name(w) {
-                        return Err(e);
-                    }
+                    parse_unit_name(w)?;
                     list.push(w.to_string());
                 }
             }
@@ -539,6 +541,7 @@ impl<'a> Builder<'a> {
             "EnvironmentFile" => {
                 if v.is_empty() {
                     s.environment_files.clear();
+                    self.env_file_pos.clear();
                 } else {
                     let (optional, p) = match v.strip_prefix('-') {
                         Some(p) => (true, p),
@@ -551,6 +554,7 @@ impl<'a> Builder<'a> {
                         path: p.to_string(),
                         optional,
                     });
+                    self.env_file_pos.push(pos());
                 }
             }
             "PassEnvironment" | "UnsetEnvironment" => {
@@ -726,6 +730,7 @@ pub fn parse_unit(
     files.extend(dropins.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
     let mut entries: Vec<Located<'_>> = Vec::new();
     let mut has_service_section = false;
+    let mut service_pos: Option<(String, u32, u32)> = None;
     for (file, b) in &files {
         let text = match syntax::decode(file, b) {
             Ok(t) => t,
@@ -747,7 +752,12 @@ pub fn parse_unit(
                         s.name
                     ),
                 )),
-                SectionKind::Service => has_service_section = true,
+                SectionKind::Service => {
+                    has_service_section = true;
+                    if service_pos.is_none() {
+                        service_pos = Some((file.to_string(), s.line, s.column));
+                    }
+                }
                 _ => {}
             }
         }
@@ -773,6 +783,8 @@ pub fn parse_unit(
         exec_start_lines: Vec::new(),
         type_pos: None,
         restart_pos: None,
+        env_file_pos: Vec::new(),
+        service_pos,
     };
 
     // Pass 1: everything but Exec*=.
@@ -840,13 +852,11 @@ pub fn parse_unit(
     // Environment files, read once, in order; their variables override Environment=.
     let mut file_vars: Vec<(String, String)> = Vec::new();
     let env_files = b.unit.service.environment_files.clone();
-    for ef in &env_files {
-        let origin = entries
-            .iter()
-            .rev()
-            .find(|l| l.entry.key == "EnvironmentFile" && l.entry.value.contains(ef.path.as_str()));
-        let (ofile, oline, ocol) = origin
-            .map(|l| (l.file, l.entry.line, l.entry.value_column))
+    let env_file_pos = std::mem::take(&mut b.env_file_pos);
+    for (k, ef) in env_files.iter().enumerate() {
+        let (ofile, oline, ocol) = env_file_pos
+            .get(k)
+            .map(|(f, l, c)| (f.as_str(), *l, *c))
             .unwrap_or((path, 1, 1));
         match env_file(&ef.path) {
             Some(content) => {
@@ -909,13 +919,24 @@ pub fn parse_unit(
             .chain(b.unit.service.environment_from_files.iter())
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        // UnsetEnvironment= removes variables from the final environment (systemd.exec(5)).
+        // `NAME=VALUE` only unsets when the value matches.
+        let unset = &b.unit.service.unset_environment;
         let env = |n: &str| {
-            env_pairs
+            let found = env_pairs
                 .iter()
                 .rev()
                 .find(|(k, _)| *k == n)
-                .map(|(_, v)| *v)
+                .map(|(_, v)| *v);
+            let removed = unset.iter().any(|u| match u.split_once('=') {
+                Some((k, val)) => k == n && found == Some(val),
+                None => u == n,
+            });
+            if removed { Some("") } else { found }
         };
+        // PassEnvironment= names come from the manager's environment at spawn time.
+        let pass = &b.unit.service.pass_environment;
+        let keep = |n: &str| pass.iter().any(|p| p == n);
         let (un, up) = (&unit_name, path);
         let mut spec =
             |w: &str| expand(w, &SpecifierUnit { name: un, path: up }, ctx).map_err(|(_, m)| m);
@@ -926,7 +947,7 @@ pub fn parse_unit(
                 continue;
             }
             let origin = format!("{}:{}", loc.file, loc.entry.line);
-            let r = parse_exec(&loc.entry.value, &origin, &mut spec, &env)
+            let r = parse_exec(&loc.entry.value, &origin, &mut spec, &env, &keep)
                 .map_err(|(off, msg)| loc.error_at(off, msg));
             parsed.push((i, r));
         }
@@ -979,7 +1000,9 @@ pub fn parse_unit(
     }
     if s.exec_start.is_empty() && !b.diags.iter().any(|d| d.is_error()) {
         if !oneshot {
-            let (f, l, c) = b.type_pos.clone().unwrap_or((path.to_string(), 1, 1));
+            let (f, l, c) = (b.type_pos.clone())
+                .or_else(|| b.service_pos.clone())
+                .unwrap_or((path.to_string(), 1, 1));
             b.diags.push(Diagnostic::error(
                 &f,
                 l,

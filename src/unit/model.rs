@@ -162,6 +162,10 @@ pub struct ExecCommand {
     pub argv: Vec<String>,
     /// `file:line` where it was written, for messages.
     pub origin: String,
+    /// Variables left verbatim in `argv` for the runtime to substitute at spawn time
+    /// (`$MAINPID`, `$EXIT_STATUS`, `PassEnvironment=` names, ...): see
+    /// `crate::unit::exec::expand_runtime`. Empty for most commands.
+    pub runtime_vars: Vec<String>,
 }
 
 /// An exit-status set such as `SuccessExitStatus=1 2 SIGKILL`.

@@ -196,6 +196,7 @@ pub struct SpecifierUnit<'a> {
 }
 
 /// Expands every `%x` in `s`. Errors name the unknown specifier and its character offset.
+/// (Offsets are in characters so they map to editor columns.)
 pub fn expand(
     s: &str,
     unit: &SpecifierUnit<'_>,
@@ -213,7 +214,7 @@ pub fn expand(
         }
         let Some((_, spec)) = chars.next() else {
             return Err((
-                i,
+                s[..i].chars().count(),
                 "'%' at the end of the value: write %% for a literal percent sign".into(),
             ));
         };
@@ -272,7 +273,7 @@ pub fn expand(
             'Y' => out.push_str(unit.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".")),
             other => {
                 return Err((
-                    i,
+                    s[..i].chars().count(),
                     format!("unknown specifier %{other}: write %% for a literal percent sign"),
                 ));
             }
@@ -350,6 +351,7 @@ mod tests {
         let r = ex("x.service", "ab%Zc");
         assert_eq!(r.err().map(|(o, _)| o), Some(2));
         assert!(ex("x.service", "50%").is_err());
+        assert_eq!(ex("x.service", "é%Z").err().map(|(o, _)| o), Some(1));
         assert_eq!(
             ex("x.service", "no specifiers").ok().as_deref(),
             Some("no specifiers")

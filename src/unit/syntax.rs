@@ -163,8 +163,7 @@ pub fn parse<'a>(file: &str, text: &'a str) -> Parsed<'a> {
             let mut joined = String::with_capacity(head.len() + 64);
             joined.push_str(head);
             joined.push(' ');
-            loop {
-                let Some((_, next)) = lines.next() else { break };
+            for (_, next) in lines.by_ref() {
                 let next = next.strip_suffix('\r').unwrap_or(next);
                 let t = next.trim_start();
                 if is_comment(t) {

@@ -200,7 +200,7 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
     }
     if let Some(off) = name.strip_prefix("RTMIN+") {
         let off: i32 = off.parse().map_err(|_| err())?;
-        let n = rtmin + off;
+        let n = rtmin.checked_add(off).ok_or_else(err)?;
         return if (rtmin..=rtmax).contains(&n) && n >= SIGRTMIN_KERNEL {
             Ok(n)
         } else {
@@ -209,7 +209,7 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
     }
     if let Some(off) = name.strip_prefix("RTMAX-") {
         let off: i32 = off.parse().map_err(|_| err())?;
-        let n = rtmax - off;
+        let n = rtmax.checked_sub(off).ok_or_else(err)?;
         return if (rtmin..=rtmax).contains(&n) {
             Ok(n)
         } else {
@@ -337,7 +337,9 @@ fn parse_limit_value(resource: &str, s: &str) -> Result<Option<u64>, String> {
         LimitKind::Bytes => parse_size(s).map(Some).map_err(|_| err()),
         LimitKind::Seconds => match parse_timespan(s, SEC).map_err(|_| err())? {
             None => Ok(None),
-            Some(d) => Ok(Some(d.as_secs() + u64::from(d.subsec_nanos() > 0))),
+            Some(d) => Ok(Some(
+                d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0)),
+            )),
         },
         LimitKind::Micros => match parse_timespan(s, 1).map_err(|_| err())? {
             None => Ok(None),
@@ -470,6 +472,8 @@ mod tests {
         assert!(parse_signal("SIGFOO").is_err());
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("65").is_err());
+        assert!(parse_signal("SIGRTMIN+2147483647").is_err());
+        assert!(parse_signal("SIGRTMAX--2147483648").is_err());
     }
 
     #[test]
@@ -544,6 +548,8 @@ mod tests {
         );
         assert!(parse_rlimit("NOFILE", "4096:1024").is_err());
         assert!(parse_rlimit("NOFILE", "lots").is_err());
+        let huge = parse_rlimit("CPU", "18446744073709551615.5s");
+        assert_eq!(huge.map(|l| l.soft), Ok(Some(u64::MAX)));
         assert_eq!(limit_resource("LimitNOFILE"), Some("NOFILE"));
         assert_eq!(limit_resource("LimitFOO"), None);
     }
