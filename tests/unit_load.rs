@@ -788,3 +788,19 @@ fn specifiers_user_and_host_come_from_the_manager_not_user_setting() {
         vec!["/bin/echo", "gitproc", "999", "/var/lib/gitproc"]
     );
 }
+
+#[test]
+fn oneshot_has_no_start_timeout_unless_one_is_set() {
+    let u = ok("[Service]\nType=oneshot\nExecStart=/bin/true\n");
+    assert_eq!(u.service.timeout_start, None);
+    let u = ok("[Service]\nType=oneshot\nTimeoutStartSec=5\nExecStart=/bin/true\n");
+    assert_eq!(
+        u.service.timeout_start,
+        Some(std::time::Duration::from_secs(5))
+    );
+    let u = ok("[Service]\nExecStart=/bin/true\n");
+    assert_eq!(
+        u.service.timeout_start,
+        Some(std::time::Duration::from_secs(90))
+    );
+}

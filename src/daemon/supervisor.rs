@@ -364,6 +364,21 @@ impl Supervisor {
         }
         let wants_notify = unit.service.service_type == ServiceType::Notify
             || unit.service.watchdog.is_some_and(|w| !w.is_zero());
+        // Variables only known now ($MAINPID, PassEnvironment= names) are expanded at spawn.
+        let expanded;
+        let command = if command.runtime_vars.is_empty() {
+            command
+        } else {
+            let lookup = |var: &str| match var {
+                "MAINPID" => main_pid.map(|p| p.to_string()),
+                _ => std::env::var(var).ok(),
+            };
+            expanded = crate::unit::model::ExecCommand {
+                argv: crate::unit::exec::expand_runtime(command, &lookup),
+                ..command.clone()
+            };
+            &expanded
+        };
         let mut request = SpawnRequest::new(
             name,
             command,
@@ -378,6 +393,8 @@ impl Supervisor {
             main_pid
         };
         request.cgroup = m.tracker.cgroup();
+        // Values read by the loader from EnvironmentFile=s in the commit.
+        request.extra_env = &unit.service.environment_from_files;
         let started = Instant::now();
         let result = crate::runtime::spawn::spawn(&request);
         self.perf.record(Op::Spawn, started.elapsed());

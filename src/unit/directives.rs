@@ -599,7 +599,10 @@ mod tests {
         );
         assert_eq!(classify(SectionKind::Unit, "ExecStart"), None);
         assert_eq!(classify(SectionKind::Service, "Frobnicate"), None);
-        assert_eq!(classify(SectionKind::Service, "X-Frobnicate"), Some(Support::Informational));
+        assert_eq!(
+            classify(SectionKind::Service, "X-Frobnicate"),
+            Some(Support::Informational)
+        );
         assert_eq!(
             classify(SectionKind::Extension, "Anything"),
             Some(Support::Informational)

@@ -204,6 +204,8 @@ struct Builder<'a> {
     env_file_pos: Vec<(String, u32, u32)>,
     /// The first `[Service]` header, for errors about the whole service.
     service_pos: Option<(String, u32, u32)>,
+    /// Whether TimeoutStartSec=/TimeoutSec= was written (oneshot's default differs).
+    timeout_start_set: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -326,6 +328,9 @@ impl<'a> Builder<'a> {
         }
         let pos = || (loc.file.to_string(), loc.entry.line, loc.entry.value_column);
         let mut warn: Option<String> = None;
+        if matches!(key, "TimeoutStartSec" | "TimeoutSec") {
+            self.timeout_start_set = !v.is_empty();
+        }
         let s = &mut self.unit.service;
         match key {
             "Type" => {
@@ -781,6 +786,7 @@ pub fn parse_unit(
         name: &unit_name,
         path,
         exec_start_lines: Vec::new(),
+        timeout_start_set: false,
         type_pos: None,
         restart_pos: None,
         env_file_pos: Vec::new(),
@@ -980,8 +986,12 @@ pub fn parse_unit(
     }
 
     // Whole-unit rules (systemd.service(5)).
+    let oneshot = b.unit.service.service_type == ServiceType::Oneshot;
+    if oneshot && !b.timeout_start_set {
+        // systemd disables the start timeout for oneshot services unless one is set.
+        b.unit.service.timeout_start = None;
+    }
     let s = &b.unit.service;
-    let oneshot = s.service_type == ServiceType::Oneshot;
     if s.exec_start.len() > 1 && !oneshot {
         let (f, l, c) = b
             .exec_start_lines
