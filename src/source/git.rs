@@ -59,11 +59,14 @@ pub struct CommitInfo {
     pub author_time: i64,
 }
 
-/// A followed branch and its mirror. Not `Sync` (gix repositories are single-threaded);
-/// own it from one thread (e.g. a fetcher thread that sends unit sets to the event loop).
+/// A followed branch and its mirror. `Send`, so the daemon can own it from a fetcher thread
+/// (a slow remote must never block the event loop).
+///
+/// The mirror is opened per operation rather than held: gix's `Repository` is not `Send`
+/// without its `parallel` feature, and opening a bare repository costs well under a
+/// millisecond next to a ref advertisement.
 pub struct GitSource {
     cfg: SourceConfig,
-    repo: gix::Repository,
     /// The refspec source on the remote (`refs/heads/B` or `HEAD`).
     remote_ref: String,
     /// Where the mirror keeps the fetched tip.
@@ -105,10 +108,9 @@ impl GitSource {
             }
             None => ("HEAD".to_string(), REMOTE_HEAD_REF.to_string()),
         };
-        let repo = open_or_init_mirror(&cfg.mirror)?;
+        open_or_init_mirror(&cfg.mirror)?;
         Ok(GitSource {
             cfg,
-            repo,
             remote_ref,
             local_ref,
             last_tip: None,
@@ -141,8 +143,8 @@ impl GitSource {
         };
         // `+` allows non-fast-forward updates: a force-pushed branch is applied like any tip.
         let refspec = format!("+{}:{}", self.remote_ref, self.local_ref);
-        let remote = self
-            .repo
+        let repo = self.repo()?;
+        let remote = repo
             .remote_at(self.cfg.url.as_str())
             .map_err(|e| SourceError::InvalidUrl {
                 url: url.clone(),
@@ -180,8 +182,8 @@ impl GitSource {
                 None => SourceError::NoRemoteHead { url },
             });
         };
-        let mirrored = self.mirror_tip();
-        let fetched = if mirrored == Some(tip) && self.repo.has_object(tip) {
+        let mirrored = mirror_tip(&repo, &self.local_ref);
+        let fetched = if mirrored == Some(tip) && repo.has_object(tip) {
             // Dropping `prepare` ends the conversation without negotiating a pack.
             drop(prepare);
             false
@@ -193,7 +195,7 @@ impl GitSource {
                     branch: self.remote_ref.clone(),
                     message: error_chain(&e),
                 })?;
-            if !self.repo.has_object(tip) {
+            if !repo.has_object(tip) {
                 return Err(SourceError::Fetch {
                     url,
                     branch: self.remote_ref.clone(),
@@ -213,7 +215,8 @@ impl GitSource {
 
     /// The tip last fetched into the mirror (survives restarts), if any.
     pub fn mirrored_tip(&self) -> Option<String> {
-        self.mirror_tip().map(|id| id.to_string())
+        let repo = self.repo().ok()?;
+        mirror_tip(&repo, &self.local_ref).map(|id| id.to_string())
     }
 
     /// Resolves a full commit id, or a branch/ref name known to the mirror, to a commit id.
@@ -222,21 +225,20 @@ impl GitSource {
             url: self.cfg.url.clone(),
             rev: rev.to_string(),
         };
+        let repo = self.repo()?;
         if let Ok(id) = ObjectId::from_hex(rev.as_bytes()) {
-            return self
-                .repo
+            return repo
                 .find_commit(id)
                 .map(|c| c.id.to_string())
                 .map_err(|_| unknown());
         }
-        let mut reference = self
-            .repo
+        let mut reference = repo
             .try_find_reference(rev)
             .ok()
             .flatten()
             .ok_or_else(unknown)?;
         let id = reference.peel_to_id().map_err(|_| unknown())?;
-        let commit = self.repo.find_commit(id.detach()).map_err(|_| unknown())?;
+        let commit = repo.find_commit(id.detach()).map_err(|_| unknown())?;
         Ok(commit.id.to_string())
     }
 
@@ -244,8 +246,8 @@ impl GitSource {
     /// relative to `units_dir`. Submodules are skipped (they have no content here).
     pub fn read_units(&self, commit: &str) -> Result<FileTree, SourceError> {
         let commit_id = self.parse_id(commit)?;
-        let commit_obj = self
-            .repo
+        let repo = self.repo()?;
+        let commit_obj = repo
             .find_commit(commit_id)
             .map_err(|e| self.object_error(commit, commit_id, &e))?;
         let tree_id = commit_obj
@@ -255,8 +257,7 @@ impl GitSource {
         let root = if self.cfg.units_dir.is_empty() {
             tree_id
         } else {
-            let tree = self
-                .repo
+            let tree = repo
                 .find_tree(tree_id)
                 .map_err(|e| self.object_error(commit, tree_id, &e))?;
             let entry = tree
@@ -275,8 +276,7 @@ impl GitSource {
         let mut out = FileTree::default();
         let mut stack = vec![(root, String::new())];
         while let Some((tree_id, prefix)) = stack.pop() {
-            let tree = self
-                .repo
+            let tree = repo
                 .find_tree(tree_id)
                 .map_err(|e| self.object_error(commit, tree_id, &e))?;
             let decoded = tree
@@ -293,15 +293,13 @@ impl GitSource {
                 if entry.mode.is_tree() {
                     stack.push((oid, path));
                 } else if entry.mode.is_link() {
-                    let blob = self
-                        .repo
+                    let blob = repo
                         .find_blob(oid)
                         .map_err(|e| self.object_error(commit, oid, &e))?;
                     let target = blob.data.to_str_lossy().into_owned();
                     out.entries.insert(path, Entry::Symlink(target));
                 } else if entry.mode.is_blob() {
-                    let mut blob = self
-                        .repo
+                    let mut blob = repo
                         .find_blob(oid)
                         .map_err(|e| self.object_error(commit, oid, &e))?;
                     out.entries.insert(path, Entry::File(blob.take_data()));
@@ -311,11 +309,48 @@ impl GitSource {
         Ok(out)
     }
 
+    /// One file of `commit`'s tree by its path from the repository root (not from
+    /// `units_dir`), e.g. an `EnvironmentFile=` outside the units directory. `Ok(None)` if the
+    /// path does not exist or names a directory or submodule.
+    pub fn read_path(&self, commit: &str, path: &str) -> Result<Option<Entry>, SourceError> {
+        let commit_id = self.parse_id(commit)?;
+        let repo = self.repo()?;
+        let tree_id = repo
+            .find_commit(commit_id)
+            .and_then(|c| c.tree_id().map(|id| id.detach()))
+            .map_err(|e| self.object_error(commit, commit_id, &e))?;
+        let tree = repo
+            .find_tree(tree_id)
+            .map_err(|e| self.object_error(commit, tree_id, &e))?;
+        let rel = normalize_units_dir(path);
+        if rel.is_empty() || rel.split('/').any(|p| p == "..") {
+            return Ok(None);
+        }
+        let Some(entry) = tree
+            .lookup_entry_by_path(&rel)
+            .map_err(|e| self.object_error(commit, tree_id, &e))?
+        else {
+            return Ok(None);
+        };
+        let oid = entry.object_id();
+        let mode = entry.mode();
+        if mode.is_link() || mode.is_blob() {
+            let mut blob = repo
+                .find_blob(oid)
+                .map_err(|e| self.object_error(commit, oid, &e))?;
+            if mode.is_link() {
+                return Ok(Some(Entry::Symlink(blob.data.to_str_lossy().into_owned())));
+            }
+            return Ok(Some(Entry::File(blob.take_data())));
+        }
+        Ok(None)
+    }
+
     /// Id, subject, author and time of `commit`.
     pub fn commit_info(&self, commit: &str) -> Result<CommitInfo, SourceError> {
         let id = self.parse_id(commit)?;
-        let c = self
-            .repo
+        let repo = self.repo()?;
+        let c = repo
             .find_commit(id)
             .map_err(|e| self.object_error(commit, id, &e))?;
         let subject = c
@@ -340,9 +375,22 @@ impl GitSource {
         })
     }
 
-    /// The mirror repository, e.g. for signature verification.
-    pub fn repository(&self) -> &gix::Repository {
-        &self.repo
+    /// Opens the mirror repository, e.g. for [`super::verify_commit_signature`].
+    pub fn repository(&self) -> Result<gix::Repository, SourceError> {
+        self.repo()
+    }
+
+    /// Verifies `commit`'s signature under `policy` (see [`super::verify_commit_signature`]).
+    pub fn verify_signature(
+        &self,
+        commit: &str,
+        policy: &super::SignaturePolicy,
+    ) -> Result<super::signature::Verified, super::SignatureError> {
+        let repo = self.repo().map_err(|e| super::SignatureError::Commit {
+            commit: commit.to_string(),
+            message: e.to_string(),
+        })?;
+        super::verify_commit_signature(&repo, commit, policy)
     }
 
     /// True when the remote is on the local filesystem (a path or `file://`), where the
@@ -356,12 +404,11 @@ impl GitSource {
         local_path_of(&self.cfg.url)
     }
 
-    fn mirror_tip(&self) -> Option<ObjectId> {
-        let mut r = self
-            .repo
-            .try_find_reference(self.local_ref.as_str())
-            .ok()??;
-        r.peel_to_id().ok().map(|id| id.detach())
+    fn repo(&self) -> Result<gix::Repository, SourceError> {
+        gix::open(&self.cfg.mirror).map_err(|e| SourceError::Mirror {
+            mirror: self.cfg.mirror.clone(),
+            message: error_chain(&e),
+        })
     }
 
     fn parse_id(&self, commit: &str) -> Result<ObjectId, SourceError> {
@@ -379,6 +426,11 @@ impl GitSource {
             message: error_chain(e),
         }
     }
+}
+
+fn mirror_tip(repo: &gix::Repository, local_ref: &str) -> Option<ObjectId> {
+    let mut r = repo.try_find_reference(local_ref).ok()??;
+    r.peel_to_id().ok().map(|id| id.detach())
 }
 
 fn open_or_init_mirror(mirror: &Path) -> Result<gix::Repository, SourceError> {
@@ -446,6 +498,15 @@ fn local_path_of(url: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The daemon moves the source into a fetcher thread so a slow remote never blocks the
+    /// event loop; that needs `Send`.
+    #[test]
+    fn source_and_watcher_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<GitSource>();
+        assert_send::<crate::source::RefWatcher>();
+    }
 
     #[test]
     fn units_dir_is_normalised() {
