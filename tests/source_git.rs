@@ -111,8 +111,21 @@ fn http_remote_via_git_http_backend() {
     let c = src.check().expect("check over HTTP");
     assert_eq!(c.tip, first);
     assert!(c.fetched);
+    let requests = server.take_requests();
+    assert!(
+        requests.iter().any(|r| r.ends_with("command=fetch")),
+        "the first check must fetch: {requests:?}"
+    );
     let c = src.check().expect("unchanged check over HTTP");
     assert!(!c.changed && !c.fetched, "{c:?}");
+    // One ref advertisement (capabilities + ls-refs), no object transfer.
+    let requests = server.take_requests();
+    assert!(
+        requests.iter().any(|r| r.ends_with("command=ls-refs"))
+            && !requests.iter().any(|r| r.contains("command=fetch")),
+        "an unchanged check must only list refs: {requests:?}"
+    );
+    eprintln!("requests of an unchanged check over HTTP: {requests:?}");
 
     fx.write("units/db.service", "[Service]\nExecStart=/bin/true\n");
     let second = fx.commit("second");
@@ -517,4 +530,25 @@ fn a_repository_config_cannot_weaken_signature_checks() {
     };
     let err = verify_commit_signature(&src.repository().unwrap(), &wrong, &policy).unwrap_err();
     assert!(matches!(err, SignatureError::Rejected { .. }), "{err:?}");
+}
+
+#[test]
+fn a_mirror_that_lost_its_objects_reports_them_and_heals_on_the_next_check() {
+    let fx = GitFixture::new();
+    fx.write("a.service", "x");
+    let tip = fx.commit("first");
+    let mirror = fx.path("m.git");
+    let mut src = source(fx.bare.to_str().unwrap(), Some("main"), ".", mirror.clone());
+    src.check().unwrap();
+    for pack in std::fs::read_dir(mirror.join("objects/pack")).unwrap() {
+        std::fs::remove_file(pack.unwrap().path()).unwrap();
+    }
+    let err = src.read_units(&tip).unwrap_err();
+    assert_eq!(err.kind(), "corrupt-object", "{err}");
+    assert!(err.to_string().contains(&tip), "{err}");
+    // The ref still names the tip, but the object is gone: the check fetches it again.
+    let c = src.check().expect("check refetches missing objects");
+    assert_eq!(c.tip, tip);
+    assert!(c.fetched, "{c:?}");
+    assert!(src.read_units(&tip).unwrap().file("a.service").is_some());
 }

@@ -144,6 +144,7 @@ impl GitSource {
         // `+` allows non-fast-forward updates: a force-pushed branch is applied like any tip.
         let refspec = format!("+{}:{}", self.remote_ref, self.local_ref);
         let repo = self.repo()?;
+        self.drop_dangling_mirror_ref(&repo)?;
         let remote = repo
             .remote_at(self.cfg.url.as_str())
             .map_err(|e| SourceError::InvalidUrl {
@@ -402,6 +403,29 @@ impl GitSource {
     /// The local repository's path (worktree or bare), for [`super::watch()`].
     pub fn local_path(&self) -> Option<PathBuf> {
         local_path_of(&self.cfg.url)
+    }
+
+    /// If the mirror's ref names a commit whose objects are gone (a damaged mirror), deletes
+    /// the ref so the next negotiation asks for the objects again instead of skipping them.
+    fn drop_dangling_mirror_ref(&self, repo: &gix::Repository) -> Result<(), SourceError> {
+        let Ok(Some(mut r)) = repo.try_find_reference(self.local_ref.as_str()) else {
+            return Ok(());
+        };
+        let dangling = match r.peel_to_id() {
+            Ok(id) => !repo.has_object(id.detach()),
+            Err(_) => true,
+        };
+        if dangling {
+            r.delete().map_err(|e| SourceError::Mirror {
+                mirror: self.cfg.mirror.clone(),
+                message: format!(
+                    "cannot reset {} to refetch its missing objects: {}",
+                    self.local_ref,
+                    error_chain(&e)
+                ),
+            })?;
+        }
+        Ok(())
     }
 
     fn repo(&self) -> Result<gix::Repository, SourceError> {

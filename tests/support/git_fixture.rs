@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Runs `git args...` in `dir` with a fixed identity and no user/system config; panics with
@@ -128,6 +128,7 @@ impl GitFixture {
 /// `git http-backend` (CGI). One request at a time; stopped (and joined) on drop.
 pub struct HttpGitServer {
     pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -139,6 +140,8 @@ impl HttpGitServer {
         let stop = Arc::new(AtomicBool::new(false));
         let root = root.to_path_buf();
         let thread_stop = Arc::clone(&stop);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let thread_log = Arc::clone(&log);
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if thread_stop.load(Ordering::SeqCst) {
@@ -146,12 +149,13 @@ impl HttpGitServer {
                 }
                 if let Ok(stream) = stream {
                     // A failed request only fails the client side of the test.
-                    let _ = serve_cgi(stream, &root);
+                    let _ = serve_cgi(stream, &root, &thread_log);
                 }
             }
         });
         HttpGitServer {
             port,
+            log,
             stop,
             thread: Some(thread),
         }
@@ -159,6 +163,13 @@ impl HttpGitServer {
 
     pub fn url(&self, repo: &str) -> String {
         format!("http://127.0.0.1:{}/{repo}", self.port)
+    }
+
+    /// Takes the log of requests served so far: `"METHOD /path"`, plus ` command=X` for
+    /// protocol-v2 POSTs (`command=ls-refs` is a ref advertisement, `command=fetch` moves
+    /// objects).
+    pub fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().expect("request log"))
     }
 }
 
@@ -173,7 +184,7 @@ impl Drop for HttpGitServer {
     }
 }
 
-fn serve_cgi(stream: TcpStream, root: &Path) -> std::io::Result<()> {
+fn serve_cgi(stream: TcpStream, root: &Path, log: &Mutex<Vec<String>>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
@@ -222,6 +233,16 @@ fn serve_cgi(stream: TcpStream, root: &Path) -> std::io::Result<()> {
     } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
         body.resize(len, 0);
         reader.read_exact(&mut body)?;
+    }
+    let mut entry = format!("{method} {path}");
+    if let Some(pos) = find(&body, b"command=") {
+        let rest = &body[pos..];
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        entry.push(' ');
+        entry.push_str(&String::from_utf8_lossy(&rest[..end]));
+    }
+    if let Ok(mut log) = log.lock() {
+        log.push(entry);
     }
     let mut cmd = Command::new("git");
     cmd.arg("http-backend")
