@@ -552,3 +552,48 @@ fn a_mirror_that_lost_its_objects_reports_them_and_heals_on_the_next_check() {
     assert!(c.fetched, "{c:?}");
     assert!(src.read_units(&tip).unwrap().file("a.service").is_some());
 }
+
+#[test]
+fn an_empty_remote_has_no_head_and_no_branch() {
+    let fx = GitFixture::new();
+    // The bare remote has no commit yet: HEAD is unborn, main does not exist.
+    let mut head = source(fx.bare.to_str().unwrap(), None, ".", fx.path("m1.git"));
+    let err = head.check().unwrap_err();
+    assert_eq!(err.kind(), "no-remote-head", "{err}");
+    let mut main = source(
+        fx.bare.to_str().unwrap(),
+        Some("main"),
+        ".",
+        fx.path("m2.git"),
+    );
+    let err = main.check().unwrap_err();
+    assert_eq!(err.kind(), "branch-not-found", "{err}");
+    // The first push makes both work.
+    fx.write("a.service", "x");
+    let tip = fx.commit("first");
+    assert_eq!(head.check().unwrap().tip, tip);
+    assert_eq!(main.check().unwrap().tip, tip);
+}
+
+#[test]
+fn the_mirror_must_be_a_bare_repository_of_our_own() {
+    let fx = GitFixture::new();
+    // Pointing the mirror at the user's worktree's .git is refused, never written to.
+    let err = GitSource::open(SourceConfig {
+        url: fx.bare.to_string_lossy().into_owned(),
+        branch: Some("main".into()),
+        units_dir: ".".into(),
+        mirror: fx.work.clone(),
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), "mirror", "{err}");
+    let err = GitSource::open(SourceConfig {
+        url: fx.bare.to_string_lossy().into_owned(),
+        branch: Some("main".into()),
+        units_dir: ".".into(),
+        mirror: fx.work.join(".git"),
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), "mirror", "{err}");
+    assert!(err.to_string().contains("bare"), "{err}");
+}

@@ -471,6 +471,14 @@ fn open_or_init_mirror(mirror: &Path) -> Result<gix::Repository, SourceError> {
         }
         return Ok(repo);
     }
+    // Never initialise a repository over someone else's files.
+    if let Ok(mut entries) = std::fs::read_dir(mirror)
+        && entries.next().is_some()
+    {
+        return Err(fail(
+            "the directory exists, is not empty and is not a git repository; point the mirror at a new path".into(),
+        ));
+    }
     if let Some(parent) = mirror.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;

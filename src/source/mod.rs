@@ -9,6 +9,14 @@
 //!
 //! Nothing here touches a working tree the user owns: local repositories are read through
 //! `git-upload-pack` like any remote, and units come from committed trees only.
+//!
+//! Runtime dependencies (gix spawns them): `git-upload-pack` for local paths and `file://`,
+//! `ssh` for `ssh://` and scp-style URLs (authentication is the system ssh's: keys, agent,
+//! `~/.ssh/config`); `ssh-keygen` (or `gpg`) only when signed commits are required. HTTPS
+//! is built in (rustls) and uses git credential helpers from the user's git config.
+//!
+//! A check can block for as long as the remote takes (HTTP has gix's 20 s connect timeout;
+//! ssh has its own), so the daemon should run [`GitSource::check`] off the event loop.
 
 use std::path::PathBuf;
 
