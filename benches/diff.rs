@@ -1,6 +1,8 @@
 //! Costs of the git source on the hot path of a sync:
 //! - `unchanged_check_local`: one ref advertisement against a local bare remote (what every
 //!   quiet poll costs), and `unchanged_check_http` against `git http-backend` on 127.0.0.1;
+//! - `ref_update_to_checked_local`: a ref of a local repository moves; inotify wake-up plus
+//!   the check that fetches the new tip into the mirror (the local fast path, minus parsing);
 //! - `read_units_1000`: reading a tree of 1,000 unit files from the mirror;
 //! - `read_hash_diff_1000`: reading the new tip's 1,000 files, hashing them and diffing the
 //!   result against the previous unit set (the work done per new commit, minus parsing).
@@ -85,6 +87,35 @@ fn bench(c: &mut Criterion) {
     });
     drop(http);
     drop(server);
+
+    // The local fast path: a ref moves (written like git does: lock file + rename), inotify
+    // wakes us, and the check picks the new tip up. Alternates between the last two commits.
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let _watcher = gitproc::source::watch(&fx.bare, tx).expect("watch the bare remote");
+    let ref_path = fx.bare.join("refs/heads/main");
+    let mut flip = false;
+    c.bench_function("ref_update_to_checked_local", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                flip = !flip;
+                let target = if flip { &old } else { &new };
+                while rx.try_recv().is_ok() {}
+                let lock = fx.bare.join("refs/heads/main.lock");
+                std::fs::write(&lock, format!("{target}\n")).expect("write ref lock");
+                let start = std::time::Instant::now();
+                std::fs::rename(&lock, &ref_path).expect("move ref into place");
+                rx.recv_timeout(std::time::Duration::from_secs(5))
+                    .expect("inotify wake-up");
+                let outcome = src.check().expect("check");
+                total += start.elapsed();
+                assert_eq!(&outcome.tip, target);
+            }
+            total
+        })
+    });
+    std::fs::write(&ref_path, format!("{new}\n")).expect("restore ref");
+    src.check().expect("check");
 
     c.bench_function("read_units_1000", |b| {
         b.iter(|| {
