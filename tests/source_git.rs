@@ -596,4 +596,13 @@ fn the_mirror_must_be_a_bare_repository_of_our_own() {
     .unwrap_err();
     assert_eq!(err.kind(), "mirror", "{err}");
     assert!(err.to_string().contains("bare"), "{err}");
+    let err = GitSource::open(SourceConfig {
+        url: fx.bare.to_string_lossy().into_owned(),
+        branch: Some("bad..name".into()),
+        units_dir: ".".into(),
+        mirror: fx.path("m.git"),
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), "invalid-branch", "{err}");
+    assert!(err.to_string().contains("bad..name"), "{err}");
 }

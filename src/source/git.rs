@@ -99,9 +99,9 @@ impl GitSource {
                     format!("refs/heads/{b}")
                 };
                 gix::refs::FullName::try_from(full.as_str()).map_err(|e| {
-                    SourceError::BranchNotFound {
-                        url: cfg.url.clone(),
-                        branch: format!("{b} (invalid name: {e})"),
+                    SourceError::InvalidBranch {
+                        branch: b.to_string(),
+                        message: e.to_string(),
                     }
                 })?;
                 (full.clone(), full)
@@ -128,7 +128,8 @@ impl GitSource {
         &self.remote_ref
     }
 
-    /// Setting this flag aborts a running fetch (e.g. on daemon shutdown).
+    /// Setting this flag aborts a running fetch (e.g. on daemon shutdown). It is never
+    /// reset: every later fetch of this source aborts too.
     pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.interrupt)
     }

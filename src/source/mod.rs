@@ -43,6 +43,9 @@ pub enum SourceError {
         "invalid repository URL {url:?}: {message} (use a local path, file://, https://, ssh:// or user@host:path)"
     )]
     InvalidUrl { url: String, message: String },
+    /// The configured branch is not a valid ref name.
+    #[error("invalid branch name {branch:?}: {message} (use a branch name like `main`)")]
+    InvalidBranch { branch: String, message: String },
     /// The mirror at `<state-dir>/repo.git` cannot be created or opened.
     #[error(
         "cannot open the git mirror {}: {message} (check permissions of the state directory, or delete the mirror to have it re-created)",
@@ -100,6 +103,7 @@ impl SourceError {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceError::InvalidUrl { .. } => "invalid-url",
+            SourceError::InvalidBranch { .. } => "invalid-branch",
             SourceError::Mirror { .. } => "mirror",
             SourceError::Unreachable { .. } => "unreachable",
             SourceError::BranchNotFound { .. } => "branch-not-found",
