@@ -29,6 +29,7 @@ fn cmd(line: &str) -> ExecCommand {
         path: argv[0].clone(),
         argv,
         origin: "test.service:1".to_string(),
+        ..Default::default()
     }
 }
 

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod logs;
 pub mod output;
 pub mod perf;
+pub mod plan;
 pub mod status;
 
 use std::path::PathBuf;
@@ -71,6 +72,8 @@ pub enum Command {
     Sync(JsonArgs),
     /// Check unit files (like `systemd-analyze verify`): files or directories.
     Check(CheckArgs),
+    /// Show what applying a commit would do (start/stop/restart per unit), without a daemon.
+    Plan(PlanArgs),
     /// Latency statistics of the daemon's own operations.
     Perf {
         #[command(subcommand)]
@@ -163,6 +166,24 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    /// A local git repository (its committed trees are read, never its working tree).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// The commit currently applied (default: the first parent of --to).
+    #[arg(long, value_name = "REV")]
+    pub from: Option<String>,
+    /// The commit to apply (default: HEAD).
+    #[arg(long, value_name = "REV")]
+    pub to: Option<String>,
+    /// Directory inside the tree that holds the units.
+    #[arg(long, default_value = ".", value_name = "DIR_IN_TREE")]
+    pub units_dir: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand, Clone)]
 pub enum PerfCommand {
     /// Counts and p50/p95/p99 per operation.
@@ -185,6 +206,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let global = cli.global;
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Plan(args) => plan::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

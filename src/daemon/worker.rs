@@ -96,7 +96,7 @@ struct Worker {
 
 impl Worker {
     fn new(config: WorkerConfig, updates: Sender<SourceUpdate>) -> Worker {
-        let schedule = PollSchedule::with_entropy(config.poll.clone());
+        let schedule = PollSchedule::with_entropy(config.poll);
         let (watch_tx, watch_rx) = crossbeam_channel::bounded(1);
         let mut worker = Worker {
             config,
@@ -209,24 +209,39 @@ impl Worker {
             return Ok((None, None));
         };
         let fetch_started = Instant::now();
-        let outcome = git
-            .check()
-            .map_err(|e| (e.kind().to_string(), e.to_string()))?;
+        let tip = match git.check() {
+            Ok(outcome) => outcome.tip,
+            Err(err) => {
+                // At start-up with the remote unreachable, the mirror still holds the last
+                // fetched tip: run that rather than nothing, and keep retrying the remote.
+                let fallback = self
+                    .sent_tip
+                    .is_none()
+                    .then(|| git.mirrored_tip())
+                    .flatten();
+                match fallback {
+                    Some(tip) => {
+                        tracing::error!("{err}; starting from the last fetched commit {tip}");
+                        self.last_error_kind = Some(err.kind().to_string());
+                        tip
+                    }
+                    None => return Err((err.kind().to_string(), err.to_string())),
+                }
+            }
+        };
         let fetch_time = fetch_started.elapsed();
-        let tip = outcome.tip.clone();
         if self.sent_tip.as_deref() == Some(tip.as_str()) && !signers_changed {
             return Ok((Some(tip), None));
         }
-        if let Some(policy) = &self.config.signing {
-            if let Err(err) = crate::source::verify_commit_signature(git.repository(), &tip, policy)
-            {
-                self.signers_stamp = signers_stamp(policy);
-                let short = tip.get(..10).unwrap_or(&tip);
-                return Err((
-                    format!("signature:{tip}"),
-                    format!("commit {short} not applied: {err}"),
-                ));
-            }
+        if let Some(policy) = &self.config.signing
+            && let Err(err) = git.verify_signature(&tip, policy)
+        {
+            self.signers_stamp = signers_stamp(policy);
+            let short = tip.get(..10).unwrap_or(&tip);
+            return Err((
+                format!("signature:{tip}"),
+                format!("commit {short} not applied: {err}"),
+            ));
         }
         let tree = git
             .read_units(&tip)

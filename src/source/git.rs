@@ -59,11 +59,14 @@ pub struct CommitInfo {
     pub author_time: i64,
 }
 
-/// A followed branch and its mirror. Not `Sync` (gix repositories are single-threaded);
-/// own it from one thread (e.g. a fetcher thread that sends unit sets to the event loop).
+/// A followed branch and its mirror. `Send`, so the daemon can own it from a fetcher thread
+/// (a slow remote must never block the event loop).
+///
+/// The mirror is opened per operation rather than held: gix's `Repository` is not `Send`
+/// without its `parallel` feature, and opening a bare repository costs well under a
+/// millisecond next to a ref advertisement.
 pub struct GitSource {
     cfg: SourceConfig,
-    repo: gix::Repository,
     /// The refspec source on the remote (`refs/heads/B` or `HEAD`).
     remote_ref: String,
     /// Where the mirror keeps the fetched tip.
@@ -96,19 +99,18 @@ impl GitSource {
                     format!("refs/heads/{b}")
                 };
                 gix::refs::FullName::try_from(full.as_str()).map_err(|e| {
-                    SourceError::BranchNotFound {
-                        url: cfg.url.clone(),
-                        branch: format!("{b} (invalid name: {e})"),
+                    SourceError::InvalidBranch {
+                        branch: b.to_string(),
+                        message: e.to_string(),
                     }
                 })?;
                 (full.clone(), full)
             }
             None => ("HEAD".to_string(), REMOTE_HEAD_REF.to_string()),
         };
-        let repo = open_or_init_mirror(&cfg.mirror)?;
+        open_or_init_mirror(&cfg.mirror)?;
         Ok(GitSource {
             cfg,
-            repo,
             remote_ref,
             local_ref,
             last_tip: None,
@@ -126,7 +128,8 @@ impl GitSource {
         &self.remote_ref
     }
 
-    /// Setting this flag aborts a running fetch (e.g. on daemon shutdown).
+    /// Setting this flag aborts a running fetch (e.g. on daemon shutdown). It is never
+    /// reset: every later fetch of this source aborts too.
     pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.interrupt)
     }
@@ -141,8 +144,9 @@ impl GitSource {
         };
         // `+` allows non-fast-forward updates: a force-pushed branch is applied like any tip.
         let refspec = format!("+{}:{}", self.remote_ref, self.local_ref);
-        let remote = self
-            .repo
+        let repo = self.repo()?;
+        self.drop_dangling_mirror_ref(&repo)?;
+        let remote = repo
             .remote_at(self.cfg.url.as_str())
             .map_err(|e| SourceError::InvalidUrl {
                 url: url.clone(),
@@ -180,8 +184,8 @@ impl GitSource {
                 None => SourceError::NoRemoteHead { url },
             });
         };
-        let mirrored = self.mirror_tip();
-        let fetched = if mirrored == Some(tip) && self.repo.has_object(tip) {
+        let mirrored = mirror_tip(&repo, &self.local_ref);
+        let fetched = if mirrored == Some(tip) && repo.has_object(tip) {
             // Dropping `prepare` ends the conversation without negotiating a pack.
             drop(prepare);
             false
@@ -193,7 +197,7 @@ impl GitSource {
                     branch: self.remote_ref.clone(),
                     message: error_chain(&e),
                 })?;
-            if !self.repo.has_object(tip) {
+            if !repo.has_object(tip) {
                 return Err(SourceError::Fetch {
                     url,
                     branch: self.remote_ref.clone(),
@@ -213,7 +217,8 @@ impl GitSource {
 
     /// The tip last fetched into the mirror (survives restarts), if any.
     pub fn mirrored_tip(&self) -> Option<String> {
-        self.mirror_tip().map(|id| id.to_string())
+        let repo = self.repo().ok()?;
+        mirror_tip(&repo, &self.local_ref).map(|id| id.to_string())
     }
 
     /// Resolves a full commit id, or a branch/ref name known to the mirror, to a commit id.
@@ -222,100 +227,71 @@ impl GitSource {
             url: self.cfg.url.clone(),
             rev: rev.to_string(),
         };
+        let repo = self.repo()?;
         if let Ok(id) = ObjectId::from_hex(rev.as_bytes()) {
-            return self
-                .repo
+            return repo
                 .find_commit(id)
                 .map(|c| c.id.to_string())
                 .map_err(|_| unknown());
         }
-        let mut reference = self
-            .repo
+        let mut reference = repo
             .try_find_reference(rev)
             .ok()
             .flatten()
             .ok_or_else(unknown)?;
         let id = reference.peel_to_id().map_err(|_| unknown())?;
-        let commit = self.repo.find_commit(id.detach()).map_err(|_| unknown())?;
+        let commit = repo.find_commit(id.detach()).map_err(|_| unknown())?;
         Ok(commit.id.to_string())
     }
 
     /// Reads every file and symlink under `units_dir` of `commit`'s tree, keyed by path
     /// relative to `units_dir`. Submodules are skipped (they have no content here).
     pub fn read_units(&self, commit: &str) -> Result<FileTree, SourceError> {
+        read_units_in(&self.repo()?, &self.cfg.url, commit, &self.cfg.units_dir)
+    }
+
+    /// One file of `commit`'s tree by its path from the repository root (not from
+    /// `units_dir`), e.g. an `EnvironmentFile=` outside the units directory. `Ok(None)` if the
+    /// path does not exist or names a directory or submodule.
+    pub fn read_path(&self, commit: &str, path: &str) -> Result<Option<Entry>, SourceError> {
         let commit_id = self.parse_id(commit)?;
-        let commit_obj = self
-            .repo
+        let repo = self.repo()?;
+        let tree_id = repo
             .find_commit(commit_id)
+            .and_then(|c| c.tree_id().map(|id| id.detach()))
             .map_err(|e| self.object_error(commit, commit_id, &e))?;
-        let tree_id = commit_obj
-            .tree_id()
-            .map_err(|e| self.object_error(commit, commit_id, &e))?
-            .detach();
-        let root = if self.cfg.units_dir.is_empty() {
-            tree_id
-        } else {
-            let tree = self
-                .repo
-                .find_tree(tree_id)
-                .map_err(|e| self.object_error(commit, tree_id, &e))?;
-            let entry = tree
-                .lookup_entry_by_path(&self.cfg.units_dir)
-                .map_err(|e| self.object_error(commit, tree_id, &e))?;
-            match entry {
-                Some(entry) if entry.mode().is_tree() => entry.object_id(),
-                _ => {
-                    return Err(SourceError::UnitsDirMissing {
-                        commit: commit.to_string(),
-                        units_dir: self.cfg.units_dir.clone(),
-                    });
-                }
-            }
-        };
-        let mut out = FileTree::default();
-        let mut stack = vec![(root, String::new())];
-        while let Some((tree_id, prefix)) = stack.pop() {
-            let tree = self
-                .repo
-                .find_tree(tree_id)
-                .map_err(|e| self.object_error(commit, tree_id, &e))?;
-            let decoded = tree
-                .decode()
-                .map_err(|e| self.object_error(commit, tree_id, &e))?;
-            for entry in &decoded.entries {
-                let name = entry.filename.to_str_lossy();
-                let path = if prefix.is_empty() {
-                    name.into_owned()
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                let oid = entry.oid.to_owned();
-                if entry.mode.is_tree() {
-                    stack.push((oid, path));
-                } else if entry.mode.is_link() {
-                    let blob = self
-                        .repo
-                        .find_blob(oid)
-                        .map_err(|e| self.object_error(commit, oid, &e))?;
-                    let target = blob.data.to_str_lossy().into_owned();
-                    out.entries.insert(path, Entry::Symlink(target));
-                } else if entry.mode.is_blob() {
-                    let mut blob = self
-                        .repo
-                        .find_blob(oid)
-                        .map_err(|e| self.object_error(commit, oid, &e))?;
-                    out.entries.insert(path, Entry::File(blob.take_data()));
-                }
-            }
+        let tree = repo
+            .find_tree(tree_id)
+            .map_err(|e| self.object_error(commit, tree_id, &e))?;
+        let rel = normalize_units_dir(path);
+        if rel.is_empty() || rel.split('/').any(|p| p == "..") {
+            return Ok(None);
         }
-        Ok(out)
+        let Some(entry) = tree
+            .lookup_entry_by_path(&rel)
+            .map_err(|e| self.object_error(commit, tree_id, &e))?
+        else {
+            return Ok(None);
+        };
+        let oid = entry.object_id();
+        let mode = entry.mode();
+        if mode.is_link() || mode.is_blob() {
+            let mut blob = repo
+                .find_blob(oid)
+                .map_err(|e| self.object_error(commit, oid, &e))?;
+            if mode.is_link() {
+                return Ok(Some(Entry::Symlink(blob.data.to_str_lossy().into_owned())));
+            }
+            return Ok(Some(Entry::File(blob.take_data())));
+        }
+        Ok(None)
     }
 
     /// Id, subject, author and time of `commit`.
     pub fn commit_info(&self, commit: &str) -> Result<CommitInfo, SourceError> {
         let id = self.parse_id(commit)?;
-        let c = self
-            .repo
+        let repo = self.repo()?;
+        let c = repo
             .find_commit(id)
             .map_err(|e| self.object_error(commit, id, &e))?;
         let subject = c
@@ -340,9 +316,22 @@ impl GitSource {
         })
     }
 
-    /// The mirror repository, e.g. for signature verification.
-    pub fn repository(&self) -> &gix::Repository {
-        &self.repo
+    /// Opens the mirror repository, e.g. for [`super::verify_commit_signature`].
+    pub fn repository(&self) -> Result<gix::Repository, SourceError> {
+        self.repo()
+    }
+
+    /// Verifies `commit`'s signature under `policy` (see [`super::verify_commit_signature`]).
+    pub fn verify_signature(
+        &self,
+        commit: &str,
+        policy: &super::SignaturePolicy,
+    ) -> Result<super::signature::Verified, super::SignatureError> {
+        let repo = self.repo().map_err(|e| super::SignatureError::Commit {
+            commit: commit.to_string(),
+            message: e.to_string(),
+        })?;
+        super::verify_commit_signature(&repo, commit, policy)
     }
 
     /// True when the remote is on the local filesystem (a path or `file://`), where the
@@ -356,12 +345,34 @@ impl GitSource {
         local_path_of(&self.cfg.url)
     }
 
-    fn mirror_tip(&self) -> Option<ObjectId> {
-        let mut r = self
-            .repo
-            .try_find_reference(self.local_ref.as_str())
-            .ok()??;
-        r.peel_to_id().ok().map(|id| id.detach())
+    /// If the mirror's ref names a commit whose objects are gone (a damaged mirror), deletes
+    /// the ref so the next negotiation asks for the objects again instead of skipping them.
+    fn drop_dangling_mirror_ref(&self, repo: &gix::Repository) -> Result<(), SourceError> {
+        let Ok(Some(mut r)) = repo.try_find_reference(self.local_ref.as_str()) else {
+            return Ok(());
+        };
+        let dangling = match r.peel_to_id() {
+            Ok(id) => !repo.has_object(id.detach()),
+            Err(_) => true,
+        };
+        if dangling {
+            r.delete().map_err(|e| SourceError::Mirror {
+                mirror: self.cfg.mirror.clone(),
+                message: format!(
+                    "cannot reset {} to refetch its missing objects: {}",
+                    self.local_ref,
+                    error_chain(&e)
+                ),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn repo(&self) -> Result<gix::Repository, SourceError> {
+        gix::open(&self.cfg.mirror).map_err(|e| SourceError::Mirror {
+            mirror: self.cfg.mirror.clone(),
+            message: error_chain(&e),
+        })
     }
 
     fn parse_id(&self, commit: &str) -> Result<ObjectId, SourceError> {
@@ -372,13 +383,98 @@ impl GitSource {
     }
 
     fn object_error(&self, commit: &str, id: ObjectId, e: &gix::Error) -> SourceError {
-        SourceError::Object {
-            url: self.cfg.url.clone(),
-            commit: commit.to_string(),
-            id: id.to_string(),
-            message: error_chain(e),
+        object_error(&self.cfg.url, commit, id, e)
+    }
+}
+
+fn object_error(url: &str, commit: &str, id: ObjectId, e: &gix::Error) -> SourceError {
+    SourceError::Object {
+        url: url.to_string(),
+        commit: commit.to_string(),
+        id: id.to_string(),
+        message: error_chain(e),
+    }
+}
+
+/// Reads every file and symlink under `units_dir` of `commit`'s tree in `repo` (the mirror,
+/// or a local repository for `gitproc plan`), keyed by path relative to `units_dir`. Submodules are skipped (they have no content here).
+pub fn read_units_in(
+    repo: &gix::Repository,
+    url: &str,
+    commit: &str,
+    units_dir: &str,
+) -> Result<FileTree, SourceError> {
+    let commit_id =
+        ObjectId::from_hex(commit.trim().as_bytes()).map_err(|_| SourceError::UnknownRevision {
+            url: url.to_string(),
+            rev: commit.to_string(),
+        })?;
+    let units_dir = normalize_units_dir(units_dir);
+    let commit_obj = repo
+        .find_commit(commit_id)
+        .map_err(|e| object_error(url, commit, commit_id, &e))?;
+    let tree_id = commit_obj
+        .tree_id()
+        .map_err(|e| object_error(url, commit, commit_id, &e))?
+        .detach();
+    let root = if units_dir.is_empty() {
+        tree_id
+    } else {
+        let tree = repo
+            .find_tree(tree_id)
+            .map_err(|e| object_error(url, commit, tree_id, &e))?;
+        let entry = tree
+            .lookup_entry_by_path(&units_dir)
+            .map_err(|e| object_error(url, commit, tree_id, &e))?;
+        match entry {
+            Some(entry) if entry.mode().is_tree() => entry.object_id(),
+            _ => {
+                return Err(SourceError::UnitsDirMissing {
+                    commit: commit.to_string(),
+                    units_dir: units_dir.clone(),
+                });
+            }
+        }
+    };
+    let mut out = FileTree::default();
+    let mut stack = vec![(root, String::new())];
+    while let Some((tree_id, prefix)) = stack.pop() {
+        let tree = repo
+            .find_tree(tree_id)
+            .map_err(|e| object_error(url, commit, tree_id, &e))?;
+        let decoded = tree
+            .decode()
+            .map_err(|e| object_error(url, commit, tree_id, &e))?;
+        for entry in &decoded.entries {
+            let name = entry.filename.to_str_lossy();
+            let path = if prefix.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let oid = entry.oid.to_owned();
+            if entry.mode.is_tree() {
+                stack.push((oid, path));
+            } else if entry.mode.is_link() {
+                let blob = repo
+                    .find_blob(oid)
+                    .map_err(|e| object_error(url, commit, oid, &e))?;
+                let target = blob.data.to_str_lossy().into_owned();
+                out.entries.insert(path, Entry::Symlink(target));
+            } else if entry.mode.is_blob() {
+                let mut blob = repo
+                    .find_blob(oid)
+                    .map_err(|e| object_error(url, commit, oid, &e))?;
+                out.entries.insert(path, Entry::File(blob.take_data()));
+            }
         }
     }
+    Ok(out)
+}
+
+fn mirror_tip(repo: &gix::Repository, local_ref: &str) -> Option<ObjectId> {
+    let mut r = repo.try_find_reference(local_ref).ok()??;
+    r.peel_to_id().ok().map(|id| id.detach())
 }
 
 fn open_or_init_mirror(mirror: &Path) -> Result<gix::Repository, SourceError> {
@@ -394,6 +490,14 @@ fn open_or_init_mirror(mirror: &Path) -> Result<gix::Repository, SourceError> {
             ));
         }
         return Ok(repo);
+    }
+    // Never initialise a repository over someone else's files.
+    if let Ok(mut entries) = std::fs::read_dir(mirror)
+        && entries.next().is_some()
+    {
+        return Err(fail(
+            "the directory exists, is not empty and is not a git repository; point the mirror at a new path".into(),
+        ));
     }
     if let Some(parent) = mirror.parent() {
         std::fs::create_dir_all(parent)
@@ -446,6 +550,15 @@ fn local_path_of(url: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The daemon moves the source into a fetcher thread so a slow remote never blocks the
+    /// event loop; that needs `Send`.
+    #[test]
+    fn source_and_watcher_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<GitSource>();
+        assert_send::<crate::source::RefWatcher>();
+    }
 
     #[test]
     fn units_dir_is_normalised() {

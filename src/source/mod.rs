@@ -9,6 +9,14 @@
 //!
 //! Nothing here touches a working tree the user owns: local repositories are read through
 //! `git-upload-pack` like any remote, and units come from committed trees only.
+//!
+//! Runtime dependencies (gix spawns them): `git-upload-pack` for local paths and `file://`,
+//! `ssh` for `ssh://` and scp-style URLs (authentication is the system ssh's: keys, agent,
+//! `~/.ssh/config`); `ssh-keygen` (or `gpg`) only when signed commits are required. HTTPS
+//! is built in (rustls) and uses git credential helpers from the user's git config.
+//!
+//! A check can block for as long as the remote takes (HTTP has gix's 20 s connect timeout;
+//! ssh has its own), so the daemon should run [`GitSource::check`] off the event loop.
 
 use std::path::PathBuf;
 
@@ -35,6 +43,9 @@ pub enum SourceError {
         "invalid repository URL {url:?}: {message} (use a local path, file://, https://, ssh:// or user@host:path)"
     )]
     InvalidUrl { url: String, message: String },
+    /// The configured branch is not a valid ref name.
+    #[error("invalid branch name {branch:?}: {message} (use a branch name like `main`)")]
+    InvalidBranch { branch: String, message: String },
     /// The mirror at `<state-dir>/repo.git` cannot be created or opened.
     #[error(
         "cannot open the git mirror {}: {message} (check permissions of the state directory, or delete the mirror to have it re-created)",
@@ -92,6 +103,7 @@ impl SourceError {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceError::InvalidUrl { .. } => "invalid-url",
+            SourceError::InvalidBranch { .. } => "invalid-branch",
             SourceError::Mirror { .. } => "mirror",
             SourceError::Unreachable { .. } => "unreachable",
             SourceError::BranchNotFound { .. } => "branch-not-found",
