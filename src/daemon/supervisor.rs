@@ -60,6 +60,8 @@ struct SourceView {
     subject: Option<String>,
     commit_time: Option<i64>,
     fetched_tip: Option<String>,
+    /// The newest tip that passed verification (signature, parse) and was handed to apply.
+    verified_commit: Option<String>,
     last_check: Option<SystemTime>,
     next_check: Option<SystemTime>,
     poll_interval: Duration,
@@ -774,6 +776,7 @@ impl Supervisor {
         if let Some(snapshot) = update.snapshot
             && !self.shutting_down
         {
+            self.source.verified_commit = snapshot.commit.clone();
             self.perf.record(Op::Fetch, snapshot.fetch_time);
             self.perf.record(Op::Parse, snapshot.parse_time);
             let started = Instant::now();
@@ -1041,6 +1044,7 @@ impl Supervisor {
             "commit_subject": s.subject,
             "commit_time": s.commit_time,
             "fetched_commit": s.fetched_tip,
+            "verified_commit": s.verified_commit,
             "last_check": s.last_check.map(unix_of),
             "next_check": s.next_check.map(unix_of),
             "poll_interval_s": s.poll_interval.as_secs_f64(),
@@ -1070,7 +1074,7 @@ impl Supervisor {
             daemon: DaemonState {
                 applied_commit: self.source.applied_commit.clone(),
                 fetched_commit: self.source.fetched_tip.clone(),
-                verified_commit: self.source.applied_commit.clone(),
+                verified_commit: self.source.verified_commit.clone(),
                 poll_interval_s: Some(self.source.poll_interval.as_secs()),
                 next_check: self.source.next_check.map(unix_of),
                 last_check: self.source.last_check.map(unix_of),
