@@ -9,30 +9,29 @@ use super::protocol::{Reply, Request, VERSION, Verb};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot connect to the gitproc daemon at {path}: {source} (is `gitproc daemon` running with this --state-dir?)"
+        "cannot connect to the gitproc daemon at {path}: {err} (is `gitproc daemon` running with this --state-dir, and are you root or the daemon's user?)"
     )]
     Connect {
         path: PathBuf,
-        source: std::io::Error,
+        // Not named `source`: the message already includes it, and anyhow's `{:#}` would
+        // print it a second time.
+        err: std::io::Error,
     },
-    #[error("lost the connection to the daemon at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("lost the connection to the daemon at {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("the daemon at {path} sent an invalid reply: {message}")]
     BadReply { path: PathBuf, message: String },
 }
 
 /// Sends one request and waits for its reply.
 pub fn call(socket: &Path, verb: Verb) -> Result<Reply, ClientError> {
-    let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+    let stream = UnixStream::connect(socket).map_err(|err| ClientError::Connect {
         path: socket.to_path_buf(),
-        source,
+        err,
     })?;
-    let io = |source| ClientError::Io {
+    let io = |err| ClientError::Io {
         path: socket.to_path_buf(),
-        source,
+        err,
     };
     let mut line =
         serde_json::to_vec(&Request { v: VERSION, verb }).map_err(|err| ClientError::BadReply {

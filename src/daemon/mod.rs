@@ -50,6 +50,9 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
             .clone()
             .unwrap_or_else(crate::state::default_state_dir),
     };
+    // Sockets inside it need absolute paths (NOTIFY_SOCKET is read by children in other
+    // working directories), so `--state-dir ./st` must work like an absolute one.
+    let state_dir = absolute(&state_dir)?;
     init_tracing(args.log_file.as_deref())?;
 
     crate::state::ensure_state_dir(&state_dir)?;

@@ -120,6 +120,7 @@ impl Supervisor {
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|&us| us > 0)
             .map(|us| (Duration::from_micros(us / 2), Instant::now()));
+        let settings_state_dir = settings.state_dir.clone();
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -141,7 +142,7 @@ impl Supervisor {
             shutting_down: false,
             first_applied: false,
             watchdog,
-            cgroups: crate::runtime::cgroup::CgroupRoot::probe("gitproc"),
+            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_name(&settings_state_dir)),
         }
     }
 
@@ -1074,6 +1075,17 @@ impl Supervisor {
             tracing::error!("final state save failed: {err}");
             return 1;
         }
+        if !self.settings.keep_services {
+            // Best effort: empty cgroups are harmless but would pile up, one per state dir.
+            for m in self.units.values() {
+                if let Some(cgroup) = m.tracker.cgroup() {
+                    let _ = cgroup.remove();
+                }
+            }
+            if let Some(root) = &self.cgroups {
+                let _ = root.remove();
+            }
+        }
         tracing::info!("shutdown complete");
         0
     }
@@ -1267,6 +1279,20 @@ fn unix_of(t: SystemTime) -> u64 {
 
 fn short(commit: Option<&str>) -> &str {
     commit.map(|c| c.get(..10).unwrap_or(c)).unwrap_or("-")
+}
+
+/// The cgroup directory of this daemon's units: `gitproc-<hash of the state dir>`. Daemons
+/// with different state directories often share a parent cgroup (tests, several instances
+/// outside systemd); a shared name would let one daemon's stop kill the other's services.
+/// FNV-1a (not `DefaultHasher`) so the name survives a gitproc upgrade and a restarted daemon
+/// finds the cgroups of the services it re-adopts.
+fn cgroup_name(state_dir: &std::path::Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in state_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("gitproc-{hash:016x}")
 }
 
 /// Tells a supervising systemd about us (`NOTIFY_SOCKET`), when there is one.
