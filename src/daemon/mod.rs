@@ -56,7 +56,7 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
     init_tracing(args.log_file.as_deref())?;
 
     crate::state::ensure_state_dir(&state_dir)?;
-    let _lock = match DaemonLock::acquire(&state_dir) {
+    let _lock = match acquire_lock(&state_dir) {
         Ok(lock) => lock,
         Err(err @ LockError::Held { .. }) => {
             eprintln!("gitproc: {err}");
@@ -226,6 +226,26 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
     });
     let _ = std::fs::remove_file(&socket_path);
     Ok(code)
+}
+
+/// Takes the daemon lock. When the pid recorded in it is dead, the lock is about to be
+/// released: a child the previous daemon forked just before it was killed (a git transport
+/// helper between fork and exec) briefly shares its open lock file. Waiting a moment then
+/// makes `kill -9` + restart (systemd's Restart=) work instead of failing with "held".
+fn acquire_lock(state_dir: &Path) -> Result<DaemonLock, LockError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match DaemonLock::acquire(state_dir) {
+            Err(LockError::Held { pid: Some(pid), .. })
+                if std::time::Instant::now() < deadline
+                    && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                        == Err(nix::errno::Errno::ESRCH) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
