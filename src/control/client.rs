@@ -40,10 +40,16 @@ pub fn call(socket: &Path, verb: Verb) -> Result<Reply, ClientError> {
         })?;
     line.push(b'\n');
     let mut writer = stream.try_clone().map_err(io)?;
-    writer.write_all(&line).map_err(io)?;
+    // A daemon that refuses the peer (permission denied, too many clients) answers at once
+    // and closes, so our write may fail with EPIPE: its reply is still there to read.
+    let written = writer.write_all(&line);
     let mut reader = BufReader::new(stream);
     let mut answer = String::new();
-    reader.read_line(&mut answer).map_err(io)?;
+    match reader.read_line(&mut answer) {
+        Ok(_) if !answer.is_empty() => {}
+        Ok(_) => written.map_err(io)?,
+        Err(err) => return Err(io(written.err().unwrap_or(err))),
+    }
     if answer.is_empty() {
         return Err(ClientError::BadReply {
             path: socket.to_path_buf(),
