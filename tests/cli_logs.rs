@@ -41,11 +41,7 @@ fn logs_prints_a_units_output_and_n_limits_it() {
     let out = daemon.cli(&["logs", "five.service", "-n", "2"]);
     assert_eq!(out.status.code(), Some(0));
     let last = lines(&out);
-    assert_eq!(last.len(), 2, "{last:#?}");
-    assert!(
-        last[0].ends_with(" line4") && last[1].ends_with(" line5"),
-        "{last:#?}"
-    );
+    assert_eq!(last, all[all.len() - 2..], "not the last two of {all:#?}");
 
     let out = daemon.cli(&["logs", "nope"]);
     assert_eq!(out.status.code(), Some(1));
