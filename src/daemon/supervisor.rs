@@ -194,6 +194,8 @@ impl Supervisor {
                 self.writer.submit(self.persisted());
                 self.dirty = false;
             }
+            let saved = self.writer.stats();
+            self.perf.record_saves(saved.saves, saved.last_duration);
             if self.shutting_down && self.all_stopped() {
                 return self.finish_shutdown();
             }
