@@ -106,15 +106,14 @@ fn follow_survives_rotation_without_losing_lines() {
             "saw {rotations_seen} rotations and {} ticks before the deadline",
             ticks.len()
         );
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
-            if let Some(n) = line
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50))
+            && let Some(n) = line
                 .split_whitespace()
                 .skip_while(|w| *w != "tick")
                 .nth(1)
                 .and_then(|n| n.parse().ok())
-            {
-                ticks.push(n);
-            }
+        {
+            ticks.push(n);
         }
         let inode = std::fs::metadata(&rotated_file)
             .ok()

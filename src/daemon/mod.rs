@@ -274,7 +274,9 @@ fn init_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
         None => {
             use std::io::IsTerminal;
             builder
-                .with_ansi(std::io::stderr().is_terminal())
+                .with_ansi(crate::cli::output::color_on(
+                    std::io::stderr().is_terminal(),
+                ))
                 .with_writer(std::io::stderr)
                 .init()
         }

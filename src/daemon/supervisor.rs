@@ -760,7 +760,7 @@ impl Supervisor {
         let unknown: Vec<&String> = job
             .units
             .iter()
-            .filter(|u| !self.units.get(*u).is_some_and(|m| m.service.is_some()))
+            .filter(|u| self.units.get(*u).is_none_or(|m| m.service.is_none()))
             .collect();
         if let Some(name) = unknown.first() {
             let why = match self.units.get(*name).and_then(|m| m.load_error.clone()) {
@@ -898,11 +898,12 @@ impl Supervisor {
                         None => true,
                         Some(st) if w.stopping => st.active_state == ActiveState::Activating,
                         Some(st) => {
-                            !held
-                                && !(st.active_state == ActiveState::Active
-                                    || st.active_state == ActiveState::Reloading
-                                    || (st.active_state == ActiveState::Inactive
-                                        && st.result == crate::service::ServiceResult::Success))
+                            let good = matches!(
+                                st.active_state,
+                                ActiveState::Active | ActiveState::Reloading
+                            ) || (st.active_state == ActiveState::Inactive
+                                && st.result == crate::service::ServiceResult::Success);
+                            !held && !good
                         }
                     }
                 })
