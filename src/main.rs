@@ -4,6 +4,15 @@ use clap::Parser;
 
 fn main() {
     let cli = gitproc::cli::Cli::parse();
+    if !matches!(cli.command, gitproc::cli::Command::Daemon(_)) {
+        // A client verb piped into `head` should end quietly when the reader goes away, as
+        // other Unix tools do, instead of panicking in `println!`. The daemon keeps Rust's
+        // default (SIGPIPE ignored) so a vanished control client is an error, not a death.
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let code = match gitproc::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -63,6 +63,8 @@ pub struct OpStats {
 /// One histogram per operation.
 pub struct Perf {
     histograms: Vec<Histogram<u64>>,
+    /// Saves of the state writer already recorded (it saves on its own thread).
+    saves_seen: u64,
 }
 
 const MAX_US: u64 = 3_600_000_000;
@@ -79,7 +81,10 @@ impl Perf {
             .iter()
             .map(|_| Histogram::new_with_bounds(1, MAX_US, 2).expect("constant bounds are valid"))
             .collect();
-        Perf { histograms }
+        Perf {
+            histograms,
+            saves_seen: 0,
+        }
     }
 
     /// Records one occurrence; values above an hour are clamped.
@@ -87,6 +92,19 @@ impl Perf {
         let us = (took.as_micros() as u64).clamp(1, MAX_US);
         if let Some(h) = self.histograms.get_mut(op as usize) {
             h.saturating_record(us);
+        }
+    }
+
+    /// Records the state writer's latest save when its count moved since the last call. The
+    /// writer saves on its own thread and keeps only its last duration, so saves between two
+    /// calls are sampled, not all counted (they are at most one per few seconds, except
+    /// operator-forced ones).
+    pub fn record_saves(&mut self, saves: u64, last: Option<Duration>) {
+        if saves != self.saves_seen {
+            self.saves_seen = saves;
+            if let Some(took) = last {
+                self.record(Op::Save, took);
+            }
         }
     }
 

@@ -72,9 +72,15 @@ fn print_sync(data: &serde_json::Value) {
     ] {
         if let Some(list) = data[key].as_array() {
             for item in list {
-                match item.as_str() {
-                    Some(name) => println!("  {label}: {name}"),
-                    None => println!("  {label}: {item}"),
+                match (item.as_str(), item["unit"].as_str()) {
+                    (Some(name), _) => println!("  {label}: {name}"),
+                    (None, Some(unit)) => {
+                        println!(
+                            "  {label}: {unit}: {}",
+                            item["error"].as_str().unwrap_or("?")
+                        )
+                    }
+                    (None, None) => println!("  {label}: {item}"),
                 }
             }
         }

@@ -37,8 +37,10 @@ pub fn run(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-/// Prints what is appended to `path` from its current end, forever; a rotated or truncated
-/// file is reopened from its start.
+/// Prints what is appended to `path` from its current end, until stdout goes away. When the
+/// file is rotated (a new inode at `path`), the old one is read to its end first — the
+/// collector may have written its last lines after our previous poll — and the new one from
+/// its start; a file truncated in place is read again from its start.
 fn follow(path: &Path) -> anyhow::Result<()> {
     let mut file: Option<(File, u64)> = None;
     let mut pos = 0u64;
@@ -47,11 +49,17 @@ fn follow(path: &Path) -> anyhow::Result<()> {
     loop {
         match std::fs::metadata(path) {
             Ok(meta) => {
-                let reopen = match &file {
-                    None => true,
-                    Some((_, ino)) => *ino != meta.ino() || meta.len() < pos,
+                let (rotated, truncated) = match &file {
+                    None => (true, false),
+                    Some((_, ino)) => (*ino != meta.ino(), meta.len() < pos),
                 };
-                if reopen {
+                if rotated
+                    && let Some((old, _)) = file.as_mut()
+                    && !copy_new(old, &mut buf, &mut pos)?
+                {
+                    return Ok(());
+                }
+                if rotated || truncated {
                     let mut f = File::open(path)?;
                     pos = if first_open { meta.len() } else { 0 };
                     f.seek(SeekFrom::Start(pos))?;
@@ -61,19 +69,26 @@ fn follow(path: &Path) -> anyhow::Result<()> {
             }
             Err(_) => first_open = false,
         }
-        if let Some((f, _)) = file.as_mut() {
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                pos += n as u64;
-                let mut out = std::io::stdout().lock();
-                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-                    return Ok(());
-                }
-            }
+        if let Some((f, _)) = file.as_mut()
+            && !copy_new(f, &mut buf, &mut pos)?
+        {
+            return Ok(());
         }
         std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+/// Copies what `f` has beyond `pos` to stdout; false when stdout is closed.
+fn copy_new(f: &mut File, buf: &mut [u8], pos: &mut u64) -> anyhow::Result<bool> {
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        *pos += n as u64;
+        let mut out = std::io::stdout().lock();
+        if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+            return Ok(false);
+        }
     }
 }

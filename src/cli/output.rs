@@ -4,7 +4,13 @@ use std::io::IsTerminal;
 
 /// Whether stdout gets ANSI colors.
 pub fn use_color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+    color_on(std::io::stdout().is_terminal())
+}
+
+/// Colors for a stream that is (or is not) a terminal, unless `NO_COLOR` is set to anything
+/// non-empty (<https://no-color.org>). The daemon uses it for its stderr log too.
+pub fn color_on(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// systemctl's state dot: green active, red failed, plain otherwise.

@@ -273,16 +273,36 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     let color = use_color();
-    for u in reply.data["units"].as_array().into_iter().flatten() {
+    let units: Vec<&Value> = reply.data["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    // Columns as wide as their longest entry, like `systemctl list-units`.
+    let width = |key: &str, min: usize| {
+        units
+            .iter()
+            .map(|u| str_or(u, key, "?").chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(min)
+    };
+    let (name_w, active_w, sub_w) = (
+        width("name", 4),
+        width("active_state", 6),
+        width("sub_state", 3),
+    );
+    for u in units {
         let active = str_or(u, "active_state", "?");
-        println!(
-            "{} {} {} {} {}",
+        let line = format!(
+            "{} {:<name_w$} {:<active_w$} {:<sub_w$} {}",
             state_dot(active, color),
             str_or(u, "name", "?"),
             active,
             str_or(u, "sub_state", "?"),
             str_or(u, "description", "")
         );
+        println!("{}", line.trim_end());
     }
     Ok(exit::OK)
 }

@@ -9,30 +9,29 @@ use super::protocol::{Reply, Request, VERSION, Verb};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot connect to the gitproc daemon at {path}: {source} (is `gitproc daemon` running with this --state-dir?)"
+        "cannot connect to the gitproc daemon at {path}: {err} (is `gitproc daemon` running with this --state-dir, and are you root or the daemon's user?)"
     )]
     Connect {
         path: PathBuf,
-        source: std::io::Error,
+        // Not named `source`: the message already includes it, and anyhow's `{:#}` would
+        // print it a second time.
+        err: std::io::Error,
     },
-    #[error("lost the connection to the daemon at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("lost the connection to the daemon at {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("the daemon at {path} sent an invalid reply: {message}")]
     BadReply { path: PathBuf, message: String },
 }
 
 /// Sends one request and waits for its reply.
 pub fn call(socket: &Path, verb: Verb) -> Result<Reply, ClientError> {
-    let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+    let stream = UnixStream::connect(socket).map_err(|err| ClientError::Connect {
         path: socket.to_path_buf(),
-        source,
+        err,
     })?;
-    let io = |source| ClientError::Io {
+    let io = |err| ClientError::Io {
         path: socket.to_path_buf(),
-        source,
+        err,
     };
     let mut line =
         serde_json::to_vec(&Request { v: VERSION, verb }).map_err(|err| ClientError::BadReply {
@@ -41,10 +40,16 @@ pub fn call(socket: &Path, verb: Verb) -> Result<Reply, ClientError> {
         })?;
     line.push(b'\n');
     let mut writer = stream.try_clone().map_err(io)?;
-    writer.write_all(&line).map_err(io)?;
+    // A daemon that refuses the peer (permission denied, too many clients) answers at once
+    // and closes, so our write may fail with EPIPE: its reply is still there to read.
+    let written = writer.write_all(&line);
     let mut reader = BufReader::new(stream);
     let mut answer = String::new();
-    reader.read_line(&mut answer).map_err(io)?;
+    match reader.read_line(&mut answer) {
+        Ok(_) if !answer.is_empty() => {}
+        Ok(_) => written.map_err(io)?,
+        Err(err) => return Err(io(written.err().unwrap_or(err))),
+    }
     if answer.is_empty() {
         return Err(ClientError::BadReply {
             path: socket.to_path_buf(),

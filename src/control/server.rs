@@ -9,8 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -18,8 +17,11 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
 use super::protocol::{self, MAX_REQUEST_BYTES, Reply, Verb};
 
-/// Connections served at once; more are answered with an error and closed.
-pub const MAX_CLIENTS: usize = 64;
+/// Connections served at once. One more waits up to [`SLOT_WAIT`] for a slot (a client that
+/// just got its reply may not have closed yet), then is answered with an error and closed.
+pub const MAX_CLIENTS: usize = 128;
+/// How long a connection over [`MAX_CLIENTS`] waits for a free slot before being refused.
+pub const SLOT_WAIT: Duration = Duration::from_secs(2);
 /// A client that sends nothing for this long is dropped.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -106,7 +108,7 @@ pub fn start(
         std::os::unix::fs::chown(path, None, Some(gid))?;
     }
     let policy = Arc::new(policy);
-    let active = Arc::new(AtomicUsize::new(0));
+    let active = Arc::new(Slots::default());
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || accept_loop(listener, policy, to_loop, active))?;
@@ -119,10 +121,18 @@ fn accept_loop(
     listener: UnixListener,
     policy: Arc<AccessPolicy>,
     to_loop: Sender<ControlRequest>,
-    active: Arc<AtomicUsize>,
+    active: Arc<Slots>,
 ) {
     for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
+        let mut stream = match stream {
+            Ok(stream) => stream,
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning on the same error.
+                tracing::warn!("control: accept failed: {err}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
         let peer = match getsockopt(&stream, PeerCredentials) {
             Ok(cred) => Peer {
                 pid: cred.pid(),
@@ -150,26 +160,62 @@ fn accept_loop(
             );
             continue;
         }
-        if active.load(Ordering::SeqCst) >= MAX_CLIENTS {
+        if !active.acquire(SLOT_WAIT) {
+            tracing::warn!(
+                "control: {MAX_CLIENTS} connections open; refused pid {}",
+                peer.pid
+            );
             let _ = write_reply(
                 &mut stream,
                 &Reply::error(1, format!("too many clients (limit {MAX_CLIENTS}); retry")),
             );
             continue;
         }
-        active.fetch_add(1, Ordering::SeqCst);
         let to_loop = to_loop.clone();
         let active_conn = Arc::clone(&active);
         let spawned = std::thread::Builder::new()
             .name("control-conn".into())
             .spawn(move || {
                 serve(stream, peer, &to_loop);
-                active_conn.fetch_sub(1, Ordering::SeqCst);
+                active_conn.release();
             });
         if spawned.is_err() {
-            active.fetch_sub(1, Ordering::SeqCst);
+            active.release();
             tracing::warn!("control: cannot start a connection thread; connection dropped");
         }
+    }
+}
+
+/// Counts open connections; the accept thread waits on `freed` for a slot.
+#[derive(Default)]
+struct Slots {
+    open: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    /// Takes a slot, waiting up to `wait` for one; false when none came free.
+    fn acquire(&self, wait: Duration) -> bool {
+        let Ok(open) = self.open.lock() else {
+            return false;
+        };
+        match self
+            .freed
+            .wait_timeout_while(open, wait, |open| *open >= MAX_CLIENTS)
+        {
+            Ok((mut open, _)) if *open < MAX_CLIENTS => {
+                *open += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn release(&self) {
+        if let Ok(mut open) = self.open.lock() {
+            *open = open.saturating_sub(1);
+        }
+        self.freed.notify_one();
     }
 }
 

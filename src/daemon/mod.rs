@@ -50,10 +50,13 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
             .clone()
             .unwrap_or_else(crate::state::default_state_dir),
     };
+    // Sockets inside it need absolute paths (NOTIFY_SOCKET is read by children in other
+    // working directories), so `--state-dir ./st` must work like an absolute one.
+    let state_dir = absolute(&state_dir)?;
     init_tracing(args.log_file.as_deref())?;
 
     crate::state::ensure_state_dir(&state_dir)?;
-    let _lock = match DaemonLock::acquire(&state_dir) {
+    let _lock = match acquire_lock(&state_dir) {
         Ok(lock) => lock,
         Err(err @ LockError::Held { .. }) => {
             eprintln!("gitproc: {err}");
@@ -225,6 +228,26 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
     Ok(code)
 }
 
+/// Takes the daemon lock. When the pid recorded in it is dead, the lock is about to be
+/// released: a child the previous daemon forked just before it was killed (a git transport
+/// helper between fork and exec) briefly shares its open lock file. Waiting a moment then
+/// makes `kill -9` + restart (systemd's Restart=) work instead of failing with "held".
+fn acquire_lock(state_dir: &Path) -> Result<DaemonLock, LockError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match DaemonLock::acquire(state_dir) {
+            Err(LockError::Held { pid: Some(pid), .. })
+                if std::time::Instant::now() < deadline
+                    && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                        == Err(nix::errno::Errno::ESRCH) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
@@ -251,7 +274,9 @@ fn init_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
         None => {
             use std::io::IsTerminal;
             builder
-                .with_ansi(std::io::stderr().is_terminal())
+                .with_ansi(crate::cli::output::color_on(
+                    std::io::stderr().is_terminal(),
+                ))
                 .with_writer(std::io::stderr)
                 .init()
         }

@@ -100,8 +100,6 @@ pub struct Supervisor {
     /// State restored from the previous run, consumed by the first unit set applied.
     restored: Option<PersistedState>,
     perf: Perf,
-    /// Saves of the writer already recorded in `perf`.
-    saves_seen: u64,
     dirty: bool,
     shutting_down: bool,
     first_applied: bool,
@@ -124,6 +122,7 @@ impl Supervisor {
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|&us| us > 0)
             .map(|us| (Duration::from_micros(us / 2), Instant::now()));
+        let settings_state_dir = settings.state_dir.clone();
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -141,12 +140,11 @@ impl Supervisor {
             writer,
             restored,
             perf: Perf::new(),
-            saves_seen: 0,
             dirty: false,
             shutting_down: false,
             first_applied: false,
             watchdog,
-            cgroups: crate::runtime::cgroup::CgroupRoot::probe("gitproc"),
+            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_name(&settings_state_dir)),
         }
     }
 
@@ -254,13 +252,8 @@ impl Supervisor {
 
     /// Records the writer's saves in the perf histograms (it runs on its own thread).
     fn observe_saves(&mut self) {
-        let stats = self.writer.stats();
-        if stats.saves > self.saves_seen {
-            if let Some(took) = stats.last_duration {
-                self.perf.record(Op::Save, took);
-            }
-            self.saves_seen = stats.saves;
-        }
+        let saved = self.writer.stats();
+        self.perf.record_saves(saved.saves, saved.last_duration);
     }
 
     fn feed_watchdog(&mut self, now: Instant) {
@@ -1151,6 +1144,17 @@ impl Supervisor {
             tracing::error!("final state save failed: {err}");
             return 1;
         }
+        if !self.settings.keep_services {
+            // Best effort: empty cgroups are harmless but would pile up, one per state dir.
+            for m in self.units.values() {
+                if let Some(cgroup) = m.tracker.cgroup() {
+                    let _ = cgroup.remove();
+                }
+            }
+            if let Some(root) = &self.cgroups {
+                let _ = root.remove();
+            }
+        }
         tracing::info!("shutdown complete");
         0
     }
@@ -1349,6 +1353,20 @@ fn unix_of(t: SystemTime) -> u64 {
 
 fn short(commit: Option<&str>) -> &str {
     commit.map(|c| c.get(..10).unwrap_or(c)).unwrap_or("-")
+}
+
+/// The cgroup directory of this daemon's units: `gitproc-<hash of the state dir>`. Daemons
+/// with different state directories often share a parent cgroup (tests, several instances
+/// outside systemd); a shared name would let one daemon's stop kill the other's services.
+/// FNV-1a (not `DefaultHasher`) so the name survives a gitproc upgrade and a restarted daemon
+/// finds the cgroups of the services it re-adopts.
+fn cgroup_name(state_dir: &std::path::Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in state_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("gitproc-{hash:016x}")
 }
 
 /// Tells a supervising systemd about us (`NOTIFY_SOCKET`), when there is one.
