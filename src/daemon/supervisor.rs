@@ -641,16 +641,12 @@ impl Supervisor {
             let queue = std::mem::take(&mut self.stop_queue);
             let mut keep = Vec::new();
             for name in &queue {
-                // Stop `name` only when nothing still running is ordered after it.
-                let blocked = queue.iter().any(|other| {
-                    other != name
-                        && self.is_running(other)
-                        && self
-                            .graph
-                            .start_blockers(other, &|n| n == name.as_str())
-                            .iter()
-                            .any(|b| b == name)
-                });
+                // Stop `name` only when nothing ordered after it still runs: queued or
+                // already stopping (a unit leaves the queue when its stop begins, not ends).
+                let blocked = !self
+                    .graph
+                    .stop_blockers(name, &|n| n != name && self.is_running(n))
+                    .is_empty();
                 if blocked {
                     keep.push(name.clone());
                 } else {
