@@ -20,6 +20,8 @@ enum Action {
         pid: i32,
         start_time: u64,
         changed: bool,
+        /// An operator stopped it and its stop had not finished when the daemon died.
+        held_stopped: bool,
     },
 }
 
@@ -172,9 +174,12 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 pid,
                 start_time,
                 changed,
+                held_stopped,
             } => {
                 sup.adopt(&name, pid, start_time);
-                if changed {
+                if held_stopped {
+                    sup.request_stop(&name);
+                } else if changed {
                     sup.request_restart(&name);
                 }
             }
@@ -210,7 +215,9 @@ struct Summary {
 
 /// Restores what the previous daemon knew of a unit and decides how to bring it up: adopt
 /// its still-running main process (same pid *and* start time), or start it, or nothing
-/// when an operator stopped it.
+/// when an operator stopped it. A process still running under an operator stop (the old
+/// daemon died mid-stop) is adopted so that it can be stopped: never left running, never
+/// started twice.
 fn restore(
     m: &mut Managed,
     restored: Option<&crate::state::format::PersistedState>,
@@ -231,6 +238,7 @@ fn restore(
                 pid: id.pid,
                 start_time: id.start_time,
                 changed: old.content_hash.as_deref() != Some(hash),
+                held_stopped: m.held_stopped(),
             });
         }
         if crate::state::identity::ProcessIdentity::read(id.pid).is_some() {
