@@ -690,3 +690,58 @@ fn sigterm_stops_services_in_reverse_dependency_order_within_their_timeouts() {
         );
     }
 }
+
+/// Bytes `pid` has written so far (`wchar` of /proc/PID/io).
+fn written_bytes(pid: i32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_service_writing_to_its_log_survives_kill9_and_its_log_continues_after_adoption() {
+    let repo = Repo::new();
+    let svc = Svc::new("chatty");
+    let cmd = format!(
+        "/bin/sh -c 'i=0; while :; do i=$((i+1)); echo tick $i; /bin/sleep 0.0{}; done'",
+        "2"
+    );
+    repo.write(&svc.name, &service(&cmd, ""));
+    repo.commit("a service that logs all the time");
+    let mut daemon = Daemon::start(repo.path(), &[]);
+    let pid = daemon.wait_running(&svc.name);
+    wait_recorded(&daemon, &[(&svc.name, pid)]);
+    daemon.kill9();
+    // It keeps writing with no daemon reading (a pipe without readers would have killed it
+    // with SIGPIPE at the first write).
+    let before = written_bytes(pid).expect("/proc/PID/io of the service");
+    wait_for(
+        "the service to write while the daemon is down",
+        WAIT,
+        || {
+            assert!(alive(pid), "the service died when the daemon did");
+            (written_bytes(pid)? >= before + 100).then_some(())
+        },
+    );
+
+    daemon.restart();
+    assert_eq!(daemon.wait_running(&svc.name), pid, "not adopted");
+    let log_file = daemon
+        .state
+        .path()
+        .join("logs")
+        .join(format!("{}.log", svc.name));
+    let ticks = || -> Vec<u64> {
+        std::fs::read_to_string(&log_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.rsplit_once("tick ")?.1.trim().parse().ok())
+            .collect()
+    };
+    let last_before = ticks().last().copied().unwrap_or(0);
+    wait_for("the adopted service's lines in its log", WAIT, || {
+        (ticks().last().copied().unwrap_or(0) > last_before + 5).then_some(())
+    });
+    kill_session_of(pid);
+}

@@ -1145,6 +1145,19 @@ impl Supervisor {
         if let Err(err) = self.pidfds.watch(pid, start_time) {
             tracing::warn!("{name}: cannot watch adopted pid {pid}: {err}");
         }
+        // Its output pipes outlived the previous daemon (see `ChildCtx::run`): read them on.
+        use crate::runtime::spawn::{OutputTarget, reopen_log_pipes};
+        let unit = &svc.unit().service;
+        let stdout = OutputTarget::stdout_of(unit) == OutputTarget::Pipe;
+        let stderr = OutputTarget::stderr_of(unit) == OutputTarget::Pipe;
+        for (fd, is_stderr) in reopen_log_pipes(pid, stdout, stderr) {
+            let stream = if is_stderr {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            let _ = self.logs.add(name, fd, stream);
+        }
         tracing::info!("Adopted {name} (pid {pid}) from the previous daemon");
         let now = Instant::now();
         for effect in effects {
