@@ -266,6 +266,33 @@ fn a_unit_changed_in_git_while_the_daemon_was_down_is_restarted_after_adoption()
 }
 
 #[test]
+fn a_unit_removed_from_git_while_the_daemon_was_down_has_its_process_stopped() {
+    let repo = Repo::new();
+    let (gone, kept) = (Svc::new("gone"), Svc::new("kept"));
+    repo.write(&gone.name, &gone.unit(""));
+    repo.write(&kept.name, &kept.unit(""));
+    repo.commit("two services");
+    let _reaper = Reaper(vec![gone.secs.clone(), kept.secs.clone()]);
+    let mut daemon = Daemon::start(repo.path(), &[]);
+    let gone_pid = daemon.wait_running(&gone.name);
+    let kept_pid = daemon.wait_running(&kept.name);
+    wait_recorded(&daemon, &[(&gone.name, gone_pid), (&kept.name, kept_pid)]);
+
+    daemon.kill9();
+    repo.remove(&gone.name);
+    repo.commit("remove one while the daemon is down");
+    daemon.restart();
+    wait_for(
+        "the removed unit's leftover process to be stopped",
+        WAIT,
+        || (!alive(gone_pid)).then_some(()),
+    );
+    daemon.wait_unit(&gone.name, "forgotten", Value::is_null);
+    assert!(gone.copies().is_empty());
+    assert_eq!(daemon.wait_running(&kept.name), kept_pid);
+}
+
+#[test]
 fn keep_services_on_sigterm_leaves_them_running_for_the_next_daemon_to_adopt() {
     let repo = Repo::new();
     let svcs = [Svc::new("keep"), Svc::new("keep")];

@@ -124,6 +124,38 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
         }
     }
 
+    // Removed from git while no daemon ran: a process the previous daemon left running
+    // would run on unsupervised. Adopt it under a placeholder unit (systemd's stop defaults,
+    // since its file is gone) and stop it; it is forgotten once stopped.
+    let mut leftovers = Vec::new();
+    for (name, old) in restored.iter().flat_map(|s| &s.units) {
+        if sup.units_mut().contains_key(name) {
+            continue;
+        }
+        let Some(id) = old.main_identity().filter(|id| id.is_running_same()) else {
+            continue;
+        };
+        tracing::info!(
+            "{name}: removed from the repository while the daemon was down; stopping the process (pid {}) the previous daemon left running",
+            id.pid
+        );
+        let unit = Arc::new(Unit {
+            name: name.clone(),
+            ..Unit::default()
+        });
+        let mut m = Managed::new(
+            Some(new_service(&unit)),
+            String::new(),
+            sup.new_tracker(name),
+        );
+        m.removed = true;
+        m.hash = old.content_hash.clone();
+        m.commit = old.commit.clone();
+        sup.units_mut().insert(name.clone(), m);
+        summary.stopped.push(name.clone());
+        leftovers.push((name.clone(), id));
+    }
+
     // The dependency graph over every unit that has a loadable version.
     let loaded: BTreeMap<String, Arc<Unit>> = sup
         .units_mut()
@@ -154,6 +186,10 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
     );
 
     for name in gone {
+        sup.request_stop(&name);
+    }
+    for (name, id) in leftovers {
+        sup.adopt(&name, id.pid, id.start_time);
         sup.request_stop(&name);
     }
     let mut actions: BTreeMap<String, Action> = actions.into_iter().collect();
