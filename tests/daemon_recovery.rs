@@ -94,7 +94,7 @@ fn kill9_with_20_running_services_adopts_the_same_pids_and_runs_no_second_copy()
     for (i, s) in svcs.iter().enumerate() {
         let extra = match i {
             2 => "Restart=on-failure\nRestartSec=0",
-            _ if i % 2 == 0 => "Restart=always\nRestartSec=0",
+            _ if i.is_multiple_of(2) => "Restart=always\nRestartSec=0",
             _ => "Restart=no",
         };
         repo.write(&s.name, &s.unit(extra));
