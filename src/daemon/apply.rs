@@ -20,6 +20,8 @@ enum Action {
         pid: i32,
         start_time: u64,
         changed: bool,
+        /// An operator stopped it and its stop had not finished when the daemon died.
+        held_stopped: bool,
     },
 }
 
@@ -138,6 +140,38 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
         }
     }
 
+    // Removed from git while no daemon ran: a process the previous daemon left running
+    // would run on unsupervised. Adopt it under a placeholder unit (systemd's stop defaults,
+    // since its file is gone) and stop it; it is forgotten once stopped.
+    let mut leftovers = Vec::new();
+    for (name, old) in restored.iter().flat_map(|s| &s.units) {
+        if sup.units_mut().contains_key(name) {
+            continue;
+        }
+        let Some(id) = old.main_identity().filter(|id| id.is_running_same()) else {
+            continue;
+        };
+        tracing::info!(
+            "{name}: removed from the repository while the daemon was down; stopping the process (pid {}) the previous daemon left running",
+            id.pid
+        );
+        let unit = Arc::new(Unit {
+            name: name.clone(),
+            ..Unit::default()
+        });
+        let mut m = Managed::new(
+            Some(new_service(&unit)),
+            String::new(),
+            sup.new_tracker(name),
+        );
+        m.removed = true;
+        m.hash = old.content_hash.clone();
+        m.commit = old.commit.clone();
+        sup.units_mut().insert(name.clone(), m);
+        summary.stopped.push(name.clone());
+        leftovers.push((name.clone(), id));
+    }
+
     // The dependency graph over every unit that has a loadable version.
     let loaded: BTreeMap<String, Arc<Unit>> = sup
         .units_mut()
@@ -170,6 +204,10 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
     for name in gone {
         sup.request_stop(&name);
     }
+    for (name, id) in leftovers {
+        sup.adopt(&name, id.pid, id.start_time);
+        sup.request_stop(&name);
+    }
     let mut actions: BTreeMap<String, Action> = actions.into_iter().collect();
     for name in order {
         let Some(action) = actions.remove(&name) else {
@@ -188,9 +226,12 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 pid,
                 start_time,
                 changed,
+                held_stopped,
             } => {
                 sup.adopt(&name, pid, start_time);
-                if changed {
+                if held_stopped {
+                    sup.request_stop(&name);
+                } else if changed {
                     sup.request_restart(&name);
                 }
             }
@@ -227,7 +268,9 @@ struct Summary {
 
 /// Restores what the previous daemon knew of a unit and decides how to bring it up: adopt
 /// its still-running main process (same pid *and* start time), or start it, or nothing
-/// when an operator stopped it.
+/// when an operator stopped it. A process still running under an operator stop (the old
+/// daemon died mid-stop) is adopted so that it can be stopped: never left running, never
+/// started twice.
 fn restore(
     m: &mut Managed,
     restored: Option<&crate::state::format::PersistedState>,
@@ -248,6 +291,7 @@ fn restore(
                 pid: id.pid,
                 start_time: id.start_time,
                 changed: old.content_hash.as_deref() != Some(hash),
+                held_stopped: m.held_stopped(),
             });
         }
         if crate::state::identity::ProcessIdentity::read(id.pid).is_some() {

@@ -97,9 +97,9 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
         Ok(LoadOutcome::Fresh) => None,
         Ok(LoadOutcome::Loaded(state)) => Some(state),
         Ok(LoadOutcome::Corrupt { moved_to, error }) => {
+            // `error` already names the file and why it is unusable.
             tracing::error!(
-                "state file {} is unreadable ({error}); moved it to {} and starting from git",
-                state_path.display(),
+                "{error}; moved it to {} and starting from git (services it recorded are not re-adopted)",
                 moved_to.display()
             );
             None

@@ -682,16 +682,12 @@ impl Supervisor {
             let queue = std::mem::take(&mut self.stop_queue);
             let mut keep = Vec::new();
             for name in &queue {
-                // Stop `name` only when nothing still running is ordered after it.
-                let blocked = queue.iter().any(|other| {
-                    other != name
-                        && self.is_running(other)
-                        && self
-                            .graph
-                            .start_blockers(other, &|n| n == name.as_str())
-                            .iter()
-                            .any(|b| b == name)
-                });
+                // Stop `name` only when nothing ordered after it still runs: queued or
+                // already stopping (a unit leaves the queue when its stop begins, not ends).
+                let blocked = !self
+                    .graph
+                    .stop_blockers(name, &|n| n != name && self.is_running(n))
+                    .is_empty();
                 if blocked {
                     keep.push(name.clone());
                 } else {
@@ -1208,6 +1204,19 @@ impl Supervisor {
         self.pids.insert(pid, name.to_string());
         if let Err(err) = self.pidfds.watch(pid, start_time) {
             tracing::warn!("{name}: cannot watch adopted pid {pid}: {err}");
+        }
+        // Its output pipes outlived the previous daemon (see `ChildCtx::run`): read them on.
+        use crate::runtime::spawn::{OutputTarget, reopen_log_pipes};
+        let unit = &svc.unit().service;
+        let stdout = OutputTarget::stdout_of(unit) == OutputTarget::Pipe;
+        let stderr = OutputTarget::stderr_of(unit) == OutputTarget::Pipe;
+        for (fd, is_stderr) in reopen_log_pipes(pid, stdout, stderr) {
+            let stream = if is_stderr {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            let _ = self.logs.add(name, fd, stream);
         }
         tracing::info!("Adopted {name} (pid {pid}) from the previous daemon");
         let now = Instant::now();

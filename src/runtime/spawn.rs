@@ -273,6 +273,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
         argv: argv_p.as_ptr(),
         envp: envp_p.as_ptr(),
         stdio: [devnull_in.as_raw_fd(), out_src, err_src],
+        log_pipes: [false, stdout_read.is_some(), stderr_read.is_some()],
         error: AtomicI32::new(0),
     };
     let pid = clone_vfork(&ctx).map_err(os_err)?;
@@ -321,6 +322,8 @@ struct ChildCtx {
     envp: *const *const libc::c_char,
     /// Sources for fds 0, 1, 2.
     stdio: [RawFd; 3],
+    /// Which of fds 0, 1, 2 are pipes to the log collector (see [`ChildCtx::run`]).
+    log_pipes: [bool; 3],
     /// Set by the child when it fails before or at execve (an encoded step error or a
     /// plain execve errno); 0 after a successful execve.
     error: AtomicI32,
@@ -394,8 +397,58 @@ impl ChildCtx {
                 return Err(encode_child_error(Step::Stdio, target as usize, errno()));
             }
         }
+        // A pipe to the log collector is reopened read-write, so that the service itself
+        // counts as one of its readers: when the daemon dies (kill -9, or exits with
+        // --keep-services) the service's writes do not fail with SIGPIPE/EPIPE but, once the
+        // pipe buffer is full, wait for the next daemon, which re-attaches to the pipe when
+        // it adopts the service (`reopen_log_pipes`). Best effort: without /proc the write
+        // end stays as it was.
+        for (fd, path) in [(1, c"/proc/self/fd/1"), (2, c"/proc/self/fd/2")] {
+            if self.log_pipes[fd as usize] {
+                // SAFETY: open/dup2/close on a static path and our own fds.
+                unsafe {
+                    let rw = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                    if rw >= 0 {
+                        libc::dup2(rw, fd);
+                        libc::close(rw);
+                    }
+                }
+            }
+        }
         self.plan.run()
     }
+}
+
+/// Re-attaches to the log pipes of a process this daemon adopted (spawned by a previous
+/// daemon with [`OutputTarget::Pipe`]): opens its stdout and, when it is a different pipe,
+/// its stderr for reading through `/proc/PID/fd`. Returns the read ends with `true` for
+/// stderr. Only pipes are opened, and the caller asks only for units whose output goes to
+/// the collector, so a pipe that belongs to someone else (an inherited stdout) is never read.
+pub fn reopen_log_pipes(pid: i32, stdout: bool, stderr: bool) -> Vec<(OwnedFd, bool)> {
+    let mut out = Vec::new();
+    let mut seen = None;
+    for (fd, wanted, is_stderr) in [(1, stdout, false), (2, stderr, true)] {
+        let path = format!("/proc/{pid}/fd/{fd}");
+        let Ok(link) = fs::read_link(&path) else {
+            continue;
+        };
+        let link = link.to_string_lossy().into_owned();
+        if !link.starts_with("pipe:") || seen.as_deref() == Some(link.as_str()) {
+            continue;
+        }
+        seen = Some(link);
+        if !wanted {
+            continue;
+        }
+        if let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            out.push((OwnedFd::from(file), is_stderr));
+        }
+    }
+    out
 }
 
 /// Opens the write end for one output. Returns (fd for the child, read end for the collector).

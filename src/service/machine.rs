@@ -830,6 +830,17 @@ impl Service {
         let ty = self.svc().service_type;
         let oneshot = ty == ServiceType::Oneshot;
         let mut f = restart::main_exit_result(status, oneshot, &self.svc().success_exit_status);
+        // An adopted process (not our child: status unknown) that exits on its own, not
+        // because we stopped it, is treated as a failure (issue 5): Restart=on-failure
+        // brings it back and Restart=no shows it failed rather than cleanly finished.
+        if status == ExitStatus::Unknown
+            && matches!(
+                self.sub,
+                SubState::StartPost | SubState::Running | SubState::Reload
+            )
+        {
+            f = ServiceResult::ExitCode;
+        }
         if self.main_ignore {
             f = ServiceResult::Success;
         }

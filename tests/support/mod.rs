@@ -369,3 +369,79 @@ pub fn pids_in_session(sid: i32) -> Vec<i32> {
 pub fn service(exec_start: &str, extra: &str) -> String {
     format!("[Unit]\nDescription=test unit\n\n[Service]\nExecStart={exec_start}\n{extra}\n")
 }
+
+// ----- added for the recovery tests (tests/daemon_recovery.rs) -----
+
+/// Live (non-zombie) processes whose command line is exactly `argv`. Services in these
+/// tests get a command line unique to the test process, so this counts copies of a service.
+pub fn pids_with_cmdline(argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A name unique to this test process and call: `<prefix><pid>x<n>`. Unit names must not
+/// collide with other tests running at the same time on the machine (cgroups are named
+/// after units).
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id())
+}
+
+/// A `sleep` argument (seconds) unique to this test process and call, so that
+/// `/bin/sleep <it>` identifies exactly one service's processes in `/proc`.
+pub fn unique_sleep_secs() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("9{:07}{n:04}", std::process::id())
+}
+
+/// A process started by a test that is killed (and reaped) when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    pub fn spawn(cmd: &mut Command) -> KillOnDrop {
+        KillOnDrop(cmd.spawn().expect("spawn helper process"))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Daemon {
+    /// `<state-dir>/state.json` parsed (`None` while missing or unparsable).
+    pub fn try_state_file(&self) -> Option<Value> {
+        let bytes = std::fs::read(self.state.path().join("state.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Whether the daemon process started by the harness has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
