@@ -122,6 +122,7 @@ impl Supervisor {
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|&us| us > 0)
             .map(|us| (Duration::from_micros(us / 2), Instant::now()));
+        let state_dir = settings.state_dir.clone();
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -144,7 +145,7 @@ impl Supervisor {
             shutting_down: false,
             first_applied: false,
             watchdog,
-            cgroups: crate::runtime::cgroup::CgroupRoot::probe("gitproc"),
+            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_name(&state_dir)),
         }
     }
 
@@ -1309,6 +1310,24 @@ pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The cgroup this daemon's units live under: `gitproc` for the default state directory,
+/// `gitproc-<hash of the state dir>` otherwise. Two daemons on one machine (another state
+/// directory, parallel tests) must never share a unit's cgroup: stopping `a.service` in one
+/// would kill every process of `a.service` in the other. Stable across restarts on the same
+/// state directory, so a new daemon finds the cgroups of the services it re-adopts.
+fn cgroup_name(state_dir: &std::path::Path) -> String {
+    if crate::state::default_state_dir() == state_dir {
+        return "gitproc".to_string();
+    }
+    // FNV-1a (64 bit): stable across builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in state_dir.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("gitproc-{h:016x}")
 }
 
 fn read_pid_file(path: &str) -> Result<i32, String> {
