@@ -135,7 +135,14 @@ pub struct HttpGitServer {
 
 impl HttpGitServer {
     pub fn start(root: &Path) -> HttpGitServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        HttpGitServer::start_on(root, 0)
+    }
+
+    /// Like [`HttpGitServer::start`] on a given port (0 = any free one): to bring a stopped
+    /// server back at the same URL.
+    pub fn start_on(root: &Path, port: u16) -> HttpGitServer {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
         let port = listener.local_addr().expect("local addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let root = root.to_path_buf();
