@@ -179,7 +179,12 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
             continue;
         }
         match action {
-            Action::Start => sup.request_start(&name),
+            Action::Start => {
+                // On trial too: once it has stayed up it is the last good version a later
+                // commit's failure rolls back to (otherwise the first version never is).
+                sup.begin_trial(&name, commit.clone());
+                sup.request_start(&name);
+            }
             Action::Restart => {
                 sup.begin_trial(&name, commit.clone());
                 sup.request_restart(&name);
@@ -189,6 +194,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 start_time,
                 changed,
             } => {
+                sup.begin_trial(&name, commit.clone());
                 sup.adopt(&name, pid, start_time);
                 if changed {
                     sup.request_restart(&name);

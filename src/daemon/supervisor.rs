@@ -1318,7 +1318,9 @@ pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
 /// would kill every process of `a.service` in the other. Stable across restarts on the same
 /// state directory, so a new daemon finds the cgroups of the services it re-adopts.
 fn cgroup_name(state_dir: &std::path::Path) -> String {
-    if crate::state::default_state_dir() == state_dir {
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.into());
+    let state_dir = canonical(state_dir);
+    if canonical(&crate::state::default_state_dir()) == state_dir {
         return "gitproc".to_string();
     }
     // FNV-1a (64 bit): stable across builds, unlike std's hasher.
