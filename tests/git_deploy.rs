@@ -295,3 +295,56 @@ fn a_template_symlink_runs_an_instance_with_the_instance_name_expanded() {
         "the template itself does not run: {template:#}"
     );
 }
+
+#[test]
+fn a_unit_that_never_loaded_disappears_when_removed() {
+    let repo = Repo::new();
+    repo.write("good.service", &service("/bin/sleep 1000", ""));
+    repo.write("broken.service", "[Service]\nnot an assignment\n");
+    repo.commit("one good, one broken unit");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let good = daemon.wait_running("good.service");
+    daemon.wait_unit("broken.service", "shown with its error", |u| {
+        u["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broken.service:2:"))
+    });
+
+    repo.remove("broken.service");
+    let commit = repo.commit("remove the broken unit");
+    sync_to(&daemon, &commit);
+    wait_for("broken.service to disappear from status", WAIT, || {
+        daemon.unit("broken.service").is_null().then_some(())
+    });
+    assert_eq!(daemon.main_pid("good.service"), Some(good));
+}
+
+#[test]
+fn a_deleted_branch_keeps_everything_running() {
+    let repo = Repo::new();
+    repo.write("a.service", &service("/bin/sleep 1000", ""));
+    repo.commit("main");
+    repo.git(&["branch", "prod"]);
+    let daemon = Daemon::start(repo.path(), &["--branch", "prod"]);
+    let pid = daemon.wait_running("a.service");
+
+    repo.git(&["branch", "-D", "prod"]);
+    daemon.sync();
+    let error = wait_for("status to report the missing branch", WAIT, || {
+        daemon.status()["daemon"]["source_error"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(error.contains("prod"), "{error}");
+    assert_eq!(daemon.main_pid("a.service"), Some(pid));
+    assert!(alive(pid));
+
+    repo.write("a.service", &service("/bin/sleep 1001", ""));
+    repo.commit("main moves on");
+    repo.git(&["branch", "prod"]);
+    let tip = repo.git(&["rev-parse", "prod"]);
+    sync_to(&daemon, &tip);
+    let new = wait_new_pid(&daemon, "a.service", pid);
+    assert_eq!(cmdline(new), "/bin/sleep 1001");
+    assert!(daemon.status()["daemon"]["source_error"].is_null());
+}

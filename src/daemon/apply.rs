@@ -54,7 +54,14 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
         .cloned()
         .collect();
     for name in &gone {
-        if let Some(m) = sup.units_mut().get_mut(name) {
+        let units = sup.units_mut();
+        if units.get(name).is_some_and(|m| m.service.is_none()) {
+            // It never loaded, so nothing runs: forget it now (the loop's "forget once
+            // stopped" only sees units with a service).
+            units.remove(name);
+            continue;
+        }
+        if let Some(m) = units.get_mut(name) {
             m.removed = true;
         }
         summary.stopped.push(name.clone());
