@@ -117,3 +117,21 @@ fn with_rollback_disabled_a_failing_unit_stays_failed() {
     assert!(!alive(pid));
     assert!(!daemon.log_text().contains("Rolling back"));
 }
+
+#[test]
+fn a_version_adopted_after_a_daemon_restart_is_what_a_failure_rolls_back_to() {
+    let (repo, mut daemon, good, pid) = running_good_version(&[]);
+    daemon.restart();
+    let unit = daemon.wait_unit("app.service", "adopted and proven good", |u| {
+        u["last_good_commit"] == good.as_str()
+    });
+    assert_eq!(unit["main_pid"], pid, "adopted, not restarted");
+
+    repo.write(
+        "app.service",
+        &service("/nonexistent/gitproc-test-binary", ""),
+    );
+    let bad = repo.commit("break app");
+    sync_to(&daemon, &bad);
+    assert_rolled_back(&daemon, &good, &bad, pid);
+}
