@@ -87,3 +87,61 @@ fn an_unsigned_tip_is_refused_and_a_signed_one_is_applied() {
     assert_eq!(cmdline(new), "/bin/sleep 3000");
     assert!(daemon.status()["daemon"]["source_error"].is_null());
 }
+
+#[test]
+fn a_tip_signed_by_an_unknown_key_is_applied_once_that_key_is_allowed() {
+    let fx = GitFixture::new();
+    let keys = fx.path("keys");
+    std::fs::create_dir_all(&keys).expect("mkdir keys");
+    let ops = ssh_signing_key(&keys, "ops");
+    let dev = ssh_signing_key(&keys, "dev");
+    let allowed = keys.join("allowed_signers");
+    std::fs::write(&allowed, format!("ops@example.com {}\n", ops.public))
+        .expect("write allowed signers");
+    let config = keys.join("gitproc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[signing]\nrequire_signed = true\nallowed_signers = {:?}\n",
+            allowed.display().to_string()
+        ),
+    )
+    .expect("write config");
+    fx.write("a.service", &service("/bin/sleep 1000", ""));
+    fx.commit_signed(&ops, "signed by ops");
+    let daemon = Daemon::start(
+        &fx.bare,
+        &["--config", config.to_str().expect("utf-8 path")],
+    );
+    let pid = daemon.wait_running("a.service");
+
+    fx.write("a.service", &service("/bin/sleep 2000", ""));
+    let by_dev = fx.commit_signed(&dev, "signed by dev, not yet allowed");
+    daemon.sync();
+    wait_for("the dev-signed tip to be refused", WAIT, || {
+        daemon.status()["daemon"]["source_error"]
+            .as_str()
+            .filter(|e| e.contains(&by_dev[..10]))
+            .map(str::to_string)
+    });
+    assert_eq!(daemon.main_pid("a.service"), Some(pid));
+
+    // Allowing dev's key re-verifies the same tip: no new commit needed.
+    std::fs::write(
+        &allowed,
+        format!(
+            "ops@example.com {}\ndev@example.com {}\n",
+            ops.public, dev.public
+        ),
+    )
+    .expect("rewrite allowed signers");
+    daemon.sync();
+    wait_for("the re-verified tip to be applied", WAIT, || {
+        (daemon.status()["daemon"]["commit"] == by_dev).then_some(())
+    });
+    let unit = daemon.wait_unit("a.service", "restarted", |u| {
+        u["sub_state"] == "running" && u["main_pid"].is_i64() && u["main_pid"] != pid
+    });
+    let new = unit["main_pid"].as_i64().unwrap_or_default() as i32;
+    assert_eq!(cmdline(new), "/bin/sleep 2000");
+}
