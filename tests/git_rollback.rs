@@ -135,3 +135,57 @@ fn a_version_adopted_after_a_daemon_restart_is_what_a_failure_rolls_back_to() {
     sync_to(&daemon, &bad);
     assert_rolled_back(&daemon, &good, &bad, pid);
 }
+
+#[test]
+fn a_rolled_back_unit_is_not_retried_by_an_unrelated_commit() {
+    let (repo, daemon, good, pid) = running_good_version(&[]);
+    repo.write(
+        "app.service",
+        &service("/nonexistent/gitproc-test-binary", ""),
+    );
+    let bad = repo.commit("break app");
+    sync_to(&daemon, &bad);
+    assert_rolled_back(&daemon, &good, &bad, pid);
+    let app = daemon.main_pid("app.service").unwrap_or_default();
+    let bystander = daemon.wait_running("bystander.service");
+
+    // A commit that changes only the bystander must not try app's known-bad version again.
+    repo.write("bystander.service", &service("/bin/sleep 1003", ""));
+    let next = repo.commit("change the bystander only");
+    sync_to(&daemon, &next);
+    daemon.wait_unit("bystander.service", "restarted", |u| {
+        u["sub_state"] == "running" && u["main_pid"].is_i64() && u["main_pid"] != bystander
+    });
+    let unit = daemon.unit("app.service");
+    assert_eq!(unit["main_pid"], app, "app was not restarted: {unit:#}");
+    assert_eq!(unit["failed_commit"], bad, "{unit:#}");
+    assert_eq!(
+        daemon
+            .log_text()
+            .matches("Rolling back app.service")
+            .count(),
+        1,
+        "one rollback only"
+    );
+}
+
+#[test]
+fn reverting_a_failed_commit_clears_the_failure_without_a_restart() {
+    let (repo, daemon, good, pid) = running_good_version(&[]);
+    repo.write(
+        "app.service",
+        &service("/nonexistent/gitproc-test-binary", ""),
+    );
+    let bad = repo.commit("break app");
+    sync_to(&daemon, &bad);
+    assert_rolled_back(&daemon, &good, &bad, pid);
+    let app = daemon.main_pid("app.service");
+
+    repo.git(&["revert", "--no-edit", "HEAD"]);
+    let reverted = repo.git(&["rev-parse", "HEAD"]);
+    sync_to(&daemon, &reverted);
+    let unit = daemon.wait_unit("app.service", "without a failed commit", |u| {
+        u["failed_commit"].is_null()
+    });
+    assert_eq!(unit["main_pid"].as_i64().map(|p| p as i32), app, "{unit:#}");
+}

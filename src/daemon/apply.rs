@@ -104,6 +104,14 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 m.load_error = None;
                 m.path = path;
                 if unchanged.contains(&name) {
+                    // Git is back at the version that runs: the failed one is history.
+                    m.failed_hash = None;
+                    m.failed_commit = None;
+                    continue;
+                }
+                if m.failed_hash.as_deref() == Some(content_hash.as_str()) {
+                    // The version that failed and was rolled back: keep the last good one
+                    // running until a commit changes this unit again.
                     continue;
                 }
                 if let Some(svc) = m.service.as_mut() {

@@ -496,6 +496,7 @@ impl Supervisor {
                     status.error.as_deref().unwrap_or(status.result.as_str())
                 );
                 m.failed_commit = failed_commit;
+                m.failed_hash = m.hash.take();
                 m.hash = Some(good.hash.clone());
                 m.commit = good.commit.clone();
                 if let Some(svc) = m.service.as_mut() {
@@ -537,6 +538,7 @@ impl Supervisor {
                 });
                 m.trial = None;
                 m.failed_commit = None;
+                m.failed_hash = None;
                 self.dirty = true;
             }
         }
