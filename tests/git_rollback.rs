@@ -189,3 +189,15 @@ fn reverting_a_failed_commit_clears_the_failure_without_a_restart() {
     });
     assert_eq!(unit["main_pid"].as_i64().map(|p| p as i32), app, "{unit:#}");
 }
+
+#[test]
+fn a_changed_unit_that_never_becomes_ready_is_rolled_back_after_its_start_timeout() {
+    let (repo, daemon, good, pid) = running_good_version(&[]);
+    repo.write(
+        "app.service",
+        &service("/bin/sleep 1005", "Type=notify\nTimeoutStartSec=1"),
+    );
+    let bad = repo.commit("app waits for a READY=1 that never comes");
+    sync_to(&daemon, &bad);
+    assert_rolled_back(&daemon, &good, &bad, pid);
+}
