@@ -56,7 +56,14 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
         .cloned()
         .collect();
     for name in &gone {
-        if let Some(m) = sup.units_mut().get_mut(name) {
+        let units = sup.units_mut();
+        if units.get(name).is_some_and(|m| m.service.is_none()) {
+            // It never loaded, so nothing runs: forget it now (the loop's "forget once
+            // stopped" only sees units with a service).
+            units.remove(name);
+            continue;
+        }
+        if let Some(m) = units.get_mut(name) {
             m.removed = true;
         }
         summary.stopped.push(name.clone());
@@ -99,6 +106,14 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 m.load_error = None;
                 m.path = path;
                 if unchanged.contains(&name) {
+                    // Git is back at the version that runs: the failed one is history.
+                    m.failed_hash = None;
+                    m.failed_commit = None;
+                    continue;
+                }
+                if m.failed_hash.as_deref() == Some(content_hash.as_str()) {
+                    // The version that failed and was rolled back: keep the last good one
+                    // running until a commit changes this unit again.
                     continue;
                 }
                 if let Some(svc) = m.service.as_mut() {
@@ -217,7 +232,12 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
             continue;
         }
         match action {
-            Action::Start => sup.request_start(&name),
+            Action::Start => {
+                // On trial too: once it has stayed up it is the last good version a later
+                // commit's failure rolls back to (otherwise the first version never is).
+                sup.begin_trial(&name, commit.clone());
+                sup.request_start(&name);
+            }
             Action::Restart => {
                 sup.begin_trial(&name, commit.clone());
                 sup.request_restart(&name);
@@ -228,6 +248,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 changed,
                 held_stopped,
             } => {
+                sup.begin_trial(&name, commit.clone());
                 sup.adopt(&name, pid, start_time);
                 if held_stopped {
                     sup.request_stop(&name);

@@ -45,6 +45,9 @@ pub struct Managed {
     pub trial: Option<Trial>,
     /// The commit whose version of this unit failed and was rolled back.
     pub failed_commit: Option<String>,
+    /// Content hash of that failed version: a later commit still carrying it does not try
+    /// it again (an unrelated commit must not restart a rolled-back unit).
+    pub failed_hash: Option<String>,
     /// Gone from git: stopped, then forgotten once inactive.
     pub removed: bool,
     pub invocation_id: String,
@@ -70,6 +73,7 @@ impl Managed {
             last_good: None,
             trial: None,
             failed_commit: None,
+            failed_hash: None,
             removed: false,
             invocation_id: new_invocation_id(),
             main_start_time: None,

@@ -11,6 +11,9 @@ pub fn unit_json(name: &str, m: &Managed) -> serde_json::Value {
         "content_hash": m.hash,
         "error": m.load_error,
         "failed_commit": m.failed_commit,
+        // The version a failing new commit would be rolled back to (null until one has
+        // stayed up for the trial period).
+        "last_good_commit": m.last_good.as_ref().and_then(|g| g.commit.clone()),
         "override": m.operator_override.as_ref().map(|o| match o.kind {
             OverrideKind::Stopped => "stopped",
             OverrideKind::Started => "started",

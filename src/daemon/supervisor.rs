@@ -490,6 +490,7 @@ impl Supervisor {
                     status.error.as_deref().unwrap_or(status.result.as_str())
                 );
                 m.failed_commit = failed_commit;
+                m.failed_hash = m.hash.take();
                 m.hash = Some(good.hash.clone());
                 m.commit = good.commit.clone();
                 if let Some(svc) = m.service.as_mut() {
@@ -531,6 +532,7 @@ impl Supervisor {
                 });
                 m.trial = None;
                 m.failed_commit = None;
+                m.failed_hash = None;
                 self.dirty = true;
             }
         }
@@ -1328,6 +1330,26 @@ pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The cgroup this daemon's units live under: `gitproc` for the default state directory,
+/// `gitproc-<hash of the state dir>` otherwise. Two daemons on one machine (another state
+/// directory, parallel tests) must never share a unit's cgroup: stopping `a.service` in one
+/// would kill every process of `a.service` in the other. Stable across restarts on the same
+/// state directory, so a new daemon finds the cgroups of the services it re-adopts.
+fn cgroup_name(state_dir: &std::path::Path) -> String {
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.into());
+    let state_dir = canonical(state_dir);
+    if canonical(&crate::state::default_state_dir()) == state_dir {
+        return "gitproc".to_string();
+    }
+    // FNV-1a (64 bit): stable across builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in state_dir.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("gitproc-{h:016x}")
+}
+
 fn read_pid_file(path: &str) -> Result<i32, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("PIDFile={path}: {e}"))?;
     text.trim()
@@ -1362,20 +1384,6 @@ fn unix_of(t: SystemTime) -> u64 {
 
 fn short(commit: Option<&str>) -> &str {
     commit.map(|c| c.get(..10).unwrap_or(c)).unwrap_or("-")
-}
-
-/// The cgroup directory of this daemon's units: `gitproc-<hash of the state dir>`. Daemons
-/// with different state directories often share a parent cgroup (tests, several instances
-/// outside systemd); a shared name would let one daemon's stop kill the other's services.
-/// FNV-1a (not `DefaultHasher`) so the name survives a gitproc upgrade and a restarted daemon
-/// finds the cgroups of the services it re-adopts.
-fn cgroup_name(state_dir: &std::path::Path) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in state_dir.as_os_str().as_encoded_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("gitproc-{hash:016x}")
 }
 
 /// Tells a supervising systemd about us (`NOTIFY_SOCKET`), when there is one.

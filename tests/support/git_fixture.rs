@@ -124,6 +124,55 @@ impl GitFixture {
     }
 }
 
+/// An ed25519 SSH key pair made with `ssh-keygen` (no passphrase), for signed commits.
+pub struct SshSigningKey {
+    /// The private key file (what `user.signingkey` names).
+    pub key: PathBuf,
+    /// The public key line (`ssh-ed25519 AAAA... comment`), for an allowed-signers file.
+    pub public: String,
+}
+
+/// Generates a key pair `dir/name` and `dir/name.pub`.
+pub fn ssh_signing_key(dir: &Path, name: &str) -> SshSigningKey {
+    let key = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .output()
+        .expect("run ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("read public key");
+    SshSigningKey {
+        key,
+        public: public.trim().to_string(),
+    }
+}
+
+impl GitFixture {
+    /// Commits everything signed with `key` (SSH format) and pushes; returns the id.
+    pub fn commit_signed(&self, key: &SshSigningKey, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &format!("user.signingkey={}", key.key.display()),
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-S",
+            "-m",
+            message,
+        ]);
+        self.push();
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
 /// An HTTP server on 127.0.0.1 that serves the repositories below `root` through
 /// `git http-backend` (CGI). One request at a time; stopped (and joined) on drop.
 pub struct HttpGitServer {
@@ -135,7 +184,14 @@ pub struct HttpGitServer {
 
 impl HttpGitServer {
     pub fn start(root: &Path) -> HttpGitServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        HttpGitServer::start_on(root, 0)
+    }
+
+    /// Like [`HttpGitServer::start`] on a given port (0 = any free one): to bring a stopped
+    /// server back at the same URL.
+    pub fn start_on(root: &Path, port: u16) -> HttpGitServer {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
         let port = listener.local_addr().expect("local addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let root = root.to_path_buf();
