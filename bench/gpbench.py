@@ -74,6 +74,12 @@ def children(pid):
         try:
             with open('/proc/%d/task/%s/children' % (pid, tid)) as fh:
                 out.update(int(x) for x in fh.read().split())
+        except FileNotFoundError:
+            if not os.path.exists('/proc/%d/task/%s' % (pid, tid)):
+                continue        # the thread exited meanwhile
+            # A kernel without CONFIG_PROC_CHILDREN: scan /proc for the parent pid.
+            return {int(n) for n in os.listdir('/proc')
+                    if n.isdigit() and (read_stat(int(n)) or (0, 0, None))[2] == pid}
         except OSError:
             pass
     return out
