@@ -103,6 +103,9 @@ def main():
                             gp.ms(sum(lat) / len(lat), '%.2f')]]))
         for a in anomalies:
             print('- anomaly: ' + a)
+        # The daemon's own view (reap-to-restart, spawn histograms): where the time goes.
+        rc, out, err = b.cli('perf', 'stats')
+        print('\n`gitproc perf stats` after the run:\n\n```\n%s```' % (out or err))
         b.ok = True
         return 0
     except RuntimeError as e:
