@@ -147,6 +147,33 @@ def cpu_sample(pid):
     return out
 
 
+def thread_wakeups(pid):
+    """{thread name: (voluntary ctx switches, schedstat ns)} of pid's threads (same-named
+    threads summed): shows which thread of the daemon wakes up."""
+    out = {}
+    try:
+        tids = os.listdir('/proc/%d/task' % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        base = '/proc/%d/task/%s/' % (pid, tid)
+        try:
+            with open(base + 'comm') as fh:
+                name = fh.read().strip()
+            with open(base + 'schedstat') as fh:
+                ns = int(fh.read().split()[0])
+            vcsw = 0
+            with open(base + 'status') as fh:
+                for line in fh:
+                    if line.startswith('voluntary_ctxt_switches:'):
+                        vcsw = int(line.split()[1])
+        except OSError:
+            continue
+        v, n = out.get(name, (0, 0))
+        out[name] = (v + vcsw, n + ns)
+    return out
+
+
 def wait_exited(pids, timeout):
     """Wait until every pid has exited (zombies count as exited), using pidfds.
     Returns (seconds until the last exit, set of pids still alive)."""
