@@ -120,7 +120,9 @@ impl Supervisor {
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|&us| us > 0)
             .map(|us| (Duration::from_micros(us / 2), Instant::now()));
+        let cgroup_root = crate::runtime::cgroup::root_name(&settings.state_dir);
         Supervisor {
+            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_root),
             settings,
             units: BTreeMap::new(),
             pids: HashMap::new(),
@@ -141,7 +143,6 @@ impl Supervisor {
             shutting_down: false,
             first_applied: false,
             watchdog,
-            cgroups: crate::runtime::cgroup::CgroupRoot::probe("gitproc"),
         }
     }
 
@@ -1066,6 +1067,9 @@ impl Supervisor {
 
     fn finish_shutdown(mut self) -> i32 {
         self.reap();
+        if !self.settings.keep_services {
+            self.remove_cgroups();
+        }
         self.writer.submit(self.persisted());
         for w in self.waiters.drain(..) {
             let _ = w.reply.send(Reply::error(1, "the daemon shut down"));
@@ -1076,6 +1080,21 @@ impl Supervisor {
         }
         tracing::info!("shutdown complete");
         0
+    }
+
+    /// Removes the (now empty) unit cgroups and our root, so daemons that come and go leave
+    /// nothing behind in the cgroup tree. Best effort: a cgroup still holding a process
+    /// (EBUSY) stays and is reused by the next daemon on this state directory.
+    fn remove_cgroups(&self) {
+        let Some(root) = &self.cgroups else {
+            return;
+        };
+        for m in self.units.values() {
+            if let Some(cg) = m.tracker.cgroup() {
+                let _ = cg.remove();
+            }
+        }
+        let _ = root.remove();
     }
 
     // ----- accessors for apply -----
