@@ -1108,6 +1108,7 @@ impl Service {
                 self.reason =
                     format!("still running {timeout_stop} after the kill signal (TimeoutStopSec=)");
                 if self.svc().send_sigkill {
+                    self.log_escalation(fx);
                     self.enter_signal(SubState::StopSigkill, ServiceResult::Timeout, now, fx);
                 } else {
                     self.result = ServiceResult::Timeout;
@@ -1130,6 +1131,10 @@ impl Service {
             }
             SubState::FinalSigterm => {
                 if self.svc().send_sigkill {
+                    self.reason = format!(
+                        "processes still running {timeout_stop} after the kill signal (TimeoutStopSec=)"
+                    );
+                    self.log_escalation(fx);
                     self.enter_signal(SubState::FinalSigkill, ServiceResult::Timeout, now, fx);
                 } else {
                     self.result = ServiceResult::Timeout;
@@ -1150,6 +1155,17 @@ impl Service {
             }
             _ => {}
         }
+    }
+
+    /// Says (in the lifecycle log and in status) that a stop escalates to FinalKillSignal=:
+    /// the exit that follows reads only "killed by SIGKILL", which does not say why.
+    fn log_escalation(&mut self, fx: &mut Vec<Effect>) {
+        let signal = nix::sys::signal::Signal::try_from(self.svc().final_kill_signal)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| self.svc().final_kill_signal.to_string());
+        self.reason = format!("{}; sending {signal}", self.reason);
+        self.error = Some(format!("stop timed out: {}", self.reason));
+        self.lifecycle(Lifecycle::Stopping, fx);
     }
 
     /// Processes that survived the final kill signal: systemd logs and ignores them too.

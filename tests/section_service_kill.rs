@@ -1,0 +1,255 @@
+//! Stopping, end to end (systemd.kill(5)): TimeoutStopSec= escalation to SIGKILL,
+//! `KillMode=control-group` and `KillMode=process`, `ExecStop=`, `SendSIGHUP=`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{Daemon, Repo, WAIT, alive, service, wait_for};
+
+/// SIGKILLs the given pids when dropped (processes a test deliberately leaves running).
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Writes an executable shell script into the repository's directory.
+fn script(repo: &Repo, name: &str, body: &str) -> String {
+    let path = repo.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    let mut perms = std::fs::metadata(&path).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).expect("chmod");
+    path.display().to_string()
+}
+
+/// The pids listed in `file`, once it has `n` lines.
+fn pids_in(file: &Path, n: usize) -> Vec<i32> {
+    wait_for(&format!("{n} pids in {}", file.display()), WAIT, || {
+        let pids: Vec<i32> = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        (pids.len() >= n).then_some(pids)
+    })
+}
+
+/// Whether `pid`'s SigIgn mask in /proc has SIGTERM.
+fn ignores_sigterm(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("SigIgn:"))?;
+            u64::from_str_radix(line.trim_start_matches("SigIgn:").trim(), 16).ok()
+        })
+        .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+}
+
+#[test]
+fn a_service_ignoring_sigterm_is_sigkilled_after_timeout_stop_sec() {
+    let repo = Repo::new();
+    // SIG_IGN is inherited across exec: the `sleep`s ignore SIGTERM too.
+    repo.write(
+        "stubborn.service",
+        &service(
+            "/bin/sh -c 'trap \"\" TERM; while :; do sleep 0.1; done'",
+            "TimeoutStopSec=1",
+        ),
+    );
+    repo.commit("ignores SIGTERM");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let pid = daemon.wait_running("stubborn.service");
+    wait_for("the service to ignore SIGTERM (its trap ran)", WAIT, || {
+        ignores_sigterm(pid).then_some(())
+    });
+    let mut stop = Command::new(support::bin())
+        .args(["stop", "stubborn.service", "--state-dir"])
+        .arg(daemon.state.path())
+        .spawn()
+        .expect("run gitproc stop");
+    daemon.wait_unit("stubborn.service", "stop-sigterm", |u| {
+        u["sub_state"] == "stop-sigterm"
+    });
+    assert!(alive(pid), "SIGTERM should not have killed {pid}");
+    let status = wait_for("`gitproc stop` to return", WAIT, || {
+        stop.try_wait().expect("wait for gitproc stop")
+    });
+    assert!(status.success(), "gitproc stop: {status}");
+    let unit = daemon.wait_unit("stubborn.service", "stopped", |u| {
+        u["active_state"] == "failed" || u["active_state"] == "inactive"
+    });
+    assert!(!alive(pid), "{pid} survived the stop: {unit:#}");
+    // systemd: a stop that needed SIGKILL ends `failed` with result `timeout`.
+    assert_eq!(unit["result"], "timeout", "{unit:#}");
+    assert_eq!(unit["exec_main_code"], "killed", "{unit:#}");
+    assert_eq!(unit["exec_main_status"], 9, "{unit:#}");
+    let error = unit["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("TimeoutStopSec=") && error.contains("SIGKILL"),
+        "status should say why it was SIGKILLed: {unit:#}"
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains("Stopping stubborn.service") && log.contains("sending SIGKILL"),
+        "the daemon log should say why it escalated:\n{log}"
+    );
+}
+
+#[test]
+fn kill_mode_control_group_leaves_no_process_behind() {
+    let repo = Repo::new();
+    let pids = repo.path().join("pids");
+    // A background child, a child in a session of its own, and a daemonized grandchild
+    // (its parent exits: it is reparented to the daemon, the subreaper, in a new session).
+    let body = format!(
+        r#"P={p}
+sleep 1000 &
+echo $! >> $P
+setsid sh -c 'echo $$ >> "$0"; exec sleep 1000' "$P" &
+sh -c 'setsid sh -c "echo \$\$ >> \"\$0\"; exec sleep 1000" "$0" &' "$P"
+echo $$ >> $P
+exec sleep 1000"#,
+        p = pids.display()
+    );
+    let exec = script(&repo, "spawner.sh", &body);
+    repo.write(
+        "tree.service",
+        &service(&exec, "KillMode=control-group\nTimeoutStopSec=2"),
+    );
+    repo.commit("a service with a process tree");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let main = daemon.wait_running("tree.service");
+    let all = pids_in(&pids, 4);
+    let _guard = KillOnDrop(all.clone());
+    assert!(all.contains(&main), "main {main} not in {all:?}");
+    for &pid in &all {
+        assert!(alive(pid), "{pid} of {all:?} is not running");
+    }
+    let out = daemon.cli(&["stop", "tree.service"]);
+    assert!(out.status.success(), "{out:?}");
+    let unit = daemon.wait_unit("tree.service", "inactive", |u| {
+        u["active_state"] == "inactive"
+    });
+    assert_eq!(unit["result"], "success", "{unit:#}");
+    wait_for(
+        &format!("every process of the service ({all:?}) to be gone"),
+        WAIT,
+        || all.iter().all(|&p| !alive(p)).then_some(()),
+    );
+}
+
+#[test]
+fn kill_mode_process_leaves_the_child_alive() {
+    let repo = Repo::new();
+    let pids = repo.path().join("pids");
+    let body = format!(
+        "sleep 1000 &\necho $! >> {p}\necho $$ >> {p}\nexec sleep 1000",
+        p = pids.display()
+    );
+    let exec = script(&repo, "parent.sh", &body);
+    repo.write(
+        "parent.service",
+        &service(&exec, "KillMode=process\nTimeoutStopSec=2"),
+    );
+    repo.commit("KillMode=process");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let main = daemon.wait_running("parent.service");
+    let all = pids_in(&pids, 2);
+    let _guard = KillOnDrop(all.clone());
+    let child = all[0];
+    assert_eq!(all[1], main);
+    let out = daemon.cli(&["stop", "parent.service"]);
+    assert!(out.status.success(), "{out:?}");
+    daemon.wait_unit("parent.service", "inactive", |u| {
+        u["active_state"] == "inactive"
+    });
+    wait_for("the main process to be gone", WAIT, || {
+        (!alive(main)).then_some(())
+    });
+    assert!(
+        alive(child),
+        "KillMode=process must leave the child {child} running"
+    );
+}
+
+#[test]
+fn exec_stop_runs_with_mainpid_and_stops_the_service() {
+    let repo = Repo::new();
+    let marker = repo.path().join("exec-stop-ran");
+    // ExecStop= stops the service itself; the kill signal then finds nothing left.
+    let stop = script(
+        &repo,
+        "stop.sh",
+        &format!(
+            "echo \"$MAINPID\" > {}\nkill \"$MAINPID\"",
+            marker.display()
+        ),
+    );
+    repo.write(
+        "graceful.service",
+        &service(
+            "/bin/sleep 1000",
+            &format!("ExecStop={stop}\nTimeoutStopSec=2"),
+        ),
+    );
+    repo.commit("ExecStop=");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let main = daemon.wait_running("graceful.service");
+    let out = daemon.cli(&["stop", "graceful.service"]);
+    assert!(out.status.success(), "{out:?}");
+    let unit = daemon.wait_unit("graceful.service", "inactive", |u| {
+        u["active_state"] == "inactive" || u["active_state"] == "failed"
+    });
+    assert_eq!(unit["active_state"], "inactive", "{unit:#}");
+    let written = std::fs::read_to_string(&marker).expect("ExecStop= did not run");
+    assert_eq!(
+        written.trim(),
+        main.to_string(),
+        "MAINPID given to ExecStop="
+    );
+    assert!(!alive(main));
+}
+
+#[test]
+fn send_sighup_follows_the_kill_signal() {
+    let repo = Repo::new();
+    let marker = repo.path().join("got-hup");
+    // Exits cleanly only once it got both SIGTERM and SIGHUP; without the SIGHUP it would
+    // be SIGKILLed after TimeoutStopSec= (result timeout).
+    let body = format!(
+        "trap 'echo hup >> {m}; H=1' HUP\ntrap 'T=1' TERM\n\
+         while [ -z \"$H\" ] || [ -z \"$T\" ]; do sleep 0.1 & wait $!; done\nexit 0",
+        m = marker.display()
+    );
+    let exec = script(&repo, "hup.sh", &body);
+    repo.write(
+        "hup.service",
+        &service(&exec, "SendSIGHUP=yes\nTimeoutStopSec=3"),
+    );
+    repo.commit("SendSIGHUP=");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let main = daemon.wait_running("hup.service");
+    let out = daemon.cli(&["stop", "hup.service"]);
+    assert!(out.status.success(), "{out:?}");
+    let unit = daemon.wait_unit("hup.service", "stopped", |u| {
+        u["active_state"] == "inactive" || u["active_state"] == "failed"
+    });
+    assert_eq!(unit["result"], "success", "{unit:#}");
+    assert!(
+        std::fs::read_to_string(&marker)
+            .unwrap_or_default()
+            .contains("hup"),
+        "no SIGHUP arrived"
+    );
+    assert!(!alive(main));
+}
