@@ -297,6 +297,15 @@ impl Supervisor {
                 None
             }
             Effect::ReadPidFile { path } => Some(Event::PidFile(read_pid_file(&path))),
+            Effect::RemovePidFile { path } => {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::warn!("{name}: cannot remove PIDFile={path}: {e}")
+                    }
+                    _ => {}
+                }
+                None
+            }
             Effect::Lifecycle { kind, pid, reason } => {
                 match pid {
                     Some(pid) => tracing::info!("{kind} {name} (pid {pid}): {reason}"),
@@ -1252,9 +1261,13 @@ pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The pid in a `PIDFile=`, if that process exists and is not a zombie (systemd refuses
+/// those too: a file left from an earlier run names a dead or reused pid; the machine reads
+/// again until the service writes a fresh one or TimeoutStartSec= passes).
 fn read_pid_file(path: &str) -> Result<i32, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("PIDFile={path}: {e}"))?;
-    text.trim()
+    let pid = text
+        .trim()
         .parse::<i32>()
         .ok()
         .filter(|&pid| pid > 1)
@@ -1263,7 +1276,13 @@ fn read_pid_file(path: &str) -> Result<i32, String> {
                 "PIDFile={path}: does not hold a valid pid: {:?}",
                 text.trim()
             )
-        })
+        })?;
+    match crate::runtime::procstat::read_stat(pid) {
+        Ok(stat) if stat.state != b'Z' => Ok(pid),
+        _ => Err(format!(
+            "PIDFile={path}: pid {pid} does not exist or is a zombie"
+        )),
+    }
 }
 
 fn user_name(uid: u32) -> String {

@@ -676,6 +676,9 @@ impl Service {
 
     /// The run is over: dead, failed, or auto-restart per Restart=.
     fn enter_dead(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if let Some(path) = self.svc().pid_file.clone() {
+            fx.push(Effect::RemovePidFile { path });
+        }
         self.main_pid = None;
         self.control_pid = None;
         self.control_kind = None;
