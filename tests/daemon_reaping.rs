@@ -59,9 +59,11 @@ fn no_zombies_after_a_thousand_orphaned_children() {
     repo.commit("a service that orphans 1000 children");
     let daemon = Daemon::start(repo.path(), &[]);
     let main = daemon.wait_running("spawner.service");
-    wait_for("the service to have forked its 1,000 children", WAIT, || {
-        done.exists().then_some(())
-    });
+    wait_for(
+        "the service to have forked its 1,000 children",
+        WAIT,
+        || done.exists().then_some(()),
+    );
     let pid = daemon.pid();
     wait_for(
         "no zombie child of the daemon (orphans reaped)",

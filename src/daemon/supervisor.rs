@@ -277,8 +277,11 @@ impl Supervisor {
                 m.since_unix = Some(unix_now());
                 self.dirty = true;
             }
-            if let Some(pid) = after.main_pid {
-                self.pids.entry(pid).or_insert_with(|| name.to_string());
+            if let Some(pid) = after.main_pid
+                && !self.pids.contains_key(&pid)
+            {
+                self.pids.insert(pid, name.to_string());
+                track_main_session(&mut m.tracker, pid);
             }
             for effect in effects {
                 if let Some(next) = self.perform(name, effect, now) {
@@ -1259,6 +1262,26 @@ pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A main pid the service reported (`PIDFile=`, `MAINPID=`) may lead a session of its own: a
+/// forking daemon calls setsid(). Where there is no cgroup, that session is invisible to
+/// `KillMode=control-group`, and the stop would signal neither the daemon nor its workers.
+/// Track it when the process provably descends from the service: it leads its session and
+/// is an orphan reparented to us (the subreaper) or the child of a tracked process.
+fn track_main_session(tracker: &mut ProcessTracker, pid: i32) {
+    use crate::runtime::procstat::read_stat;
+    let Ok(stat) = read_stat(pid) else {
+        return;
+    };
+    if stat.session != pid || tracker.sessions().contains(&pid) {
+        return;
+    }
+    let ours = stat.ppid == std::process::id() as i32
+        || read_stat(stat.ppid).is_ok_and(|parent| tracker.sessions().contains(&parent.session));
+    if ours {
+        tracker.add_session(pid);
+    }
 }
 
 /// The pid in a `PIDFile=`, if that process exists and is not a zombie (systemd refuses
