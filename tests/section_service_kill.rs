@@ -44,15 +44,9 @@ fn pids_in(file: &Path, n: usize) -> Vec<i32> {
     })
 }
 
-/// Whether `pid`'s SigIgn mask in /proc has SIGTERM.
+/// Whether `pid` ignores SIGTERM (its SigIgn mask in /proc).
 fn ignores_sigterm(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("SigIgn:"))?;
-            u64::from_str_radix(line.trim_start_matches("SigIgn:").trim(), 16).ok()
-        })
-        .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+    support::signal_mask(pid, "SigIgn").is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
 }
 
 #[test]
@@ -239,6 +233,7 @@ fn send_sighup_follows_the_kill_signal() {
     repo.commit("SendSIGHUP=");
     let daemon = Daemon::start(repo.path(), &[]);
     let main = daemon.wait_running("hup.service");
+    support::wait_signals_caught(main, &[libc::SIGHUP, libc::SIGTERM]);
     let out = daemon.cli(&["stop", "hup.service"]);
     assert!(out.status.success(), "{out:?}");
     let unit = daemon.wait_unit("hup.service", "stopped", |u| {

@@ -118,7 +118,9 @@ fn row(restart: &str, restarts: &[Cause]) {
                     .filter(|_| unit["n_restarts"] == 0)
                     .map(|p| p as i32)
             } else {
-                Some(daemon.wait_running(&name))
+                let pid = daemon.wait_running(&name);
+                support::wait_signals_caught(pid, &[libc::SIGUSR1, libc::SIGUSR2]);
+                Some(pid)
             }
         })
         .collect();
@@ -219,6 +221,7 @@ fn one(text: &str, sig: Signal, what: &str, pred: impl Fn(&Value) -> bool) -> Va
     repo.commit("one unit");
     let daemon = Daemon::start(repo.path(), &[]);
     let pid = daemon.wait_running("one.service");
+    support::wait_signals_caught(pid, &[libc::SIGUSR1, libc::SIGUSR2]);
     kill(Pid::from_raw(pid), sig).expect("signal the service");
     daemon.wait_unit("one.service", what, pred)
 }
@@ -363,4 +366,28 @@ fn an_operator_stop_never_restarts() {
     });
     assert_eq!(unit["n_restarts"], 0, "{unit:#}");
     assert!(!alive(pid));
+}
+
+#[test]
+fn sigterm_is_unclean_for_a_oneshot() {
+    let repo = Repo::new();
+    repo.write(
+        "job.service",
+        &service(
+            "/bin/sleep 1000",
+            "Type=oneshot\nRestart=on-failure\nRestartSec=0",
+        ),
+    );
+    repo.commit("a oneshot");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let unit = daemon.wait_unit("job.service", "starting", |u| u["main_pid"].is_i64());
+    assert_eq!(unit["active_state"], "activating", "{unit:#}");
+    let first = unit["main_pid"].as_i64().unwrap_or_default() as i32;
+    kill(Pid::from_raw(first), Signal::SIGTERM).expect("signal the oneshot");
+    // Unclean for a oneshot: Restart=on-failure restarts it.
+    let unit = daemon.wait_unit("job.service", "restarted", |u| {
+        u["n_restarts"] == 1 && u["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    assert_eq!(unit["exec_main_code"], "killed", "{unit:#}");
+    assert_eq!(unit["exec_main_status"], 15, "{unit:#}");
 }
