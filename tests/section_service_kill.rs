@@ -248,3 +248,65 @@ fn send_sighup_follows_the_kill_signal() {
     );
     assert!(!alive(main));
 }
+
+/// A main process that exits on SIGTERM with a child that ignores it: with `mode`, the
+/// stop must not end while the child lives; after TimeoutStopSec= the child gets SIGKILL.
+fn lingering_child_is_killed(mode: &str) {
+    let repo = Repo::new();
+    let pids = repo.path().join("pids");
+    let body = format!(
+        "(trap '' TERM; echo $(exec sh -c 'echo $PPID') >> {p}; exec sleep 1000) &\n\
+         echo $$ >> {p}\nexec sleep 1000",
+        p = pids.display()
+    );
+    let exec = script(&repo, "lingering.sh", &body);
+    repo.write(
+        "linger.service",
+        &service(&exec, &format!("KillMode={mode}\nTimeoutStopSec=1")),
+    );
+    repo.commit("a child that ignores SIGTERM");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let main = daemon.wait_running("linger.service");
+    let all = pids_in(&pids, 2);
+    let _guard = KillOnDrop(all.clone());
+    let child = *all.iter().find(|&&p| p != main).expect("child pid");
+    wait_for("the child to ignore SIGTERM", WAIT, || {
+        ignores_sigterm(child).then_some(())
+    });
+    let mut stop = Command::new(support::bin())
+        .args(["stop", "linger.service", "--state-dir"])
+        .arg(daemon.state.path())
+        .spawn()
+        .expect("run gitproc stop");
+    // The main process exits on SIGTERM; the daemon sees it ...
+    let unit = daemon.wait_unit("linger.service", "without its main process", |u| {
+        !alive(main) && u["main_pid"].is_null()
+    });
+    // ... but the service is not stopped while its child lives.
+    if alive(child) {
+        assert_eq!(
+            unit["active_state"], "deactivating",
+            "stopped while {child} still runs: {unit:#}"
+        );
+    }
+    let status = wait_for("`gitproc stop` to return", WAIT, || {
+        stop.try_wait().expect("wait for gitproc stop")
+    });
+    assert!(status.success(), "gitproc stop: {status}");
+    let unit = daemon.unit("linger.service");
+    assert!(
+        !alive(child),
+        "the child {child} that ignores SIGTERM survived the stop: {unit:#}"
+    );
+    assert_eq!(unit["result"], "timeout", "{unit:#}");
+}
+
+#[test]
+fn kill_mode_control_group_sigkills_a_lingering_child_after_timeout_stop_sec() {
+    lingering_child_is_killed("control-group");
+}
+
+#[test]
+fn kill_mode_mixed_sigkills_a_lingering_child_after_timeout_stop_sec() {
+    lingering_child_is_killed("mixed");
+}

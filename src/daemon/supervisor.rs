@@ -31,6 +31,9 @@ use crate::unit::model::{ServiceType, Unit};
 /// How long a new version must stay active before it counts as good (no rollback after).
 pub const TRIAL_PERIOD: Duration = Duration::from_secs(1);
 
+/// How often a stop waiting for the rest of a service's processes looks again.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
 /// Everything the loop receives from.
 pub struct Inputs {
     pub signals: Receiver<SignalEvent>,
@@ -185,6 +188,7 @@ impl Supervisor {
             // The fallback sweep is cheap (one waitpid when nothing is there): do it on
             // every wakeup, which also covers the periodic tick.
             self.reap();
+            self.check_groups();
             self.fire_timers(now);
             self.process_queues();
             self.check_trials(now);
@@ -212,6 +216,9 @@ impl Supervisor {
         for m in self.units.values() {
             if let Some(svc) = &m.service {
                 consider(svc.next_deadline());
+                if svc.awaiting_group() {
+                    consider(Some(now + GROUP_POLL));
+                }
             }
             if let Some(Trial {
                 active_since: Some(since),
@@ -288,8 +295,44 @@ impl Supervisor {
                     queue.push_back(next);
                 }
             }
+            if queue.is_empty() && self.group_emptied(name) {
+                queue.push_back(Event::GroupEmpty);
+            }
         }
         self.after_change(name);
+    }
+
+    /// Whether `name` waits for the rest of its processes to exit (a stop with
+    /// `KillMode=control-group`/`mixed`) and has none left. One /proc scan, only then.
+    fn group_emptied(&self, name: &str) -> bool {
+        self.units.get(name).is_some_and(|m| {
+            m.service.as_ref().is_some_and(Service::awaiting_group)
+                && m.tracker.members().is_empty()
+        })
+    }
+
+    /// Tells stops waiting for the rest of their processes when those are gone (polled at
+    /// [`GROUP_POLL`]: processes that are not our children exit without a SIGCHLD to us).
+    fn check_groups(&mut self) {
+        let waiting: Vec<String> = self
+            .units
+            .iter()
+            .filter(|(_, m)| m.service.as_ref().is_some_and(Service::awaiting_group))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let snapshot = crate::runtime::kill::SessionSnapshot::scan();
+        for name in waiting {
+            if self
+                .units
+                .get(&name)
+                .is_some_and(|m| m.tracker.members_in(&snapshot).is_empty())
+            {
+                self.feed(&name, Event::GroupEmpty);
+            }
+        }
     }
 
     fn perform(&mut self, name: &str, effect: Effect, now: Instant) -> Option<Event> {
