@@ -391,3 +391,35 @@ fn sigterm_is_unclean_for_a_oneshot() {
     assert_eq!(unit["exec_main_code"], "killed", "{unit:#}");
     assert_eq!(unit["exec_main_status"], 15, "{unit:#}");
 }
+
+#[test]
+fn restart_sec_delays_the_restart() {
+    let repo = Repo::new();
+    repo.write(
+        "slow.service",
+        &service("/bin/sleep 1000", "Restart=always\nRestartSec=300"),
+    );
+    repo.commit("slow restarts");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let pid = daemon.wait_running("slow.service");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9");
+    // Waiting out its RestartSec= (far longer than this test): activating/auto-restart,
+    // with no process and no restart counted yet.
+    let unit = daemon.wait_unit("slow.service", "auto-restart", |u| {
+        u["sub_state"] == "auto-restart"
+    });
+    assert_eq!(unit["active_state"], "activating", "{unit:#}");
+    assert_eq!(unit["result"], "signal", "{unit:#}");
+    assert_eq!(unit["n_restarts"], 0, "{unit:#}");
+    assert!(unit["main_pid"].is_null(), "{unit:#}");
+    assert!(daemon.log_text().contains("restarting in 300s"));
+    // An operator stop cancels the pending restart: inactive, as asked (as systemd).
+    let out = daemon.cli(&["stop", "slow.service"]);
+    assert!(out.status.success(), "{out:?}");
+    let unit = daemon.wait_unit("slow.service", "stopped", |u| {
+        u["sub_state"] != "auto-restart"
+    });
+    assert_eq!(unit["active_state"], "inactive", "{unit:#}");
+    assert_eq!(unit["sub_state"], "dead", "{unit:#}");
+    assert_eq!(unit["n_restarts"], 0, "{unit:#}");
+}

@@ -406,13 +406,11 @@ impl Service {
         match self.sub {
             SubState::Dead | SubState::Failed => {}
             SubState::AutoRestart => {
+                // As systemd: the stop cancels the pending restart and the unit is inactive
+                // (dead), as asked; the result of the run that ended stays visible.
                 self.reason = "stop requested while waiting to restart".to_string();
-                let end = if self.result == ServiceResult::Success {
-                    SubState::Dead
-                } else {
-                    SubState::Failed
-                };
-                self.set_state(end, now, fx);
+                self.deadline = None;
+                self.set_state(SubState::Dead, now, fx);
                 self.after_dead(now, fx);
             }
             SubState::Condition
