@@ -272,3 +272,57 @@ fn exec_condition_exit_1_skips_without_failure() {
     });
     assert_eq!(broken["result"], "exit-code", "{broken:#}");
 }
+
+#[test]
+fn watchdog_pings_keep_a_notify_service_alive_and_silence_kills_it() {
+    let repo = Repo::new();
+    let pings = repo.path().join("pings");
+    // READY=1, then WATCHDOG=1 every 0.1 s, counting them in `pings`; `limit` pings, then
+    // silence (the process keeps running).
+    let exec = script(
+        &repo,
+        "pinger.py",
+        &format!(
+            r#"#!/usr/bin/python3
+import os, socket, sys, time
+limit, out = int(sys.argv[1]), {pings:?} + sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+for i in range(limit):
+    s.sendto(b"WATCHDOG=1", os.environ["NOTIFY_SOCKET"])
+    with open(out, "a") as f:
+        f.write("ping\n")
+    time.sleep(0.1)
+time.sleep(1000)
+"#,
+            pings = pings.display().to_string()
+        ),
+    );
+    let extra = "Type=notify\nWatchdogSec=1\nTimeoutStartSec=20\nTimeoutStopSec=2";
+    repo.write("steady.service", &service(&format!("{exec} 100000"), extra));
+    repo.write("silent.service", &service(&format!("{exec} 3"), extra));
+    repo.commit("watchdog pingers");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let steady = daemon.wait_running("steady.service");
+    let count = |limit: &str| {
+        std::fs::read_to_string(format!("{}{limit}", pings.display()))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // The silent one stops pinging after 3 pings and is killed by the watchdog.
+    let silent = daemon.wait_unit("silent.service", "failed by its watchdog", |u| {
+        u["active_state"] == "failed"
+    });
+    assert_eq!(silent["result"], "watchdog", "{silent:#}");
+    assert_eq!(count("3"), 3);
+    // Meanwhile the steady one pinged for well over WatchdogSec= (30 pings = 3 s) and
+    // still runs as the same process.
+    wait_for("30 pings from steady.service", WAIT, || {
+        (count("100000") >= 30).then_some(())
+    });
+    let unit = daemon.unit("steady.service");
+    assert_eq!(unit["sub_state"], "running", "{unit:#}");
+    assert_eq!(unit["main_pid"], steady, "{unit:#}");
+    assert_eq!(unit["n_restarts"], 0, "{unit:#}");
+}
