@@ -310,3 +310,48 @@ fn kill_mode_control_group_sigkills_a_lingering_child_after_timeout_stop_sec() {
 fn kill_mode_mixed_sigkills_a_lingering_child_after_timeout_stop_sec() {
     lingering_child_is_killed("mixed");
 }
+
+#[test]
+fn a_service_adopted_after_a_daemon_restart_is_stopped_with_its_children() {
+    let repo = Repo::new();
+    let pids = repo.path().join("pids");
+    let body = format!(
+        "sleep 1000 &\necho $! >> {p}\necho $$ >> {p}\nexec sleep 1000",
+        p = pids.display()
+    );
+    let exec = script(&repo, "adoptee.sh", &body);
+    repo.write(
+        "adoptee.service",
+        &service(&exec, "KillMode=control-group\nTimeoutStopSec=2"),
+    );
+    repo.commit("a service to adopt");
+    let mut daemon = Daemon::start(repo.path(), &[]);
+    let main = daemon.wait_running("adoptee.service");
+    let all = pids_in(&pids, 2);
+    let _guard = KillOnDrop(all.clone());
+    // Once the state file knows the main pid, the daemon dies; its services run on; the
+    // next daemon adopts them.
+    let state = daemon.state.path().join("state.json");
+    wait_for("state.json to record the main pid", WAIT, || {
+        let text = std::fs::read_to_string(&state).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["units"]["adoptee.service"]["main_pid"] == main).then_some(())
+    });
+    daemon.restart();
+    let unit = daemon.wait_running("adoptee.service");
+    assert_eq!(unit, main, "the restarted daemon should adopt {main}");
+    let out = daemon.cli(&["stop", "adoptee.service"]);
+    assert!(out.status.success(), "{out:?}");
+    let unit = daemon.wait_unit("adoptee.service", "stopped", |u| {
+        u["active_state"] == "inactive" || u["active_state"] == "failed"
+    });
+    assert_eq!(
+        unit["result"], "success",
+        "stopped by SIGTERM, no timeout: {unit:#}"
+    );
+    wait_for(
+        &format!("every process of the adopted service ({all:?}) to be gone"),
+        WAIT,
+        || all.iter().all(|&p| !alive(p)).then_some(()),
+    );
+}

@@ -1191,6 +1191,11 @@ impl Supervisor {
             return;
         };
         let effects = svc.adopt(pid, Instant::now());
+        // The session the main process leads is the service's (spawned with setsid()): track
+        // it again, or a stop without cgroups would signal none of the service's processes.
+        if crate::runtime::procstat::read_stat(pid).is_ok_and(|stat| stat.session == pid) {
+            m.tracker.add_session(pid);
+        }
         m.main_start_time = Some((pid, start_time));
         m.since_unix = Some(unix_now());
         self.pids.insert(pid, name.to_string());
