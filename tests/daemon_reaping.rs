@@ -85,10 +85,10 @@ fn no_zombies_from_a_crash_loop_of_short_lived_services() {
         "blink.service",
         &service(
             "/bin/sh -c 'true & exit 1'",
-            "Restart=always\nRestartSec=0\n\n[Unit]\nStartLimitBurst=200\nStartLimitIntervalSec=60",
+            "Restart=always\nRestartSec=0\n\n[Unit]\nStartLimitBurst=100\nStartLimitIntervalSec=60",
         ),
     );
-    repo.commit("200 short runs");
+    repo.commit("100 short runs");
     let daemon = Daemon::start(repo.path(), &[]);
     daemon.wait_unit("blink.service", "stopped by its start limit", |u| {
         u["result"] == "start-limit-hit"

@@ -31,9 +31,6 @@ use crate::unit::model::{ServiceType, Unit};
 /// How long a new version must stay active before it counts as good (no rollback after).
 pub const TRIAL_PERIOD: Duration = Duration::from_secs(1);
 
-/// How often a stop waiting for the rest of a service's processes looks again.
-const GROUP_POLL: Duration = Duration::from_millis(20);
-
 /// Everything the loop receives from.
 pub struct Inputs {
     pub signals: Receiver<SignalEvent>,
@@ -123,9 +120,7 @@ impl Supervisor {
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|&us| us > 0)
             .map(|us| (Duration::from_micros(us / 2), Instant::now()));
-        let cgroup_root = crate::runtime::cgroup::root_name(&settings.state_dir);
         Supervisor {
-            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_root),
             settings,
             units: BTreeMap::new(),
             pids: HashMap::new(),
@@ -146,6 +141,7 @@ impl Supervisor {
             shutting_down: false,
             first_applied: false,
             watchdog,
+            cgroups: crate::runtime::cgroup::CgroupRoot::probe("gitproc"),
         }
     }
 
@@ -188,7 +184,6 @@ impl Supervisor {
             // The fallback sweep is cheap (one waitpid when nothing is there): do it on
             // every wakeup, which also covers the periodic tick.
             self.reap();
-            self.check_groups();
             self.fire_timers(now);
             self.process_queues();
             self.check_trials(now);
@@ -216,9 +211,6 @@ impl Supervisor {
         for m in self.units.values() {
             if let Some(svc) = &m.service {
                 consider(svc.next_deadline());
-                if svc.awaiting_group() {
-                    consider(Some(now + GROUP_POLL));
-                }
             }
             if let Some(Trial {
                 active_since: Some(since),
@@ -284,10 +276,10 @@ impl Supervisor {
                 m.since_unix = Some(unix_now());
                 self.dirty = true;
             }
-            if let Some(pid) = after.main_pid
-                && !self.pids.contains_key(&pid)
-            {
-                self.pids.insert(pid, name.to_string());
+            if let Some(pid) = after.main_pid {
+                self.pids.entry(pid).or_insert_with(|| name.to_string());
+            }
+            if let Some(pid) = after.main_pid {
                 track_main_session(&mut m.tracker, pid);
             }
             for effect in effects {
@@ -295,44 +287,8 @@ impl Supervisor {
                     queue.push_back(next);
                 }
             }
-            if queue.is_empty() && self.group_emptied(name) {
-                queue.push_back(Event::GroupEmpty);
-            }
         }
         self.after_change(name);
-    }
-
-    /// Whether `name` waits for the rest of its processes to exit (a stop with
-    /// `KillMode=control-group`/`mixed`) and has none left. One /proc scan, only then.
-    fn group_emptied(&self, name: &str) -> bool {
-        self.units.get(name).is_some_and(|m| {
-            m.service.as_ref().is_some_and(Service::awaiting_group)
-                && m.tracker.members().is_empty()
-        })
-    }
-
-    /// Tells stops waiting for the rest of their processes when those are gone (polled at
-    /// [`GROUP_POLL`]: processes that are not our children exit without a SIGCHLD to us).
-    fn check_groups(&mut self) {
-        let waiting: Vec<String> = self
-            .units
-            .iter()
-            .filter(|(_, m)| m.service.as_ref().is_some_and(Service::awaiting_group))
-            .map(|(name, _)| name.clone())
-            .collect();
-        if waiting.is_empty() {
-            return;
-        }
-        let snapshot = crate::runtime::kill::SessionSnapshot::scan();
-        for name in waiting {
-            if self
-                .units
-                .get(&name)
-                .is_some_and(|m| m.tracker.members_in(&snapshot).is_empty())
-            {
-                self.feed(&name, Event::GroupEmpty);
-            }
-        }
     }
 
     fn perform(&mut self, name: &str, effect: Effect, now: Instant) -> Option<Event> {
@@ -1122,9 +1078,6 @@ impl Supervisor {
 
     fn finish_shutdown(mut self) -> i32 {
         self.reap();
-        if !self.settings.keep_services {
-            self.remove_cgroups();
-        }
         self.writer.submit(self.persisted());
         for w in self.waiters.drain(..) {
             let _ = w.reply.send(Reply::error(1, "the daemon shut down"));
@@ -1135,21 +1088,6 @@ impl Supervisor {
         }
         tracing::info!("shutdown complete");
         0
-    }
-
-    /// Removes the (now empty) unit cgroups and our root, so daemons that come and go leave
-    /// nothing behind in the cgroup tree. Best effort: a cgroup still holding a process
-    /// (EBUSY) stays and is reused by the next daemon on this state directory.
-    fn remove_cgroups(&self) {
-        let Some(root) = &self.cgroups else {
-            return;
-        };
-        for m in self.units.values() {
-            if let Some(cg) = m.tracker.cgroup() {
-                let _ = cg.remove();
-            }
-        }
-        let _ = root.remove();
     }
 
     // ----- accessors for apply -----
@@ -1191,11 +1129,6 @@ impl Supervisor {
             return;
         };
         let effects = svc.adopt(pid, Instant::now());
-        // The session the main process leads is the service's (spawned with setsid()): track
-        // it again, or a stop without cgroups would signal none of the service's processes.
-        if crate::runtime::procstat::read_stat(pid).is_ok_and(|stat| stat.session == pid) {
-            m.tracker.add_session(pid);
-        }
         m.main_start_time = Some((pid, start_time));
         m.since_unix = Some(unix_now());
         self.pids.insert(pid, name.to_string());
@@ -1319,10 +1252,13 @@ pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
 /// is an orphan reparented to us (the subreaper) or the child of a tracked process.
 fn track_main_session(tracker: &mut ProcessTracker, pid: i32) {
     use crate::runtime::procstat::read_stat;
+    if tracker.sessions().contains(&pid) {
+        return; // the usual case: a main process we spawned (it called setsid())
+    }
     let Ok(stat) = read_stat(pid) else {
         return;
     };
-    if stat.session != pid || tracker.sessions().contains(&pid) {
+    if stat.session != pid {
         return;
     }
     let ours = stat.ppid == std::process::id() as i32

@@ -20,24 +20,6 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// The name of a daemon's cgroup root, unique to its state directory: `gitproc-<hash>`.
-///
-/// Two daemons on one host (different state directories, e.g. parallel test runs or one
-/// instance per team) must never share unit cgroups: stopping `a.service` in one would kill
-/// the other's `a.service`. The state directory is what makes a daemon unique (it holds the
-/// daemon lock) and it stays the same across restarts, so a restarted daemon finds the
-/// cgroups of the services it adopts. The hash is FNV-1a (stable across Rust releases,
-/// unlike `DefaultHasher`).
-pub fn root_name(state_dir: &Path) -> String {
-    let path = fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in path.as_os_str().as_encoded_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("gitproc-{hash:016x}")
-}
-
 /// The directory under which gitproc creates one cgroup per unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupRoot {
@@ -187,15 +169,6 @@ mod tests {
                   36 25 0:31 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount(mi).as_deref(), Some("/sys/fs/cgroup/unified"));
         assert_eq!(cgroup2_mount("30 24 0:26 / /x rw - tmpfs tmpfs rw\n"), None);
-    }
-
-    #[test]
-    fn root_names_differ_per_state_dir_and_are_stable() {
-        let a = root_name(Path::new("/nonexistent/gitproc-a"));
-        let b = root_name(Path::new("/nonexistent/gitproc-b"));
-        assert_ne!(a, b);
-        assert_eq!(a, root_name(Path::new("/nonexistent/gitproc-a")));
-        assert!(a.starts_with("gitproc-") && a.len() == "gitproc-".len() + 16);
     }
 
     #[test]

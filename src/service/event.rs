@@ -96,9 +96,6 @@ pub enum Event {
     Notify { pid: i32, message: NotifyMessage },
     /// [`super::Service::next_deadline`] has passed (spurious timers are harmless).
     Timer,
-    /// No process of the service is left (its sessions and cgroup are empty): the answer
-    /// to [`super::Service::awaiting_group`]. Spurious ones are ignored.
-    GroupEmpty,
 }
 
 /// Which processes a signal goes to.

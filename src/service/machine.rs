@@ -8,10 +8,9 @@
 //! TimeoutStopSec= for stopping ones); the loop calls back with [`Event::Timer`].
 //!
 //! Where gitproc differs from systemd (said here once):
-//! - The machine knows only the main and control processes; with `KillMode=control-group`
-//!   or `mixed`, once they are gone a stop phase waits until the loop reports that the
-//!   service has no process left ([`Event::GroupEmpty`], see [`Service::awaiting_group`]),
-//!   as systemd waits for an empty cgroup; until TimeoutStopSec= escalates to SIGKILL.
+//! - The machine only waits for processes it knows (main and control). Once they are gone,
+//!   the remaining processes of the group got the kill signal and the stop moves on; the
+//!   final-sigterm phase signals the group again after `ExecStopPost=`.
 //! - `Type=forking` without `PIDFile=`: systemd guesses the main pid from the cgroup; a pure
 //!   machine cannot. The service becomes `active/running` with no main pid once the forking
 //!   parent exits 0 (a later `MAINPID=` notification sets it); it stays so until stopped.
@@ -71,9 +70,6 @@ pub struct Service {
     watchdog_abort: bool,
     /// A notify service said RELOADING=1 (the reload ends at READY=1).
     notify_reloading: bool,
-    /// A stop phase whose main and control processes are gone waits for the rest of the
-    /// group to exit ([`Event::GroupEmpty`]).
-    awaiting_group: bool,
     /// An operator stop: no automatic restart at the end.
     forbid_restart: bool,
     /// Start again once the stop completes (operator restart, or start during a stop).
@@ -142,7 +138,6 @@ impl Service {
             running_without_main: false,
             watchdog_abort: false,
             notify_reloading: false,
-            awaiting_group: false,
             forbid_restart: false,
             start_after_stop: false,
             n_restarts: 0,
@@ -221,12 +216,6 @@ impl Service {
             Event::PidFile(read) => self.pid_file(read, now, &mut fx),
             Event::Notify { pid, message } => self.notify(pid, message, now, &mut fx),
             Event::Timer => self.timer(now, &mut fx),
-            Event::GroupEmpty => {
-                if self.awaiting_group {
-                    self.awaiting_group = false;
-                    self.signal_phase_over(now, &mut fx);
-                }
-            }
         }
         if self.persisted() != before {
             fx.push(Effect::StatusChanged);
@@ -288,13 +277,6 @@ impl Service {
         }
     }
 
-    /// True while a stop phase waits for the service's remaining processes (beyond the main
-    /// and control ones, which are gone) to exit: the loop checks the service's sessions and
-    /// cgroup and answers [`Event::GroupEmpty`] once none is left.
-    pub fn awaiting_group(&self) -> bool {
-        self.awaiting_group
-    }
-
     /// Whether [`Event::Reload`] would do something: the service is active and has
     /// `ExecReload=` (systemd refuses a reload otherwise).
     pub fn can_reload(&self) -> bool {
@@ -350,7 +332,6 @@ impl Service {
     fn set_state(&mut self, new: SubState, now: Instant, fx: &mut Vec<Effect>) {
         let old = self.sub;
         self.sub = new;
-        self.awaiting_group = false;
         if old.active_state() != new.active_state() {
             self.active_enter = Some(now);
         }
@@ -673,30 +654,7 @@ impl Service {
         }
     }
 
-    /// The main and control processes of a signal phase are gone. With a group kill mode
-    /// the phase also waits for the rest of the service's processes (TimeoutStopSec= still
-    /// runs and escalates); otherwise it is over.
     fn signal_done(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        let in_signal_phase = matches!(
-            self.sub,
-            SubState::StopSigterm
-                | SubState::StopSigkill
-                | SubState::FinalSigterm
-                | SubState::FinalSigkill
-        );
-        if in_signal_phase
-            && matches!(
-                self.svc().kill_mode,
-                KillMode::ControlGroup | KillMode::Mixed
-            )
-        {
-            self.awaiting_group = true;
-            return;
-        }
-        self.signal_phase_over(now, fx);
-    }
-
-    fn signal_phase_over(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         match self.sub {
             SubState::StopSigterm | SubState::StopSigkill => self.enter_stop_post(now, fx),
             SubState::FinalSigterm | SubState::FinalSigkill => self.enter_dead(now, fx),
