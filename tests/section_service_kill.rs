@@ -46,7 +46,7 @@ fn pids_in(file: &Path, n: usize) -> Vec<i32> {
 
 /// Whether `pid` ignores SIGTERM (its SigIgn mask in /proc).
 fn ignores_sigterm(pid: i32) -> bool {
-    support::signal_mask(pid, "SigIgn").is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+    signal_mask(pid, "SigIgn").is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn send_sighup_follows_the_kill_signal() {
     repo.commit("SendSIGHUP=");
     let daemon = Daemon::start(repo.path(), &[]);
     let main = daemon.wait_running("hup.service");
-    support::wait_signals_caught(main, &[libc::SIGHUP, libc::SIGTERM]);
+    wait_signals_caught(main, &[libc::SIGHUP, libc::SIGTERM]);
     let out = daemon.cli(&["stop", "hup.service"]);
     assert!(out.status.success(), "{out:?}");
     let unit = daemon.wait_unit("hup.service", "stopped", |u| {
@@ -353,5 +353,23 @@ fn a_service_adopted_after_a_daemon_restart_is_stopped_with_its_children() {
         &format!("every process of the adopted service ({all:?}) to be gone"),
         WAIT,
         || all.iter().all(|&p| !alive(p)).then_some(()),
+    );
+}
+
+/// The signal mask `field` (`SigCgt`, `SigIgn`, `SigBlk`) of `pid` from /proc/<pid>/status.
+fn signal_mask(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    u64::from_str_radix(line.split_once(':')?.1.trim(), 16).ok()
+}
+
+/// Waits until `pid` catches every signal in `signals` (a shell script's `trap`s have run),
+/// so a test never signals a script that has not installed its handlers yet.
+fn wait_signals_caught(pid: i32, signals: &[i32]) {
+    let want = signals.iter().fold(0u64, |m, &s| m | 1 << (s - 1));
+    wait_for(
+        &format!("pid {pid} to catch signals {signals:?} (its traps installed)"),
+        WAIT,
+        || (signal_mask(pid, "SigCgt")? & want == want).then_some(()),
     );
 }

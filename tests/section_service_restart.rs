@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use support::{Daemon, Repo, alive, service, wait_for};
+use support::{Daemon, Repo, WAIT, alive, service, wait_for};
 
 /// A main process that exits 0 on SIGUSR1 and 3 on SIGUSR2, and otherwise dies of whatever
 /// signal it gets (dash keeps default dispositions for SIGTERM, SIGKILL and SIGABRT).
@@ -119,7 +119,7 @@ fn row(restart: &str, restarts: &[Cause]) {
                     .map(|p| p as i32)
             } else {
                 let pid = daemon.wait_running(&name);
-                support::wait_signals_caught(pid, &[libc::SIGUSR1, libc::SIGUSR2]);
+                wait_signals_caught(pid, &[libc::SIGUSR1, libc::SIGUSR2]);
                 Some(pid)
             }
         })
@@ -160,7 +160,7 @@ fn row(restart: &str, restarts: &[Cause]) {
         if let Some(first) = first {
             wait_for(
                 &format!("{name}'s first main process {first} to be gone"),
-                support::WAIT,
+                WAIT,
                 || (!alive(first)).then_some(()),
             );
         }
@@ -221,7 +221,7 @@ fn one(text: &str, sig: Signal, what: &str, pred: impl Fn(&Value) -> bool) -> Va
     repo.commit("one unit");
     let daemon = Daemon::start(repo.path(), &[]);
     let pid = daemon.wait_running("one.service");
-    support::wait_signals_caught(pid, &[libc::SIGUSR1, libc::SIGUSR2]);
+    wait_signals_caught(pid, &[libc::SIGUSR1, libc::SIGUSR2]);
     kill(Pid::from_raw(pid), sig).expect("signal the service");
     daemon.wait_unit("one.service", what, pred)
 }
@@ -422,4 +422,22 @@ fn restart_sec_delays_the_restart() {
     assert_eq!(unit["active_state"], "inactive", "{unit:#}");
     assert_eq!(unit["sub_state"], "dead", "{unit:#}");
     assert_eq!(unit["n_restarts"], 0, "{unit:#}");
+}
+
+/// The signal mask `field` (`SigCgt`, `SigIgn`, `SigBlk`) of `pid` from /proc/<pid>/status.
+fn signal_mask(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    u64::from_str_radix(line.split_once(':')?.1.trim(), 16).ok()
+}
+
+/// Waits until `pid` catches every signal in `signals` (a shell script's `trap`s have run),
+/// so a test never signals a script that has not installed its handlers yet.
+fn wait_signals_caught(pid: i32, signals: &[i32]) {
+    let want = signals.iter().fold(0u64, |m, &s| m | 1 << (s - 1));
+    wait_for(
+        &format!("pid {pid} to catch signals {signals:?} (its traps installed)"),
+        WAIT,
+        || (signal_mask(pid, "SigCgt")? & want == want).then_some(()),
+    );
 }

@@ -1245,6 +1245,30 @@ pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn read_pid_file(path: &str) -> Result<i32, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("PIDFile={path}: {e}"))?;
+    let pid = text
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|&pid| pid > 1)
+        .ok_or_else(|| {
+            format!(
+                "PIDFile={path}: does not hold a valid pid: {:?}",
+                text.trim()
+            )
+        })?;
+    // Only a pid that exists and is not a zombie (systemd refuses those too): a file left
+    // from an earlier run names a dead or reused pid; the machine reads again until the
+    // service writes a fresh one or TimeoutStartSec= passes.
+    match crate::runtime::procstat::read_stat(pid) {
+        Ok(stat) if stat.state != b'Z' => Ok(pid),
+        _ => Err(format!(
+            "PIDFile={path}: pid {pid} does not exist or is a zombie"
+        )),
+    }
+}
+
 /// A main pid the service reported (`PIDFile=`, `MAINPID=`) may lead a session of its own: a
 /// forking daemon calls setsid(). Where there is no cgroup, that session is invisible to
 /// `KillMode=control-group`, and the stop would signal neither the daemon nor its workers.
@@ -1265,30 +1289,6 @@ fn track_main_session(tracker: &mut ProcessTracker, pid: i32) {
         || read_stat(stat.ppid).is_ok_and(|parent| tracker.sessions().contains(&parent.session));
     if ours {
         tracker.add_session(pid);
-    }
-}
-
-/// The pid in a `PIDFile=`, if that process exists and is not a zombie (systemd refuses
-/// those too: a file left from an earlier run names a dead or reused pid; the machine reads
-/// again until the service writes a fresh one or TimeoutStartSec= passes).
-fn read_pid_file(path: &str) -> Result<i32, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("PIDFile={path}: {e}"))?;
-    let pid = text
-        .trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|&pid| pid > 1)
-        .ok_or_else(|| {
-            format!(
-                "PIDFile={path}: does not hold a valid pid: {:?}",
-                text.trim()
-            )
-        })?;
-    match crate::runtime::procstat::read_stat(pid) {
-        Ok(stat) if stat.state != b'Z' => Ok(pid),
-        _ => Err(format!(
-            "PIDFile={path}: pid {pid} does not exist or is a zombie"
-        )),
     }
 }
 

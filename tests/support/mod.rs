@@ -369,21 +369,3 @@ pub fn pids_in_session(sid: i32) -> Vec<i32> {
 pub fn service(exec_start: &str, extra: &str) -> String {
     format!("[Unit]\nDescription=test unit\n\n[Service]\nExecStart={exec_start}\n{extra}\n")
 }
-
-/// The signal mask `field` (`SigCgt`, `SigIgn`, `SigBlk`) of `pid` from /proc/<pid>/status.
-pub fn signal_mask(pid: i32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    u64::from_str_radix(line.split_once(':')?.1.trim(), 16).ok()
-}
-
-/// Waits until `pid` catches every signal in `signals` (a shell script's `trap`s have run),
-/// so a test never signals a script that has not installed its handlers yet.
-pub fn wait_signals_caught(pid: i32, signals: &[i32]) {
-    let want = signals.iter().fold(0u64, |m, &s| m | 1 << (s - 1));
-    wait_for(
-        &format!("pid {pid} to catch signals {signals:?} (its traps installed)"),
-        WAIT,
-        || (signal_mask(pid, "SigCgt")? & want == want).then_some(()),
-    );
-}
