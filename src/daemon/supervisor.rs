@@ -303,6 +303,9 @@ impl Supervisor {
             if let Some(pid) = after.main_pid {
                 self.pids.entry(pid).or_insert_with(|| name.to_string());
             }
+            if let Some(pid) = after.main_pid {
+                track_main_session(&mut m.tracker, pid);
+            }
             for effect in effects {
                 if let Some(next) = self.perform(name, effect, now) {
                     queue.push_back(next);
@@ -317,6 +320,15 @@ impl Supervisor {
             Effect::Spawn { role, command } => Some(self.spawn(name, role, &command, now)),
             Effect::Signal { target, signal } => self.signal(name, target, signal),
             Effect::ReadPidFile { path } => Some(Event::PidFile(read_pid_file(&path))),
+            Effect::RemovePidFile { path } => {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::warn!("{name}: cannot remove PIDFile={path}: {e}")
+                    }
+                    _ => {}
+                }
+                None
+            }
             Effect::Lifecycle { kind, pid, reason } => {
                 match pid {
                     Some(pid) => tracing::info!("{kind} {name} (pid {pid}): {reason}"),
@@ -1352,7 +1364,8 @@ fn cgroup_name(state_dir: &std::path::Path) -> String {
 
 fn read_pid_file(path: &str) -> Result<i32, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("PIDFile={path}: {e}"))?;
-    text.trim()
+    let pid = text
+        .trim()
         .parse::<i32>()
         .ok()
         .filter(|&pid| pid > 1)
@@ -1361,7 +1374,39 @@ fn read_pid_file(path: &str) -> Result<i32, String> {
                 "PIDFile={path}: does not hold a valid pid: {:?}",
                 text.trim()
             )
-        })
+        })?;
+    // Only a pid that exists and is not a zombie (systemd refuses those too): a file left
+    // from an earlier run names a dead or reused pid; the machine reads again until the
+    // service writes a fresh one or TimeoutStartSec= passes.
+    match crate::runtime::procstat::read_stat(pid) {
+        Ok(stat) if stat.state != b'Z' => Ok(pid),
+        _ => Err(format!(
+            "PIDFile={path}: pid {pid} does not exist or is a zombie"
+        )),
+    }
+}
+
+/// A main pid the service reported (`PIDFile=`, `MAINPID=`) may lead a session of its own: a
+/// forking daemon calls setsid(). Where there is no cgroup, that session is invisible to
+/// `KillMode=control-group`, and the stop would signal neither the daemon nor its workers.
+/// Track it when the process provably descends from the service: it leads its session and
+/// is an orphan reparented to us (the subreaper) or the child of a tracked process.
+fn track_main_session(tracker: &mut ProcessTracker, pid: i32) {
+    use crate::runtime::procstat::read_stat;
+    if tracker.sessions().contains(&pid) {
+        return; // the usual case: a main process we spawned (it called setsid())
+    }
+    let Ok(stat) = read_stat(pid) else {
+        return;
+    };
+    if stat.session != pid {
+        return;
+    }
+    let ours = stat.ppid == std::process::id() as i32
+        || read_stat(stat.ppid).is_ok_and(|parent| tracker.sessions().contains(&parent.session));
+    if ours {
+        tracker.add_session(pid);
+    }
 }
 
 fn user_name(uid: u32) -> String {

@@ -149,6 +149,9 @@ pub enum Effect {
     Signal { target: KillTarget, signal: i32 },
     /// Read the pid from this file; answer with [`Event::PidFile`].
     ReadPidFile { path: String },
+    /// Remove this `PIDFile=` (the run is over). As systemd does: a stale file would make the
+    /// next start read a dead, or worse a reused, pid. A missing file is not an error.
+    RemovePidFile { path: String },
     /// One line in the daemon's log.
     Lifecycle {
         kind: Lifecycle,

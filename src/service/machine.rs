@@ -422,13 +422,11 @@ impl Service {
         match self.sub {
             SubState::Dead | SubState::Failed => {}
             SubState::AutoRestart => {
+                // As systemd: the stop cancels the pending restart and the unit is inactive
+                // (dead), as asked; the result of the run that ended stays visible.
                 self.reason = "stop requested while waiting to restart".to_string();
-                let end = if self.result == ServiceResult::Success {
-                    SubState::Dead
-                } else {
-                    SubState::Failed
-                };
-                self.set_state(end, now, fx);
+                self.deadline = None;
+                self.set_state(SubState::Dead, now, fx);
                 self.after_dead(now, fx);
             }
             SubState::Condition
@@ -756,6 +754,9 @@ impl Service {
 
     /// The run is over: dead, failed, or auto-restart per Restart=.
     fn enter_dead(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if let Some(path) = self.svc().pid_file.clone() {
+            fx.push(Effect::RemovePidFile { path });
+        }
         self.main_pid = None;
         self.control_pid = None;
         self.control_kind = None;
@@ -1203,6 +1204,7 @@ impl Service {
                 self.reason =
                     format!("still running {timeout_stop} after the kill signal (TimeoutStopSec=)");
                 if self.svc().send_sigkill {
+                    self.log_escalation(fx);
                     self.enter_signal(SubState::StopSigkill, ServiceResult::Timeout, now, fx);
                 } else {
                     self.result = ServiceResult::Timeout;
@@ -1225,6 +1227,10 @@ impl Service {
             }
             SubState::FinalSigterm => {
                 if self.svc().send_sigkill {
+                    self.reason = format!(
+                        "processes still running {timeout_stop} after the kill signal (TimeoutStopSec=)"
+                    );
+                    self.log_escalation(fx);
                     self.enter_signal(SubState::FinalSigkill, ServiceResult::Timeout, now, fx);
                 } else {
                     self.result = ServiceResult::Timeout;
@@ -1246,6 +1252,17 @@ impl Service {
             }
             _ => {}
         }
+    }
+
+    /// Says (in the lifecycle log and in status) that a stop escalates to FinalKillSignal=:
+    /// the exit that follows reads only "killed by SIGKILL", which does not say why.
+    fn log_escalation(&mut self, fx: &mut Vec<Effect>) {
+        let signal = nix::sys::signal::Signal::try_from(self.svc().final_kill_signal)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| self.svc().final_kill_signal.to_string());
+        self.reason = format!("{}; sending {signal}", self.reason);
+        self.error = Some(format!("stop timed out: {}", self.reason));
+        self.lifecycle(Lifecycle::Stopping, fx);
     }
 
     /// Processes that survived the final kill signal: systemd logs and ignores them too.
