@@ -284,10 +284,11 @@ fn a_template_symlink_runs_an_instance_with_the_instance_name_expanded() {
     repo.commit("template and one instance");
     let daemon = Daemon::start(repo.path(), &[]);
     let pid = daemon.wait_running("worker@7.service");
-    assert_eq!(
-        cmdline(pid),
-        "sleep 1007",
-        "%i expanded to the instance name"
+    // The shell execs sleep right after it starts: wait for that rather than race it.
+    wait_for(
+        "the instance's shell to exec `sleep 1007` (%i expanded to the instance name)",
+        WAIT,
+        || (cmdline(pid) == "sleep 1007").then_some(()),
     );
     let template = daemon.unit("worker@.service");
     assert!(
