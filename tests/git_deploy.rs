@@ -276,19 +276,16 @@ fn branch_flag_follows_a_non_default_branch() {
 #[test]
 fn a_template_symlink_runs_an_instance_with_the_instance_name_expanded() {
     let repo = Repo::new();
-    repo.write(
-        "worker@.service",
-        &service("/bin/sh -c 'exec sleep 100%i'", ""),
-    );
+    repo.write("worker@.service", &service("/bin/sleep 100%i", ""));
     repo.symlink("worker@7.service", "worker@.service");
     repo.commit("template and one instance");
     let daemon = Daemon::start(repo.path(), &[]);
     let pid = daemon.wait_running("worker@7.service");
     // The shell execs sleep right after it starts: wait for that rather than race it.
     wait_for(
-        "the instance's shell to exec `sleep 1007` (%i expanded to the instance name)",
+        "the instance to run `/bin/sleep 1007` (%i expanded to the instance name)",
         WAIT,
-        || (cmdline(pid) == "sleep 1007").then_some(()),
+        || (cmdline(pid) == "/bin/sleep 1007").then_some(()),
     );
     let template = daemon.unit("worker@.service");
     assert!(
@@ -353,10 +350,7 @@ fn a_deleted_branch_keeps_everything_running() {
 #[test]
 fn changing_a_template_restarts_its_instances_and_a_new_link_starts_only_its_instance() {
     let repo = Repo::new();
-    repo.write(
-        "worker@.service",
-        &service("/bin/sh -c 'exec sleep 100%i'", ""),
-    );
+    repo.write("worker@.service", &service("/bin/sleep 100%i", ""));
     repo.symlink("worker@1.service", "worker@.service");
     repo.commit("template and instance 1");
     let daemon = Daemon::start(repo.path(), &[]);
@@ -366,26 +360,23 @@ fn changing_a_template_restarts_its_instances_and_a_new_link_starts_only_its_ins
     let commit = repo.commit("instance 2");
     sync_to(&daemon, &commit);
     let two = daemon.wait_running("worker@2.service");
-    assert_eq!(cmdline(two), "sleep 1002");
+    assert_eq!(cmdline(two), "/bin/sleep 1002");
     assert_eq!(
         daemon.main_pid("worker@1.service"),
         Some(one),
         "instance 1 untouched"
     );
 
-    repo.write(
-        "worker@.service",
-        &service("/bin/sh -c 'exec sleep 200%i'", ""),
-    );
+    repo.write("worker@.service", &service("/bin/sleep 200%i", ""));
     let commit = repo.commit("change the template");
     sync_to(&daemon, &commit);
     assert_eq!(
         cmdline(wait_new_pid(&daemon, "worker@1.service", one)),
-        "sleep 2001"
+        "/bin/sleep 2001"
     );
     assert_eq!(
         cmdline(wait_new_pid(&daemon, "worker@2.service", two)),
-        "sleep 2002"
+        "/bin/sleep 2002"
     );
 }
 
@@ -395,19 +386,23 @@ fn changing_an_environment_file_restarts_only_the_units_that_read_it() {
     repo.write("app.env", "SECS=1000\n");
     repo.write(
         "app.service",
-        &service("/bin/sh -c 'exec sleep $SECS'", "EnvironmentFile=app.env"),
+        &service("/bin/sleep $SECS", "EnvironmentFile=app.env"),
     );
     repo.write("other.service", &service("/bin/sleep 1001", ""));
     repo.commit("app reads app.env");
     let daemon = Daemon::start(repo.path(), &[]);
     let app = daemon.wait_running("app.service");
     let other = daemon.wait_running("other.service");
-    assert_eq!(cmdline(app), "sleep 1000");
+    assert_eq!(cmdline(app), "/bin/sleep 1000");
 
     repo.write("app.env", "SECS=1002\n");
     let commit = repo.commit("change app.env only");
     sync_to(&daemon, &commit);
     let new = wait_new_pid(&daemon, "app.service", app);
-    assert_eq!(cmdline(new), "sleep 1002", "the new file's values are used");
+    assert_eq!(
+        cmdline(new),
+        "/bin/sleep 1002",
+        "the new file's values are used"
+    );
     assert_eq!(daemon.main_pid("other.service"), Some(other));
 }
