@@ -126,6 +126,12 @@ impl Worker {
                 Err(err) => tracing::warn!("{err}"),
             }
         }
+        if worker._watcher.is_none() {
+            // Its sender is gone, and a disconnected receiver is always ready: `run`'s
+            // select would spin, re-checking the source back to back (a whole CPU, and a
+            // fetch storm on a remote). Without a watcher, only the schedule wakes us.
+            worker.watch_rx = crossbeam_channel::never();
+        }
         worker
     }
 
