@@ -92,10 +92,6 @@ struct Worker {
     signers_stamp: Option<SystemTime>,
     _watcher: Option<crate::source::RefWatcher>,
     watch_rx: Receiver<()>,
-    /// Keeps the watch channel connected when nothing watches (a remote, or a watch that
-    /// failed): a disconnected `watch_rx` is always ready, which made the worker check the
-    /// remote in a busy loop instead of on its schedule.
-    _watch_tx: Sender<()>,
 }
 
 impl Worker {
@@ -113,7 +109,6 @@ impl Worker {
             signers_stamp: None,
             _watcher: None,
             watch_rx,
-            _watch_tx: watch_tx.clone(),
         };
         if let Origin::Git(cfg) = &worker.config.origin
             && let Some(path) = local_repo_path(&cfg.url)
