@@ -778,7 +778,7 @@ impl Supervisor {
         let unknown: Vec<&String> = job
             .units
             .iter()
-            .filter(|u| !self.units.get(*u).is_some_and(|m| m.service.is_some()))
+            .filter(|u| self.units.get(*u).is_none_or(|m| m.service.is_none()))
             .collect();
         if let Some(name) = unknown.first() {
             let why = match self.units.get(*name).and_then(|m| m.load_error.clone()) {
@@ -916,11 +916,11 @@ impl Supervisor {
                         None => true,
                         Some(st) if w.stopping => st.active_state == ActiveState::Activating,
                         Some(st) => {
-                            !held
-                                && !(st.active_state == ActiveState::Active
-                                    || st.active_state == ActiveState::Reloading
-                                    || (st.active_state == ActiveState::Inactive
-                                        && st.result == crate::service::ServiceResult::Success))
+                            !(held
+                                || st.active_state == ActiveState::Active
+                                || st.active_state == ActiveState::Reloading
+                                || (st.active_state == ActiveState::Inactive
+                                    && st.result == crate::service::ServiceResult::Success))
                         }
                     }
                 })
@@ -1015,15 +1015,16 @@ impl Supervisor {
     }
 
     fn persisted(&self) -> PersistedState {
-        let mut state = PersistedState::default();
-        state.daemon = DaemonState {
-            applied_commit: self.source.applied_commit.clone(),
-            fetched_commit: self.source.fetched_tip.clone(),
-            verified_commit: self.source.applied_commit.clone(),
-            poll_interval_s: Some(self.source.poll_interval.as_secs()),
-            next_check: self.source.next_check.map(unix_of),
-            last_check: self.source.last_check.map(unix_of),
-            ..state.daemon
+        let mut state = PersistedState {
+            daemon: DaemonState {
+                applied_commit: self.source.applied_commit.clone(),
+                fetched_commit: self.source.fetched_tip.clone(),
+                verified_commit: self.source.applied_commit.clone(),
+                poll_interval_s: Some(self.source.poll_interval.as_secs()),
+                next_check: self.source.next_check.map(unix_of),
+                last_check: self.source.last_check.map(unix_of),
+            },
+            ..PersistedState::default()
         };
         for (name, m) in &self.units {
             let mut unit = UnitState {

@@ -96,7 +96,7 @@ struct Worker {
 
 impl Worker {
     fn new(config: WorkerConfig, updates: Sender<SourceUpdate>) -> Worker {
-        let schedule = PollSchedule::with_entropy(config.poll.clone());
+        let schedule = PollSchedule::with_entropy(config.poll);
         let (watch_tx, watch_rx) = crossbeam_channel::bounded(1);
         let mut worker = Worker {
             config,
@@ -217,16 +217,15 @@ impl Worker {
         if self.sent_tip.as_deref() == Some(tip.as_str()) && !signers_changed {
             return Ok((Some(tip), None));
         }
-        if let Some(policy) = &self.config.signing {
-            if let Err(err) = crate::source::verify_commit_signature(git.repository(), &tip, policy)
-            {
-                self.signers_stamp = signers_stamp(policy);
-                let short = tip.get(..10).unwrap_or(&tip);
-                return Err((
-                    format!("signature:{tip}"),
-                    format!("commit {short} not applied: {err}"),
-                ));
-            }
+        if let Some(policy) = &self.config.signing
+            && let Err(err) = crate::source::verify_commit_signature(git.repository(), &tip, policy)
+        {
+            self.signers_stamp = signers_stamp(policy);
+            let short = tip.get(..10).unwrap_or(&tip);
+            return Err((
+                format!("signature:{tip}"),
+                format!("commit {short} not applied: {err}"),
+            ));
         }
         let tree = git
             .read_units(&tip)
