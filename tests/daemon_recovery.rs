@@ -41,6 +41,26 @@ impl Svc {
     fn copies(&self) -> Vec<i32> {
         pids_with_cmdline(&["/bin/sleep", &self.secs])
     }
+
+    /// Waits until `pid` is the one process running this service's command. (A process
+    /// just spawned shows an empty command line until its execve has set up the new
+    /// stack, a moment after the spawn returned; a second copy never goes away.)
+    fn assert_only_copy(&self, pid: i32) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let copies = self.copies();
+            if copies == [pid] {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: expected exactly pid {pid} to run `/bin/sleep {}`, found {copies:?}",
+                self.name,
+                self.secs
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// Kills every process still running one of `svcs`' commands when dropped (services the
@@ -121,7 +141,7 @@ fn kill9_with_20_running_services_adopts_the_same_pids_and_runs_no_second_copy()
             s.name,
             daemon.log_text()
         );
-        assert_eq!(s.copies(), vec![pid], "{} runs more than once", s.name);
+        s.assert_only_copy(pid);
     }
     let log = log_after(&daemon, offset);
     assert_eq!(log.matches("Adopted ").count(), 20, "log:\n{log}");
@@ -139,7 +159,7 @@ fn kill9_with_20_running_services_adopts_the_same_pids_and_runs_no_second_copy()
             u["sub_state"] == "running" && u["main_pid"].is_i64() && u["main_pid"] != old_pid
         });
         let new_pid = unit["main_pid"].as_i64().unwrap_or_default() as i32;
-        assert_eq!(restarting.copies(), vec![new_pid]);
+        restarting.assert_only_copy(new_pid);
         assert_eq!(unit["n_restarts"], 1, "{unit:#}");
     }
 
@@ -259,10 +279,10 @@ fn a_unit_changed_in_git_while_the_daemon_was_down_is_restarted_after_adoption()
     wait_for("the old version's process to be stopped", WAIT, || {
         (!alive(old_pid)).then_some(())
     });
-    assert_eq!(new_version.copies(), vec![new_pid]);
+    new_version.assert_only_copy(new_pid);
     assert!(changed.copies().is_empty(), "the old version still runs");
     assert_eq!(daemon.main_pid(&same.name), Some(same_pid));
-    assert_eq!(same.copies(), vec![same_pid]);
+    same.assert_only_copy(same_pid);
 }
 
 #[test]
@@ -305,7 +325,7 @@ fn keep_services_on_sigterm_leaves_them_running_for_the_next_daemon_to_adopt() {
     let pids: Vec<i32> = svcs.iter().map(|s| daemon.wait_running(&s.name)).collect();
     assert_eq!(daemon.shutdown(), Some(0), "log:\n{}", daemon.log_text());
     for (s, &pid) in svcs.iter().zip(&pids) {
-        assert_eq!(s.copies(), vec![pid], "{} must keep running", s.name);
+        s.assert_only_copy(pid);
     }
     // The final save recorded them for the next daemon.
     let state = daemon.try_state_file().expect("state.json after shutdown");
@@ -317,7 +337,7 @@ fn keep_services_on_sigterm_leaves_them_running_for_the_next_daemon_to_adopt() {
     daemon.restart();
     for (s, &pid) in svcs.iter().zip(&pids) {
         assert_eq!(daemon.wait_running(&s.name), pid);
-        assert_eq!(s.copies(), vec![pid]);
+        s.assert_only_copy(pid);
     }
     assert_eq!(log_after(&daemon, offset).matches("Adopted ").count(), 2);
 }
@@ -354,7 +374,7 @@ fn a_recorded_pid_now_used_by_an_unrelated_process_is_never_signalled() {
     let fresh = daemon.wait_running(&svc.name);
     assert_ne!(fresh, intruder.pid());
     assert_ne!(fresh, pid);
-    assert_eq!(svc.copies(), vec![fresh], "started fresh, exactly once");
+    svc.assert_only_copy(fresh);
     let log = log_after(&daemon, offset);
     assert!(
         log.contains(&format!(
