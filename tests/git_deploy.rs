@@ -6,20 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Daemon, Repo, WAIT, alive, service, wait_for};
-
-/// The command line of a process, arguments joined by spaces.
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
+use support::{Daemon, Repo, WAIT, alive, cmdline_once_exec, service, wait_for};
 
 /// Asks the daemon to check now, then waits until it reports `commit` as applied (the
 /// inotify fast path may have applied it already, so the sync's own summary is not enough).
@@ -76,7 +63,11 @@ fn a_commit_changing_one_of_five_units_restarts_only_that_one() {
     let commit = repo.commit("change c only");
     sync_to(&daemon, &commit);
     let c = wait_new_pid(&daemon, "c.service", before[2]);
-    assert_eq!(cmdline(c), "/bin/sleep 2002", "c runs its new command");
+    assert_eq!(
+        cmdline_once_exec(c, "/bin/sleep 2002"),
+        "/bin/sleep 2002",
+        "c runs its new command"
+    );
     assert!(!alive(before[2]), "c's old process was stopped");
     for (i, n) in names.iter().enumerate() {
         if *n == "c" {
@@ -107,7 +98,7 @@ fn an_added_unit_starts_and_a_removed_unit_stops_and_disappears() {
     let commit = repo.commit("replace old by new");
     sync_to(&daemon, &commit);
     let new = daemon.wait_running("new.service");
-    assert_eq!(cmdline(new), "/bin/sleep 1002");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 1002"), "/bin/sleep 1002");
     wait_for("old.service to disappear from status", WAIT, || {
         daemon.unit("old.service").is_null().then_some(())
     });
@@ -161,7 +152,13 @@ fn a_broken_unit_keeps_its_old_version_running_until_it_is_fixed() {
     let fixed = repo.commit("fix web");
     sync_to(&daemon, &fixed);
     let new = wait_new_pid(&daemon, "web.service", web);
-    assert_eq!(cmdline(new), "/bin/sleep 3001", "the fixed content runs");
+    assert_eq!(
+        cmdline_once_exec(new, "/bin/sleep 3001"),
+        "/bin/sleep 3001",
+        "the fixed content runs: {:#}\nlog:\n{}",
+        daemon.unit("web.service"),
+        daemon.log_text()
+    );
     let unit = daemon.wait_unit("web.service", "without error", |u| u["error"].is_null());
     assert_eq!(unit["commit"], fixed);
     assert_eq!(daemon.main_pid("other.service"), Some(other));
@@ -193,7 +190,7 @@ fn a_unit_stopped_by_the_operator_stays_stopped_across_a_sync_that_changes_it() 
     let out = daemon.cli(&["start", "held.service"]);
     assert!(out.status.success(), "{out:?}");
     let pid = daemon.wait_running("held.service");
-    assert_eq!(cmdline(pid), "/bin/sleep 1001");
+    assert_eq!(cmdline_once_exec(pid, "/bin/sleep 1001"), "/bin/sleep 1001");
 }
 
 #[test]
@@ -220,7 +217,7 @@ fn a_commit_to_a_local_repository_is_applied_without_sync() {
         || (daemon.status()["daemon"]["commit"] == commit).then_some(()),
     );
     let new = wait_new_pid(&daemon, "a.service", old);
-    assert_eq!(cmdline(new), "/bin/sleep 1001");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 1001"), "/bin/sleep 1001");
 }
 
 #[test]
@@ -232,7 +229,7 @@ fn a_force_push_to_an_older_history_is_applied() {
     repo.commit("second");
     let daemon = Daemon::start(repo.path(), &[]);
     let pid = daemon.wait_running("a.service");
-    assert_eq!(cmdline(pid), "/bin/sleep 1001");
+    assert_eq!(cmdline_once_exec(pid, "/bin/sleep 1001"), "/bin/sleep 1001");
 
     // Rewrite history: back to the first commit, then a new commit on top of it.
     repo.git(&["reset", "-q", "--hard", &first]);
@@ -240,7 +237,7 @@ fn a_force_push_to_an_older_history_is_applied() {
     let rewritten = repo.commit("rewritten second");
     sync_to(&daemon, &rewritten);
     let new = wait_new_pid(&daemon, "a.service", pid);
-    assert_eq!(cmdline(new), "/bin/sleep 1002");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 1002"), "/bin/sleep 1002");
 }
 
 #[test]
@@ -255,7 +252,11 @@ fn branch_flag_follows_a_non_default_branch() {
     repo.git(&["checkout", "-q", "main"]);
     let daemon = Daemon::start(repo.path(), &["--branch", "staging"]);
     let a = daemon.wait_running("a.service");
-    assert_eq!(cmdline(a), "/bin/sleep 1001", "runs staging's version");
+    assert_eq!(
+        cmdline_once_exec(a, "/bin/sleep 1001"),
+        "/bin/sleep 1001",
+        "runs staging's version"
+    );
     daemon.wait_running("staging-only.service");
     assert_eq!(daemon.status()["daemon"]["commit"], staging);
 
@@ -270,7 +271,7 @@ fn branch_flag_follows_a_non_default_branch() {
     let next = repo.commit("staging moves");
     sync_to(&daemon, &next);
     let new = wait_new_pid(&daemon, "a.service", a);
-    assert_eq!(cmdline(new), "/bin/sleep 1004");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 1004"), "/bin/sleep 1004");
 }
 
 #[test]
@@ -285,7 +286,7 @@ fn a_template_symlink_runs_an_instance_with_the_instance_name_expanded() {
     let daemon = Daemon::start(repo.path(), &[]);
     let pid = daemon.wait_running("worker@7.service");
     assert_eq!(
-        cmdline(pid),
+        cmdline_once_exec(pid, "sleep 1007"),
         "sleep 1007",
         "%i expanded to the instance name"
     );
@@ -345,7 +346,7 @@ fn a_deleted_branch_keeps_everything_running() {
     let tip = repo.git(&["rev-parse", "prod"]);
     sync_to(&daemon, &tip);
     let new = wait_new_pid(&daemon, "a.service", pid);
-    assert_eq!(cmdline(new), "/bin/sleep 1001");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 1001"), "/bin/sleep 1001");
     assert!(daemon.status()["daemon"]["source_error"].is_null());
 }
 
@@ -365,7 +366,7 @@ fn changing_a_template_restarts_its_instances_and_a_new_link_starts_only_its_ins
     let commit = repo.commit("instance 2");
     sync_to(&daemon, &commit);
     let two = daemon.wait_running("worker@2.service");
-    assert_eq!(cmdline(two), "sleep 1002");
+    assert_eq!(cmdline_once_exec(two, "sleep 1002"), "sleep 1002");
     assert_eq!(
         daemon.main_pid("worker@1.service"),
         Some(one),
@@ -379,11 +380,11 @@ fn changing_a_template_restarts_its_instances_and_a_new_link_starts_only_its_ins
     let commit = repo.commit("change the template");
     sync_to(&daemon, &commit);
     assert_eq!(
-        cmdline(wait_new_pid(&daemon, "worker@1.service", one)),
+        cmdline_once_exec(wait_new_pid(&daemon, "worker@1.service", one), "sleep 2001"),
         "sleep 2001"
     );
     assert_eq!(
-        cmdline(wait_new_pid(&daemon, "worker@2.service", two)),
+        cmdline_once_exec(wait_new_pid(&daemon, "worker@2.service", two), "sleep 2002"),
         "sleep 2002"
     );
 }
@@ -401,12 +402,16 @@ fn changing_an_environment_file_restarts_only_the_units_that_read_it() {
     let daemon = Daemon::start(repo.path(), &[]);
     let app = daemon.wait_running("app.service");
     let other = daemon.wait_running("other.service");
-    assert_eq!(cmdline(app), "sleep 1000");
+    assert_eq!(cmdline_once_exec(app, "sleep 1000"), "sleep 1000");
 
     repo.write("app.env", "SECS=1002\n");
     let commit = repo.commit("change app.env only");
     sync_to(&daemon, &commit);
     let new = wait_new_pid(&daemon, "app.service", app);
-    assert_eq!(cmdline(new), "sleep 1002", "the new file's values are used");
+    assert_eq!(
+        cmdline_once_exec(new, "sleep 1002"),
+        "sleep 1002",
+        "the new file's values are used"
+    );
     assert_eq!(daemon.main_pid("other.service"), Some(other));
 }

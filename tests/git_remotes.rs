@@ -10,19 +10,7 @@ use std::path::Path;
 
 use git_fixture::{GitFixture, HttpGitServer};
 use serde_json::Value;
-use support::{Daemon, WAIT, alive, service, wait_for};
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
+use support::{Daemon, WAIT, alive, cmdline_once_exec, service, wait_for};
 
 /// Syncs until the daemon reports `commit` as applied (a remote has no inotify fast path, so
 /// the sync is what applies it).
@@ -73,7 +61,7 @@ fn follows_a_remote_over_http_and_applies_a_new_commit_after_sync() {
     })["main_pid"]
         .as_i64()
         .unwrap_or_default() as i32;
-    assert_eq!(cmdline(new), "/bin/sleep 2000");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 2000"), "/bin/sleep 2000");
     assert_eq!(daemon.main_pid("b.service"), Some(b));
     assert!(source_error(&daemon).is_null());
 
@@ -139,7 +127,7 @@ fn an_unreachable_remote_keeps_everything_running_and_recovers() {
     })["main_pid"]
         .as_i64()
         .unwrap_or_default() as i32;
-    assert_eq!(cmdline(new), "/bin/sleep 2000");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 2000"), "/bin/sleep 2000");
     let log = daemon.log_text();
     assert_eq!(
         log.matches("is unreachable").count(),

@@ -7,19 +7,7 @@ mod support;
 mod git_fixture;
 
 use git_fixture::{GitFixture, ssh_signing_key};
-use support::{Daemon, WAIT, service, wait_for};
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
+use support::{Daemon, WAIT, cmdline_once_exec, service, wait_for};
 
 #[test]
 fn an_unsigned_tip_is_refused_and_a_signed_one_is_applied() {
@@ -72,7 +60,7 @@ fn an_unsigned_tip_is_refused_and_a_signed_one_is_applied() {
         "the last good stays applied"
     );
     assert_eq!(daemon.main_pid("a.service"), Some(pid));
-    assert_eq!(cmdline(pid), "/bin/sleep 1000");
+    assert_eq!(cmdline_once_exec(pid, "/bin/sleep 1000"), "/bin/sleep 1000");
 
     fx.write("a.service", &service("/bin/sleep 3000", ""));
     let signed2 = fx.commit_signed(&key, "signed change");
@@ -84,7 +72,7 @@ fn an_unsigned_tip_is_refused_and_a_signed_one_is_applied() {
         u["sub_state"] == "running" && u["main_pid"].is_i64() && u["main_pid"] != pid
     });
     let new = unit["main_pid"].as_i64().unwrap_or_default() as i32;
-    assert_eq!(cmdline(new), "/bin/sleep 3000");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 3000"), "/bin/sleep 3000");
     assert!(daemon.status()["daemon"]["source_error"].is_null());
 }
 
@@ -143,5 +131,5 @@ fn a_tip_signed_by_an_unknown_key_is_applied_once_that_key_is_allowed() {
         u["sub_state"] == "running" && u["main_pid"].is_i64() && u["main_pid"] != pid
     });
     let new = unit["main_pid"].as_i64().unwrap_or_default() as i32;
-    assert_eq!(cmdline(new), "/bin/sleep 2000");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 2000"), "/bin/sleep 2000");
 }
