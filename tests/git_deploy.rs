@@ -415,3 +415,28 @@ fn changing_an_environment_file_restarts_only_the_units_that_read_it() {
     );
     assert_eq!(daemon.main_pid("other.service"), Some(other));
 }
+
+#[test]
+fn a_commit_without_the_units_directory_keeps_the_last_good_units_running() {
+    let repo = Repo::new();
+    repo.write("units/a.service", &service("/bin/sleep 1000", ""));
+    let good = repo.commit("units in units/");
+    let daemon = Daemon::start(repo.path(), &["--units-dir", "units"]);
+    let pid = daemon.wait_running("a.service");
+
+    repo.git(&["mv", "units", "services"]);
+    let moved = repo.commit("move the units away");
+    daemon.sync();
+    let error = wait_for("status to report the missing units directory", WAIT, || {
+        daemon.status()["daemon"]["source_error"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(
+        error.contains("units") && error.contains(&moved[..10]),
+        "{error}"
+    );
+    assert_eq!(daemon.status()["daemon"]["commit"], good);
+    assert_eq!(daemon.main_pid("a.service"), Some(pid));
+    assert!(alive(pid));
+}
