@@ -440,3 +440,36 @@ fn a_commit_without_the_units_directory_keeps_the_last_good_units_running() {
     assert_eq!(daemon.main_pid("a.service"), Some(pid));
     assert!(alive(pid));
 }
+
+#[test]
+fn a_new_unit_that_fails_to_load_starts_once_it_is_fixed() {
+    let repo = Repo::new();
+    repo.write("good.service", &service("/bin/sleep 1000", ""));
+    repo.commit("one unit");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let good = daemon.wait_running("good.service");
+
+    repo.write(
+        "new.service",
+        "[Service]\nExecStart=/bin/sleep 1001\nnonsense\n",
+    );
+    let bad = repo.commit("add a broken unit");
+    sync_to(&daemon, &bad);
+    let unit = daemon.wait_unit("new.service", "shown with its error", |u| {
+        u["error"].is_string()
+    });
+    let error = unit["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("new.service:3:") && error.contains(&bad[..10]),
+        "{error}"
+    );
+    assert!(unit["main_pid"].is_null());
+
+    repo.write("new.service", &service("/bin/sleep 1001", ""));
+    let fixed = repo.commit("fix the new unit");
+    sync_to(&daemon, &fixed);
+    let pid = daemon.wait_running("new.service");
+    assert_eq!(cmdline_once_exec(pid, "/bin/sleep 1001"), "/bin/sleep 1001");
+    assert!(daemon.unit("new.service")["error"].is_null());
+    assert_eq!(daemon.main_pid("good.service"), Some(good));
+}
