@@ -151,3 +151,33 @@ fn follows_a_file_url_remote() {
     daemon.wait_running("b.service");
     assert_eq!(daemon.main_pid("a.service"), Some(a));
 }
+
+#[test]
+fn a_remote_unreachable_at_start_up_is_retried_until_it_answers() {
+    let fx = GitFixture::new();
+    fx.write("a.service", &service("/bin/sleep 1000", ""));
+    let first = fx.commit("one unit");
+    // Learn a free port, then stop the server: the daemon starts with nothing to fetch.
+    let server = HttpGitServer::start(fx.dir.path());
+    let (port, url) = (server.port, server.url("remote.git"));
+    drop(server);
+    let mut daemon = Daemon::start(Path::new(&url), &[]);
+    let status = daemon.status();
+    assert!(
+        status["daemon"]["source_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable")),
+        "{status:#}"
+    );
+    assert!(status["daemon"]["commit"].is_null());
+    let child = daemon.child.as_mut().expect("daemon child");
+    assert!(
+        matches!(child.try_wait(), Ok(None)),
+        "the daemon keeps running"
+    );
+
+    let _server = HttpGitServer::start_on(fx.dir.path(), port);
+    sync_to(&daemon, &first);
+    daemon.wait_running("a.service");
+    assert!(source_error(&daemon).is_null());
+}
