@@ -550,7 +550,7 @@ impl Supervisor {
     // ----- children -----
 
     fn reap(&mut self) {
-        for (pid, info) in crate::runtime::reap::reap_all() {
+        for (pid, info) in super::reaper::reap(&self.pids) {
             let status = if let Some(sig) = info.signal {
                 ExitStatus::Signaled {
                     signal: sig,
