@@ -96,6 +96,8 @@ mod tests {
         let mut foreign = std::process::Command::new("/bin/true")
             .spawn()
             .expect("spawn /bin/true");
+        // Reaped by `reap` below, not by `wait()`.
+        #[allow(clippy::zombie_processes)]
         let known_child = std::process::Command::new("/bin/true")
             .spawn()
             .expect("spawn /bin/true");
