@@ -1145,18 +1145,6 @@ impl Supervisor {
 
     fn finish_shutdown(mut self) -> i32 {
         self.reap();
-        if !self.settings.keep_services {
-            // Leave no empty cgroups behind (each state directory has a root of its own);
-            // a cgroup that still holds a process is not removed (rmdir refuses).
-            for m in self.units.values() {
-                if let Some(cgroup) = m.tracker.cgroup() {
-                    let _ = cgroup.remove();
-                }
-            }
-            if let Some(root) = &self.cgroups {
-                let _ = root.remove();
-            }
-        }
         self.writer.submit(self.persisted());
         for w in self.waiters.drain(..) {
             let _ = w.reply.send(Reply::error(1, "the daemon shut down"));
