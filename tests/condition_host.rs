@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Daemon, Repo, service};
+use support::{Daemon, Repo, WAIT, alive, service, wait_for};
 
 #[test]
 fn condition_host_selects_units_by_the_given_hostname() {
@@ -41,4 +41,33 @@ fn condition_host_selects_units_by_the_given_hostname() {
     let out = daemon.cli(&["status", "--json", "elsewhere.service"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"condition\""), "{text}");
+}
+
+#[test]
+fn a_commit_that_moves_a_running_unit_to_another_host_stops_it() {
+    let repo = Repo::new();
+    repo.write(
+        "app.service",
+        "[Unit]\nConditionHost=web-*\n\n[Service]\nExecStart=/bin/sleep 1000\n",
+    );
+    repo.commit("app runs on web hosts");
+    let daemon = Daemon::start(repo.path(), &["--hostname", "web-7"]);
+    let pid = daemon.wait_running("app.service");
+
+    repo.write(
+        "app.service",
+        "[Unit]\nConditionHost=db-*\n\n[Service]\nExecStart=/bin/sleep 1000\n",
+    );
+    let commit = repo.commit("app moves to db hosts");
+    daemon.sync();
+    wait_for("the commit to be applied", WAIT, || {
+        (daemon.status()["daemon"]["commit"] == commit).then_some(())
+    });
+    let unit = daemon.wait_unit("app.service", "stopped by its condition", |u| {
+        u["sub_state"] == "condition"
+    });
+    assert!(unit["main_pid"].is_null(), "{unit:#}");
+    wait_for("the old process to exit", WAIT, || {
+        (!alive(pid)).then_some(())
+    });
 }

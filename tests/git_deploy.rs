@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Daemon, Repo, WAIT, alive, service, wait_for};
+use support::{Daemon, Repo, WAIT, alive, cmdline_once_exec, service, wait_for};
 
 /// The command line of a process, arguments joined by spaces.
 fn cmdline(pid: i32) -> String {
@@ -76,7 +76,11 @@ fn a_commit_changing_one_of_five_units_restarts_only_that_one() {
     let commit = repo.commit("change c only");
     sync_to(&daemon, &commit);
     let c = wait_new_pid(&daemon, "c.service", before[2]);
-    assert_eq!(cmdline(c), "/bin/sleep 2002", "c runs its new command");
+    assert_eq!(
+        cmdline_once_exec(c, "/bin/sleep 2002"),
+        "/bin/sleep 2002",
+        "c runs its new command"
+    );
     assert!(!alive(before[2]), "c's old process was stopped");
     for (i, n) in names.iter().enumerate() {
         if *n == "c" {
@@ -107,7 +111,7 @@ fn an_added_unit_starts_and_a_removed_unit_stops_and_disappears() {
     let commit = repo.commit("replace old by new");
     sync_to(&daemon, &commit);
     let new = daemon.wait_running("new.service");
-    assert_eq!(cmdline(new), "/bin/sleep 1002");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 1002"), "/bin/sleep 1002");
     wait_for("old.service to disappear from status", WAIT, || {
         daemon.unit("old.service").is_null().then_some(())
     });
@@ -161,7 +165,11 @@ fn a_broken_unit_keeps_its_old_version_running_until_it_is_fixed() {
     let fixed = repo.commit("fix web");
     sync_to(&daemon, &fixed);
     let new = wait_new_pid(&daemon, "web.service", web);
-    assert_eq!(cmdline(new), "/bin/sleep 3001", "the fixed content runs");
+    assert_eq!(
+        cmdline_once_exec(new, "/bin/sleep 3001"),
+        "/bin/sleep 3001",
+        "the fixed content runs"
+    );
     let unit = daemon.wait_unit("web.service", "without error", |u| u["error"].is_null());
     assert_eq!(unit["commit"], fixed);
     assert_eq!(daemon.main_pid("other.service"), Some(other));
@@ -193,7 +201,7 @@ fn a_unit_stopped_by_the_operator_stays_stopped_across_a_sync_that_changes_it() 
     let out = daemon.cli(&["start", "held.service"]);
     assert!(out.status.success(), "{out:?}");
     let pid = daemon.wait_running("held.service");
-    assert_eq!(cmdline(pid), "/bin/sleep 1001");
+    assert_eq!(cmdline_once_exec(pid, "/bin/sleep 1001"), "/bin/sleep 1001");
 }
 
 #[test]
@@ -220,7 +228,7 @@ fn a_commit_to_a_local_repository_is_applied_without_sync() {
         || (daemon.status()["daemon"]["commit"] == commit).then_some(()),
     );
     let new = wait_new_pid(&daemon, "a.service", old);
-    assert_eq!(cmdline(new), "/bin/sleep 1001");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 1001"), "/bin/sleep 1001");
 }
 
 #[test]
@@ -263,7 +271,11 @@ fn branch_flag_follows_a_non_default_branch() {
     repo.git(&["checkout", "-q", "main"]);
     let daemon = Daemon::start(repo.path(), &["--branch", "staging"]);
     let a = daemon.wait_running("a.service");
-    assert_eq!(cmdline(a), "/bin/sleep 1001", "runs staging's version");
+    assert_eq!(
+        cmdline_once_exec(a, "/bin/sleep 1001"),
+        "/bin/sleep 1001",
+        "runs staging's version"
+    );
     daemon.wait_running("staging-only.service");
     assert_eq!(daemon.status()["daemon"]["commit"], staging);
 
@@ -278,7 +290,7 @@ fn branch_flag_follows_a_non_default_branch() {
     let next = repo.commit("staging moves");
     sync_to(&daemon, &next);
     let new = wait_new_pid(&daemon, "a.service", a);
-    assert_eq!(cmdline(new), "/bin/sleep 1004");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 1004"), "/bin/sleep 1004");
 }
 
 #[test]
@@ -413,4 +425,62 @@ fn changing_an_environment_file_restarts_only_the_units_that_read_it() {
         "the new file's values are used"
     );
     assert_eq!(daemon.main_pid("other.service"), Some(other));
+}
+
+#[test]
+fn a_commit_without_the_units_directory_keeps_the_last_good_units_running() {
+    let repo = Repo::new();
+    repo.write("units/a.service", &service("/bin/sleep 1000", ""));
+    let good = repo.commit("units in units/");
+    let daemon = Daemon::start(repo.path(), &["--units-dir", "units"]);
+    let pid = daemon.wait_running("a.service");
+
+    repo.git(&["mv", "units", "services"]);
+    let moved = repo.commit("move the units away");
+    daemon.sync();
+    let error = wait_for("status to report the missing units directory", WAIT, || {
+        daemon.status()["daemon"]["source_error"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(
+        error.contains("units") && error.contains(&moved[..10]),
+        "{error}"
+    );
+    assert_eq!(daemon.status()["daemon"]["commit"], good);
+    assert_eq!(daemon.main_pid("a.service"), Some(pid));
+    assert!(alive(pid));
+}
+
+#[test]
+fn a_new_unit_that_fails_to_load_starts_once_it_is_fixed() {
+    let repo = Repo::new();
+    repo.write("good.service", &service("/bin/sleep 1000", ""));
+    repo.commit("one unit");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let good = daemon.wait_running("good.service");
+
+    repo.write(
+        "new.service",
+        "[Service]\nExecStart=/bin/sleep 1001\nnonsense\n",
+    );
+    let bad = repo.commit("add a broken unit");
+    sync_to(&daemon, &bad);
+    let unit = daemon.wait_unit("new.service", "shown with its error", |u| {
+        u["error"].is_string()
+    });
+    let error = unit["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("new.service:3:") && error.contains(&bad[..10]),
+        "{error}"
+    );
+    assert!(unit["main_pid"].is_null());
+
+    repo.write("new.service", &service("/bin/sleep 1001", ""));
+    let fixed = repo.commit("fix the new unit");
+    sync_to(&daemon, &fixed);
+    let pid = daemon.wait_running("new.service");
+    assert_eq!(cmdline_once_exec(pid, "/bin/sleep 1001"), "/bin/sleep 1001");
+    assert!(daemon.unit("new.service")["error"].is_null());
+    assert_eq!(daemon.main_pid("good.service"), Some(good));
 }

@@ -10,19 +10,7 @@ use std::path::Path;
 
 use git_fixture::{GitFixture, HttpGitServer};
 use serde_json::Value;
-use support::{Daemon, WAIT, alive, service, wait_for};
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
+use support::{Daemon, WAIT, alive, cmdline_once_exec, service, wait_for};
 
 /// Syncs until the daemon reports `commit` as applied (a remote has no inotify fast path, so
 /// the sync is what applies it).
@@ -73,7 +61,7 @@ fn follows_a_remote_over_http_and_applies_a_new_commit_after_sync() {
     })["main_pid"]
         .as_i64()
         .unwrap_or_default() as i32;
-    assert_eq!(cmdline(new), "/bin/sleep 2000");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 2000"), "/bin/sleep 2000");
     assert_eq!(daemon.main_pid("b.service"), Some(b));
     assert!(source_error(&daemon).is_null());
 
@@ -139,7 +127,7 @@ fn an_unreachable_remote_keeps_everything_running_and_recovers() {
     })["main_pid"]
         .as_i64()
         .unwrap_or_default() as i32;
-    assert_eq!(cmdline(new), "/bin/sleep 2000");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 2000"), "/bin/sleep 2000");
     let log = daemon.log_text();
     assert_eq!(
         log.matches("is unreachable").count(),
@@ -162,4 +150,34 @@ fn follows_a_file_url_remote() {
     sync_to(&daemon, &second);
     daemon.wait_running("b.service");
     assert_eq!(daemon.main_pid("a.service"), Some(a));
+}
+
+#[test]
+fn a_remote_unreachable_at_start_up_is_retried_until_it_answers() {
+    let fx = GitFixture::new();
+    fx.write("a.service", &service("/bin/sleep 1000", ""));
+    let first = fx.commit("one unit");
+    // Learn a free port, then stop the server: the daemon starts with nothing to fetch.
+    let server = HttpGitServer::start(fx.dir.path());
+    let (port, url) = (server.port, server.url("remote.git"));
+    drop(server);
+    let mut daemon = Daemon::start(Path::new(&url), &[]);
+    let status = daemon.status();
+    assert!(
+        status["daemon"]["source_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable")),
+        "{status:#}"
+    );
+    assert!(status["daemon"]["commit"].is_null());
+    let child = daemon.child.as_mut().expect("daemon child");
+    assert!(
+        matches!(child.try_wait(), Ok(None)),
+        "the daemon keeps running"
+    );
+
+    let _server = HttpGitServer::start_on(fx.dir.path(), port);
+    sync_to(&daemon, &first);
+    daemon.wait_running("a.service");
+    assert!(source_error(&daemon).is_null());
 }

@@ -3,19 +3,7 @@
 
 mod support;
 
-use support::{Daemon, Repo, WAIT, alive, service, wait_for};
-
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
+use support::{Daemon, Repo, WAIT, alive, cmdline_once_exec, service, wait_for};
 
 fn sync_to(daemon: &Daemon, commit: &str) {
     daemon.sync();
@@ -54,7 +42,7 @@ fn assert_rolled_back(daemon: &Daemon, good: &str, bad: &str, old_pid: i32) {
     });
     let pid = unit["main_pid"].as_i64().unwrap_or_default() as i32;
     assert_eq!(
-        cmdline(pid),
+        cmdline_once_exec(pid, "/bin/sleep 1000"),
         "/bin/sleep 1000",
         "the last good command runs"
     );
@@ -95,7 +83,7 @@ fn a_changed_unit_that_exits_at_once_is_rolled_back() {
         u["commit"] == fixed && u["sub_state"] == "running" && u["main_pid"].is_i64()
     });
     let pid = unit["main_pid"].as_i64().unwrap_or_default() as i32;
-    assert_eq!(cmdline(pid), "/bin/sleep 1002");
+    assert_eq!(cmdline_once_exec(pid, "/bin/sleep 1002"), "/bin/sleep 1002");
     daemon.wait_unit("app.service", "without a failed commit", |u| {
         u["failed_commit"].is_null()
     });

@@ -7,18 +7,24 @@ mod support;
 mod git_fixture;
 
 use git_fixture::{GitFixture, ssh_signing_key};
-use support::{Daemon, WAIT, service, wait_for};
+use support::{Daemon, WAIT, cmdline_once_exec, service};
 
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
+/// Waits for `f` with the daemon's status and log in the failure message.
+fn wait_for<T>(daemon: &Daemon, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!(
+                "timed out after {WAIT:?} waiting for {what}; status: {:#}\nlog:\n{}",
+                daemon.status(),
+                daemon.log_text()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 #[test]
@@ -52,7 +58,7 @@ fn an_unsigned_tip_is_refused_and_a_signed_one_is_applied() {
     fx.write("a.service", &service("/bin/sleep 2000", ""));
     let unsigned = fx.commit("unsigned change");
     daemon.sync();
-    let error = wait_for("status to say why the tip is refused", WAIT, || {
+    let error = wait_for(&daemon, "status to say why the tip is refused", || {
         let status = daemon.status();
         status["daemon"]["source_error"]
             .as_str()
@@ -72,19 +78,19 @@ fn an_unsigned_tip_is_refused_and_a_signed_one_is_applied() {
         "the last good stays applied"
     );
     assert_eq!(daemon.main_pid("a.service"), Some(pid));
-    assert_eq!(cmdline(pid), "/bin/sleep 1000");
+    assert_eq!(cmdline_once_exec(pid, "/bin/sleep 1000"), "/bin/sleep 1000");
 
     fx.write("a.service", &service("/bin/sleep 3000", ""));
     let signed2 = fx.commit_signed(&key, "signed change");
     daemon.sync();
-    wait_for("the signed tip to be applied", WAIT, || {
+    wait_for(&daemon, "the signed tip to be applied", || {
         (daemon.status()["daemon"]["commit"] == signed2).then_some(())
     });
     let unit = daemon.wait_unit("a.service", "restarted with the signed version", |u| {
         u["sub_state"] == "running" && u["main_pid"].is_i64() && u["main_pid"] != pid
     });
     let new = unit["main_pid"].as_i64().unwrap_or_default() as i32;
-    assert_eq!(cmdline(new), "/bin/sleep 3000");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 3000"), "/bin/sleep 3000");
     assert!(daemon.status()["daemon"]["source_error"].is_null());
 }
 
@@ -118,7 +124,7 @@ fn a_tip_signed_by_an_unknown_key_is_applied_once_that_key_is_allowed() {
     fx.write("a.service", &service("/bin/sleep 2000", ""));
     let by_dev = fx.commit_signed(&dev, "signed by dev, not yet allowed");
     daemon.sync();
-    wait_for("the dev-signed tip to be refused", WAIT, || {
+    wait_for(&daemon, "the dev-signed tip to be refused", || {
         daemon.status()["daemon"]["source_error"]
             .as_str()
             .filter(|e| e.contains(&by_dev[..10]))
@@ -136,12 +142,12 @@ fn a_tip_signed_by_an_unknown_key_is_applied_once_that_key_is_allowed() {
     )
     .expect("rewrite allowed signers");
     daemon.sync();
-    wait_for("the re-verified tip to be applied", WAIT, || {
+    wait_for(&daemon, "the re-verified tip to be applied", || {
         (daemon.status()["daemon"]["commit"] == by_dev).then_some(())
     });
     let unit = daemon.wait_unit("a.service", "restarted", |u| {
         u["sub_state"] == "running" && u["main_pid"].is_i64() && u["main_pid"] != pid
     });
     let new = unit["main_pid"].as_i64().unwrap_or_default() as i32;
-    assert_eq!(cmdline(new), "/bin/sleep 2000");
+    assert_eq!(cmdline_once_exec(new, "/bin/sleep 2000"), "/bin/sleep 2000");
 }

@@ -60,7 +60,9 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
         if units.get(name).is_some_and(|m| m.service.is_none()) {
             // It never loaded, so nothing runs: forget it now (the loop's "forget once
             // stopped" only sees units with a service).
-            units.remove(name);
+            if let Some(cgroup) = units.remove(name).as_ref().and_then(|m| m.tracker.cgroup()) {
+                let _ = cgroup.remove();
+            }
             continue;
         }
         if let Some(m) = units.get_mut(name) {

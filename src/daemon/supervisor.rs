@@ -481,6 +481,9 @@ impl Supervisor {
             )
         {
             tracing::info!("{name}: removed from the repository and stopped; forgotten");
+            if let Some(cgroup) = m.tracker.cgroup() {
+                let _ = cgroup.remove(); // empty now; rmdir refuses otherwise
+            }
             self.units.remove(name);
             self.pids.retain(|_, unit| unit != name);
             self.dirty = true;
@@ -553,7 +556,7 @@ impl Supervisor {
     // ----- children -----
 
     fn reap(&mut self) {
-        for (pid, info) in crate::runtime::reap::reap_all() {
+        for (pid, info) in super::reaper::reap(&self.pids) {
             let status = if let Some(sig) = info.signal {
                 ExitStatus::Signaled {
                     signal: sig,
@@ -1247,7 +1250,20 @@ impl Supervisor {
     }
 
     pub(super) fn request_restart(&mut self, name: &str) {
-        if self.is_running(name) {
+        let blocked = self
+            .units
+            .get(name)
+            .and_then(|m| m.service.as_ref())
+            .and_then(|svc| check_conditions(svc.unit(), &self.settings.hostname).err());
+        if let (Some(why), true) = (blocked, self.is_running(name)) {
+            // The new version is not for this host: stop it rather than restart it (a
+            // restart inside the state machine would skip the condition check).
+            tracing::info!("{name}: new version's start condition not met, stopping: {why}");
+            if let Some(m) = self.units.get_mut(name) {
+                m.condition_failed = Some(why);
+            }
+            self.request_stop(name);
+        } else if self.is_running(name) {
             self.feed(name, Event::Restart);
         } else {
             self.queue_start(name);

@@ -319,6 +319,33 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// The command line of a process, arguments joined by spaces ("" when it is gone).
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (up to [`WAIT`]) for `pid` to run `expected` and returns its command line, which
+/// differs from `expected` only on timeout. A `Type=simple` service counts as running once
+/// forked, so right after a (re)start its exec may not have happened yet.
+pub fn cmdline_once_exec(pid: i32, expected: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = cmdline(pid);
+        if seen == expected || Instant::now() >= deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// SIGKILLs every process in the session `pid` belongs to (services run in their own
 /// session), and `pid` itself.
 pub fn kill_session_of(pid: i32) {
