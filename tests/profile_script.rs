@@ -161,7 +161,9 @@ fn children_are_summed_over_the_process_tree() {
 
 #[test]
 fn a_process_exiting_mid_run_gives_the_partial_summary_and_exit_1() {
-    let child = spawn(Command::new("sleep").arg("0.6"));
+    // Long enough that the script (a Python start-up on a loaded machine) samples it at
+    // least once, short enough to end well inside --duration.
+    let child = spawn(Command::new("sleep").arg("3"));
     let pid = child.0.id().to_string();
     let started = Instant::now();
     let out = run_script(&[

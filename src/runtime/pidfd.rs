@@ -164,13 +164,8 @@ fn watch_loop(wake_fd: OwnedFd, cmds: Receiver<Cmd>, exits: Sender<i32>) {
             tracing::error!("pidfd watcher: poll failed: {}", io::Error::last_os_error());
             return;
         }
-        for (i, p) in fds.iter().enumerate().skip(1) {
-            if p.revents != 0 {
-                let pid = pids[i - 1];
-                watched.remove(&pid);
-                let _ = exits.send(pid);
-            }
-        }
+        // Commands first: an `unwatch` sent before the process died must win over its exit,
+        // which this same poll may report.
         if fds[0].revents != 0 {
             drain(&wake_fd);
             loop {
@@ -184,6 +179,12 @@ fn watch_loop(wake_fd: OwnedFd, cmds: Receiver<Cmd>, exits: Sender<i32>) {
                     Err(crossbeam_channel::TryRecvError::Empty) => break,
                     Err(crossbeam_channel::TryRecvError::Disconnected) => return,
                 }
+            }
+        }
+        for (i, p) in fds.iter().enumerate().skip(1) {
+            let pid = pids[i - 1];
+            if p.revents != 0 && watched.remove(&pid).is_some() {
+                let _ = exits.send(pid);
             }
         }
     }
