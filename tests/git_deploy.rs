@@ -6,20 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Daemon, Repo, WAIT, alive, cmdline_once_exec, service, wait_for};
-
-/// The command line of a process, arguments joined by spaces.
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
+use support::{Daemon, Repo, WAIT, alive, cmdline, cmdline_once_exec, service, wait_for};
 
 /// Asks the daemon to check now, then waits until it reports `commit` as applied (the
 /// inotify fast path may have applied it already, so the sync's own summary is not enough).
