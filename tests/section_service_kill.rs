@@ -3,46 +3,9 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
-use support::{Daemon, Repo, WAIT, alive, service, wait_for};
-
-/// SIGKILLs the given pids when dropped (processes a test deliberately leaves running).
-struct KillOnDrop(Vec<i32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-/// Writes an executable shell script into the repository's directory.
-fn script(repo: &Repo, name: &str, body: &str) -> String {
-    let path = repo.path().join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    let mut perms = std::fs::metadata(&path).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&path, perms).expect("chmod");
-    path.display().to_string()
-}
-
-/// The pids listed in `file`, once it has `n` lines.
-fn pids_in(file: &Path, n: usize) -> Vec<i32> {
-    wait_for(&format!("{n} pids in {}", file.display()), WAIT, || {
-        let pids: Vec<i32> = std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
-        (pids.len() >= n).then_some(pids)
-    })
-}
+use support::{Daemon, KillPids, Repo, WAIT, alive, pids_in, script, service, wait_for};
 
 /// Whether `pid` ignores SIGTERM (its SigIgn mask in /proc).
 fn ignores_sigterm(pid: i32) -> bool {
@@ -124,7 +87,7 @@ exec sleep 1000"#,
     let daemon = Daemon::start(repo.path(), &[]);
     let main = daemon.wait_running("tree.service");
     let all = pids_in(&pids, 4);
-    let _guard = KillOnDrop(all.clone());
+    let _guard = KillPids(all.clone());
     assert!(all.contains(&main), "main {main} not in {all:?}");
     for &pid in &all {
         assert!(alive(pid), "{pid} of {all:?} is not running");
@@ -159,7 +122,7 @@ fn kill_mode_process_leaves_the_child_alive() {
     let daemon = Daemon::start(repo.path(), &[]);
     let main = daemon.wait_running("parent.service");
     let all = pids_in(&pids, 2);
-    let _guard = KillOnDrop(all.clone());
+    let _guard = KillPids(all.clone());
     let child = all[0];
     assert_eq!(all[1], main);
     let out = daemon.cli(&["stop", "parent.service"]);
@@ -268,7 +231,7 @@ fn lingering_child_is_killed(mode: &str) {
     let daemon = Daemon::start(repo.path(), &[]);
     let main = daemon.wait_running("linger.service");
     let all = pids_in(&pids, 2);
-    let _guard = KillOnDrop(all.clone());
+    let _guard = KillPids(all.clone());
     let child = *all.iter().find(|&&p| p != main).expect("child pid");
     wait_for("the child to ignore SIGTERM", WAIT, || {
         ignores_sigterm(child).then_some(())
@@ -328,7 +291,7 @@ fn a_service_adopted_after_a_daemon_restart_is_stopped_with_its_children() {
     let mut daemon = Daemon::start(repo.path(), &[]);
     let main = daemon.wait_running("adoptee.service");
     let all = pids_in(&pids, 2);
-    let _guard = KillOnDrop(all.clone());
+    let _guard = KillPids(all.clone());
     // Once the state file knows the main pid, the daemon dies; its services run on; the
     // next daemon adopts them.
     let state = daemon.state.path().join("state.json");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gitproc::control::client;
 use gitproc::control::protocol::Verb;
 use serde_json::Value;
-use support::{Repo, WAIT, alive, kill_session_of, service, wait_for};
+use support::{KillPids, Repo, WAIT, alive, kill_session_of, pids_in, script, service, wait_for};
 
 /// Mount points of cgroup2 filesystems.
 fn cgroup2_mounts() -> Vec<String> {
@@ -179,40 +179,6 @@ impl Drop for PlainDaemon {
     }
 }
 
-/// SIGKILLs the given pids when dropped.
-struct KillOnDrop(Vec<i32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-fn script(repo: &Repo, name: &str, body: &str) -> String {
-    let path = repo.path().join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    let mut perms = std::fs::metadata(&path).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&path, perms).expect("chmod");
-    path.display().to_string()
-}
-
-fn pids_in(file: &Path, n: usize) -> Vec<i32> {
-    wait_for(&format!("{n} pids in {}", file.display()), WAIT, || {
-        let pids: Vec<i32> = std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
-        (pids.len() >= n).then_some(pids)
-    })
-}
-
 fn all_gone(all: &[i32]) {
     wait_for(
         &format!("every process of the service ({all:?}) to be gone"),
@@ -250,7 +216,7 @@ fn control_group_stop_kills_children_and_a_sigterm_ignoring_one() {
     let mut daemon = PlainDaemon::start(repo.path());
     daemon.wait_running("tree.service");
     let all = pids_in(&pids, 3);
-    let _guard = KillOnDrop(all.clone());
+    let _guard = KillPids(all.clone());
     daemon.stop("tree.service");
     all_gone(&all);
 }
@@ -281,7 +247,7 @@ fn a_forking_daemon_in_its_own_session_is_stopped() {
     repo.commit("Type=forking");
     let mut daemon = PlainDaemon::start(repo.path());
     let main = daemon.wait_running("forker.service");
-    let _guard = KillOnDrop(vec![main]);
+    let _guard = KillPids(vec![main]);
     daemon.stop("forker.service");
     let unit = daemon.wait_unit("forker.service", "stopped", |u| {
         u["active_state"] == "inactive" || u["active_state"] == "failed"
@@ -308,7 +274,7 @@ fn an_adopted_service_is_stopped_with_its_children() {
     let mut daemon = PlainDaemon::start(repo.path());
     let main = daemon.wait_running("adoptee.service");
     let all = pids_in(&pids, 2);
-    let _guard = KillOnDrop(all.clone());
+    let _guard = KillPids(all.clone());
     let state = daemon.state.path().join("state.json");
     wait_for("state.json to record the main pid", WAIT, || {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;

@@ -8,17 +8,7 @@ use std::path::Path;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{Daemon, Repo, WAIT, alive, service, wait_for};
-
-/// Writes an executable script into the repository's directory; returns its path.
-fn script(repo: &Repo, name: &str, text: &str) -> String {
-    let path = repo.path().join(name);
-    std::fs::write(&path, text).expect("write script");
-    let mut perms = std::fs::metadata(&path).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&path, perms).expect("chmod");
-    path.display().to_string()
-}
+use support::{Daemon, Repo, WAIT, alive, script, service, wait_for};
 
 fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()

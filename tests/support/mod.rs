@@ -472,3 +472,45 @@ impl Daemon {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
+
+/// SIGKILLs the given pids when dropped (processes a test deliberately leaves running).
+pub struct KillPids(pub Vec<i32>);
+
+impl Drop for KillPids {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Writes an executable shell script into the repository's directory (a `#!/bin/sh` line is
+/// added unless `body` has its own) and returns its path.
+pub fn script(repo: &Repo, name: &str, body: &str) -> String {
+    let path = repo.path().join(name);
+    let text = if body.starts_with("#!") {
+        body.to_string()
+    } else {
+        format!("#!/bin/sh\n{body}\n")
+    };
+    std::fs::write(&path, text).expect("write script");
+    let mut perms = std::fs::metadata(&path).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).expect("chmod");
+    path.display().to_string()
+}
+
+/// The pids listed one per line in `file`, once it has at least `n`.
+pub fn pids_in(file: &Path, n: usize) -> Vec<i32> {
+    wait_for(&format!("{n} pids in {}", file.display()), WAIT, || {
+        let pids: Vec<i32> = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        (pids.len() >= n).then_some(pids)
+    })
+}
