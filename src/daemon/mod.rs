@@ -114,6 +114,16 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
 
     crate::runtime::reap::set_child_subreaper().context("PR_SET_CHILD_SUBREAPER")?;
 
+    // One malloc arena for the whole daemon: glibc gives each thread that allocates its own
+    // arena (control, logs, state, source...), and memory freed there (e.g. a `status`
+    // reply for 500 units) stays mapped. The threads rarely allocate at the same time, so
+    // the lock costs nothing measurable; PSS with 500 services: 16.9 -> 15.4 MiB.
+    // SAFETY: mallopt only sets an allocator parameter.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+
     let mut ctx = crate::unit::SpecifierContext::detect();
     if let Some(hostname) = &config.hostname {
         ctx.hostname = hostname.clone();
