@@ -5,23 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use support::{Daemon, Repo, WAIT, alive, cmdline, cmdline_once_exec, service, wait_for};
-
-/// Asks the daemon to check now, then waits until it reports `commit` as applied (the
-/// inotify fast path may have applied it already, so the sync's own summary is not enough).
-fn sync_to(daemon: &Daemon, commit: &str) -> Value {
-    let summary = daemon.sync();
-    wait_for(
-        &format!("the daemon to apply commit {commit}"),
-        WAIT,
-        || {
-            let status = daemon.status();
-            (status["daemon"]["commit"] == commit).then_some(())
-        },
-    );
-    summary
-}
 
 /// Waits until `name` runs with a main pid other than `old`; returns the new pid.
 fn wait_new_pid(daemon: &Daemon, name: &str, old: i32) -> i32 {
@@ -61,7 +45,7 @@ fn a_commit_changing_one_of_five_units_restarts_only_that_one() {
 
     repo.write("c.service", &service("/bin/sleep 2002", ""));
     let commit = repo.commit("change c only");
-    sync_to(&daemon, &commit);
+    daemon.sync_to(&commit);
     let c = wait_new_pid(&daemon, "c.service", before[2]);
     assert_eq!(
         cmdline_once_exec(c, "/bin/sleep 2002"),
@@ -96,7 +80,7 @@ fn an_added_unit_starts_and_a_removed_unit_stops_and_disappears() {
     repo.remove("old.service");
     repo.write("new.service", &service("/bin/sleep 1002", ""));
     let commit = repo.commit("replace old by new");
-    sync_to(&daemon, &commit);
+    daemon.sync_to(&commit);
     let new = daemon.wait_running("new.service");
     assert_eq!(cmdline_once_exec(new, "/bin/sleep 1002"), "/bin/sleep 1002");
     wait_for("old.service to disappear from status", WAIT, || {
@@ -124,7 +108,7 @@ fn a_broken_unit_keeps_its_old_version_running_until_it_is_fixed() {
         "[Unit]\nDescription=test unit\n\n[Service]\nExecStart=/bin/sleep 3000\nthis line is broken\n",
     );
     let bad = repo.commit("break web");
-    sync_to(&daemon, &bad);
+    daemon.sync_to(&bad);
     let unit = daemon.wait_unit("web.service", "showing its load error", |u| {
         u["error"].is_string()
     });
@@ -150,7 +134,7 @@ fn a_broken_unit_keeps_its_old_version_running_until_it_is_fixed() {
 
     repo.write("web.service", &service("/bin/sleep 3001", ""));
     let fixed = repo.commit("fix web");
-    sync_to(&daemon, &fixed);
+    daemon.sync_to(&fixed);
     let new = wait_new_pid(&daemon, "web.service", web);
     assert_eq!(
         cmdline_once_exec(new, "/bin/sleep 3001"),
@@ -178,7 +162,7 @@ fn a_unit_stopped_by_the_operator_stays_stopped_across_a_sync_that_changes_it() 
 
     repo.write("held.service", &service("/bin/sleep 1001", ""));
     let commit = repo.commit("change the held unit");
-    sync_to(&daemon, &commit);
+    daemon.sync_to(&commit);
     let unit = daemon.unit("held.service");
     assert_eq!(unit["active_state"], "inactive", "{unit:#}");
     assert!(unit["main_pid"].is_null(), "{unit:#}");
@@ -233,7 +217,7 @@ fn a_force_push_to_an_older_history_is_applied() {
     repo.git(&["reset", "-q", "--hard", &first]);
     repo.write("a.service", &service("/bin/sleep 1002", ""));
     let rewritten = repo.commit("rewritten second");
-    sync_to(&daemon, &rewritten);
+    daemon.sync_to(&rewritten);
     // The reset itself moved the ref (to `first`), which the daemon may apply on the way:
     // wait for the final command rather than for the first new pid.
     wait_for(
@@ -275,7 +259,7 @@ fn branch_flag_follows_a_non_default_branch() {
     repo.git(&["checkout", "-q", "staging"]);
     repo.write("a.service", &service("/bin/sleep 1004", ""));
     let next = repo.commit("staging moves");
-    sync_to(&daemon, &next);
+    daemon.sync_to(&next);
     let new = wait_new_pid(&daemon, "a.service", a);
     assert_eq!(cmdline_once_exec(new, "/bin/sleep 1004"), "/bin/sleep 1004");
 }
@@ -317,7 +301,7 @@ fn a_unit_that_never_loaded_disappears_when_removed() {
 
     repo.remove("broken.service");
     let commit = repo.commit("remove the broken unit");
-    sync_to(&daemon, &commit);
+    daemon.sync_to(&commit);
     wait_for("broken.service to disappear from status", WAIT, || {
         daemon.unit("broken.service").is_null().then_some(())
     });
@@ -348,7 +332,7 @@ fn a_deleted_branch_keeps_everything_running() {
     repo.commit("main moves on");
     repo.git(&["branch", "prod"]);
     let tip = repo.git(&["rev-parse", "prod"]);
-    sync_to(&daemon, &tip);
+    daemon.sync_to(&tip);
     let new = wait_new_pid(&daemon, "a.service", pid);
     assert_eq!(cmdline(new), "/bin/sleep 1001");
     assert!(daemon.status()["daemon"]["source_error"].is_null());
@@ -365,7 +349,7 @@ fn changing_a_template_restarts_its_instances_and_a_new_link_starts_only_its_ins
 
     repo.symlink("worker@2.service", "worker@.service");
     let commit = repo.commit("instance 2");
-    sync_to(&daemon, &commit);
+    daemon.sync_to(&commit);
     let two = daemon.wait_running("worker@2.service");
     assert_eq!(cmdline(two), "/bin/sleep 1002");
     assert_eq!(
@@ -376,7 +360,7 @@ fn changing_a_template_restarts_its_instances_and_a_new_link_starts_only_its_ins
 
     repo.write("worker@.service", &service("/bin/sleep 200%i", ""));
     let commit = repo.commit("change the template");
-    sync_to(&daemon, &commit);
+    daemon.sync_to(&commit);
     assert_eq!(
         cmdline(wait_new_pid(&daemon, "worker@1.service", one)),
         "/bin/sleep 2001"
@@ -404,7 +388,7 @@ fn changing_an_environment_file_restarts_only_the_units_that_read_it() {
 
     repo.write("app.env", "SECS=1002\n");
     let commit = repo.commit("change app.env only");
-    sync_to(&daemon, &commit);
+    daemon.sync_to(&commit);
     let new = wait_new_pid(&daemon, "app.service", app);
     assert_eq!(
         cmdline(new),
@@ -452,7 +436,7 @@ fn a_new_unit_that_fails_to_load_starts_once_it_is_fixed() {
         "[Service]\nExecStart=/bin/sleep 1001\nnonsense\n",
     );
     let bad = repo.commit("add a broken unit");
-    sync_to(&daemon, &bad);
+    daemon.sync_to(&bad);
     let unit = daemon.wait_unit("new.service", "shown with its error", |u| {
         u["error"].is_string()
     });
@@ -465,7 +449,7 @@ fn a_new_unit_that_fails_to_load_starts_once_it_is_fixed() {
 
     repo.write("new.service", &service("/bin/sleep 1001", ""));
     let fixed = repo.commit("fix the new unit");
-    sync_to(&daemon, &fixed);
+    daemon.sync_to(&fixed);
     let pid = daemon.wait_running("new.service");
     assert_eq!(cmdline_once_exec(pid, "/bin/sleep 1001"), "/bin/sleep 1001");
     assert!(daemon.unit("new.service")["error"].is_null());

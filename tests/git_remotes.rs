@@ -10,20 +10,7 @@ use std::path::Path;
 
 use git_fixture::{GitFixture, HttpGitServer};
 use serde_json::Value;
-use support::{Daemon, WAIT, alive, cmdline_once_exec, service, wait_for};
-
-/// Syncs until the daemon reports `commit` as applied (a remote has no inotify fast path, so
-/// the sync is what applies it).
-fn sync_to(daemon: &Daemon, commit: &str) {
-    wait_for(
-        &format!("the daemon to apply commit {commit}"),
-        WAIT,
-        || {
-            daemon.sync();
-            (daemon.status()["daemon"]["commit"] == commit).then_some(())
-        },
-    );
-}
+use support::{Daemon, alive, cmdline_once_exec, service};
 
 fn source_error(daemon: &Daemon) -> Value {
     daemon.status()["daemon"]["source_error"].clone()
@@ -117,7 +104,7 @@ fn an_unreachable_remote_keeps_everything_running_and_recovers() {
     );
 
     let _server = HttpGitServer::start_on(fx.dir.path(), port);
-    sync_to(&daemon, &second);
+    daemon.sync_to(&second);
     assert!(
         source_error(&daemon).is_null(),
         "the error clears on recovery"
@@ -147,7 +134,7 @@ fn follows_a_file_url_remote() {
 
     fx.write("units/b.service", &service("/bin/sleep 1001", ""));
     let second = fx.commit("add b");
-    sync_to(&daemon, &second);
+    daemon.sync_to(&second);
     daemon.wait_running("b.service");
     assert_eq!(daemon.main_pid("a.service"), Some(a));
 }
@@ -177,7 +164,7 @@ fn a_remote_unreachable_at_start_up_is_retried_until_it_answers() {
     );
 
     let _server = HttpGitServer::start_on(fx.dir.path(), port);
-    sync_to(&daemon, &first);
+    daemon.sync_to(&first);
     daemon.wait_running("a.service");
     assert!(source_error(&daemon).is_null());
 }

@@ -3,16 +3,7 @@
 
 mod support;
 
-use support::{Daemon, Repo, WAIT, alive, cmdline_once_exec, service, wait_for};
-
-fn sync_to(daemon: &Daemon, commit: &str) {
-    daemon.sync();
-    wait_for(
-        &format!("the daemon to apply commit {commit}"),
-        WAIT,
-        || (daemon.status()["daemon"]["commit"] == commit).then_some(()),
-    );
-}
+use support::{Daemon, Repo, alive, cmdline_once_exec, service};
 
 /// Commits a good unit, starts the daemon and waits for it to run; returns the repo, the
 /// daemon, the good commit and the pid.
@@ -62,7 +53,7 @@ fn a_changed_unit_whose_command_does_not_exist_is_rolled_back() {
         &service("/nonexistent/gitproc-test-binary", ""),
     );
     let bad = repo.commit("point app at a missing binary");
-    sync_to(&daemon, &bad);
+    daemon.sync_to(&bad);
     assert_rolled_back(&daemon, &good, &bad, pid);
     assert_eq!(daemon.main_pid("bystander.service"), bystander);
 }
@@ -72,13 +63,13 @@ fn a_changed_unit_that_exits_at_once_is_rolled_back() {
     let (repo, daemon, good, pid) = running_good_version(&[]);
     repo.write("app.service", &service("/bin/sh -c 'exit 1'", "Restart=no"));
     let bad = repo.commit("app exits 1 at once");
-    sync_to(&daemon, &bad);
+    daemon.sync_to(&bad);
     assert_rolled_back(&daemon, &good, &bad, pid);
 
     // A later good commit replaces the rolled-back version and clears the mark.
     repo.write("app.service", &service("/bin/sleep 1002", ""));
     let fixed = repo.commit("fix app");
-    sync_to(&daemon, &fixed);
+    daemon.sync_to(&fixed);
     let unit = daemon.wait_unit("app.service", "running the fixed version", |u| {
         u["commit"] == fixed && u["sub_state"] == "running" && u["main_pid"].is_i64()
     });
@@ -98,7 +89,7 @@ fn with_rollback_disabled_a_failing_unit_stays_failed() {
         running_good_version(&["--config", config.to_str().expect("utf-8 path")]);
     repo.write("app.service", &service("/bin/sh -c 'exit 1'", "Restart=no"));
     let bad = repo.commit("app exits 1 at once");
-    sync_to(&daemon, &bad);
+    daemon.sync_to(&bad);
     let unit = daemon.wait_unit("app.service", "failed", |u| u["active_state"] == "failed");
     assert!(unit["main_pid"].is_null(), "{unit:#}");
     assert_eq!(unit["commit"], bad);
@@ -120,7 +111,7 @@ fn a_version_adopted_after_a_daemon_restart_is_what_a_failure_rolls_back_to() {
         &service("/nonexistent/gitproc-test-binary", ""),
     );
     let bad = repo.commit("break app");
-    sync_to(&daemon, &bad);
+    daemon.sync_to(&bad);
     assert_rolled_back(&daemon, &good, &bad, pid);
 }
 
@@ -132,7 +123,7 @@ fn a_rolled_back_unit_is_not_retried_by_an_unrelated_commit() {
         &service("/nonexistent/gitproc-test-binary", ""),
     );
     let bad = repo.commit("break app");
-    sync_to(&daemon, &bad);
+    daemon.sync_to(&bad);
     assert_rolled_back(&daemon, &good, &bad, pid);
     let app = daemon.main_pid("app.service").unwrap_or_default();
     let bystander = daemon.wait_running("bystander.service");
@@ -140,7 +131,7 @@ fn a_rolled_back_unit_is_not_retried_by_an_unrelated_commit() {
     // A commit that changes only the bystander must not try app's known-bad version again.
     repo.write("bystander.service", &service("/bin/sleep 1003", ""));
     let next = repo.commit("change the bystander only");
-    sync_to(&daemon, &next);
+    daemon.sync_to(&next);
     daemon.wait_unit("bystander.service", "restarted", |u| {
         u["sub_state"] == "running" && u["main_pid"].is_i64() && u["main_pid"] != bystander
     });
@@ -165,13 +156,13 @@ fn reverting_a_failed_commit_clears_the_failure_without_a_restart() {
         &service("/nonexistent/gitproc-test-binary", ""),
     );
     let bad = repo.commit("break app");
-    sync_to(&daemon, &bad);
+    daemon.sync_to(&bad);
     assert_rolled_back(&daemon, &good, &bad, pid);
     let app = daemon.main_pid("app.service");
 
     repo.git(&["revert", "--no-edit", "HEAD"]);
     let reverted = repo.git(&["rev-parse", "HEAD"]);
-    sync_to(&daemon, &reverted);
+    daemon.sync_to(&reverted);
     let unit = daemon.wait_unit("app.service", "without a failed commit", |u| {
         u["failed_commit"].is_null()
     });
@@ -186,6 +177,6 @@ fn a_changed_unit_that_never_becomes_ready_is_rolled_back_after_its_start_timeou
         &service("/bin/sleep 1005", "Type=notify\nTimeoutStartSec=1"),
     );
     let bad = repo.commit("app waits for a READY=1 that never comes");
-    sync_to(&daemon, &bad);
+    daemon.sync_to(&bad);
     assert_rolled_back(&daemon, &good, &bad, pid);
 }

@@ -7,25 +7,7 @@ mod support;
 mod git_fixture;
 
 use git_fixture::{GitFixture, ssh_signing_key};
-use support::{Daemon, WAIT, cmdline_once_exec, service};
-
-/// Waits for `f` with the daemon's status and log in the failure message.
-fn wait_for<T>(daemon: &Daemon, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if std::time::Instant::now() >= deadline {
-            panic!(
-                "timed out after {WAIT:?} waiting for {what}; status: {:#}\nlog:\n{}",
-                daemon.status(),
-                daemon.log_text()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
+use support::{Daemon, cmdline_once_exec, service};
 
 #[test]
 fn an_unsigned_tip_is_refused_and_a_signed_one_is_applied() {
@@ -58,7 +40,7 @@ fn an_unsigned_tip_is_refused_and_a_signed_one_is_applied() {
     fx.write("a.service", &service("/bin/sleep 2000", ""));
     let unsigned = fx.commit("unsigned change");
     daemon.sync();
-    let error = wait_for(&daemon, "status to say why the tip is refused", || {
+    let error = daemon.wait("status to say why the tip is refused", || {
         let status = daemon.status();
         status["daemon"]["source_error"]
             .as_str()
@@ -83,7 +65,7 @@ fn an_unsigned_tip_is_refused_and_a_signed_one_is_applied() {
     fx.write("a.service", &service("/bin/sleep 3000", ""));
     let signed2 = fx.commit_signed(&key, "signed change");
     daemon.sync();
-    wait_for(&daemon, "the signed tip to be applied", || {
+    daemon.wait("the signed tip to be applied", || {
         (daemon.status()["daemon"]["commit"] == signed2).then_some(())
     });
     let unit = daemon.wait_unit("a.service", "restarted with the signed version", |u| {
@@ -124,7 +106,7 @@ fn a_tip_signed_by_an_unknown_key_is_applied_once_that_key_is_allowed() {
     fx.write("a.service", &service("/bin/sleep 2000", ""));
     let by_dev = fx.commit_signed(&dev, "signed by dev, not yet allowed");
     daemon.sync();
-    wait_for(&daemon, "the dev-signed tip to be refused", || {
+    daemon.wait("the dev-signed tip to be refused", || {
         daemon.status()["daemon"]["source_error"]
             .as_str()
             .filter(|e| e.contains(&by_dev[..10]))
@@ -142,7 +124,7 @@ fn a_tip_signed_by_an_unknown_key_is_applied_once_that_key_is_allowed() {
     )
     .expect("rewrite allowed signers");
     daemon.sync();
-    wait_for(&daemon, "the re-verified tip to be applied", || {
+    daemon.wait("the re-verified tip to be applied", || {
         (daemon.status()["daemon"]["commit"] == by_dev).then_some(())
     });
     let unit = daemon.wait_unit("a.service", "restarted", |u| {

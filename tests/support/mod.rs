@@ -103,6 +103,11 @@ pub struct Daemon {
     pub state: tempfile::TempDir,
     pub log: PathBuf,
     args: Vec<String>,
+    /// A command the daemon runs under (e.g. `unshare -m sh -c ...`); it must exec the
+    /// daemon so that the child's pid is the daemon's. Empty: run the binary directly.
+    wrapper: Vec<String>,
+    /// `RUST_LOG` for the daemon.
+    log_level: &'static str,
     /// Main pids seen through status: killed on drop if still alive.
     seen: std::cell::RefCell<Vec<i32>>,
 }
@@ -118,12 +123,24 @@ impl Daemon {
 
     /// Starts with exactly these daemon arguments and state directory.
     pub fn start_args(args: Vec<String>, state: tempfile::TempDir) -> Daemon {
+        Daemon::start_wrapped(args, state, Vec::new(), "info")
+    }
+
+    /// Starts the daemon under `wrapper` (which must exec it) with `RUST_LOG=log_level`.
+    pub fn start_wrapped(
+        args: Vec<String>,
+        state: tempfile::TempDir,
+        wrapper: Vec<String>,
+        log_level: &'static str,
+    ) -> Daemon {
         let log = state.path().join("daemon.log");
         let mut daemon = Daemon {
             child: None,
             state,
             log,
             args,
+            wrapper,
+            log_level,
             seen: Default::default(),
         };
         daemon.spawn();
@@ -136,12 +153,20 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("daemon log");
-        let child = Command::new(bin())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let child = command
             .arg("daemon")
             .args(&self.args)
             .arg("--state-dir")
             .arg(self.state.path())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.log_level)
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
@@ -275,6 +300,47 @@ impl Daemon {
     pub fn sync(&self) -> Value {
         let reply = client::call(&self.socket(), Verb::Sync).expect("sync");
         reply.data
+    }
+
+    /// Polls `f` until it returns `Some`; on timeout panics with what was awaited, the
+    /// daemon's status and its log.
+    pub fn wait<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {WAIT:?} waiting for {what}; status: {:#}\nlog:\n{}",
+                    self.try_status().unwrap_or(Value::Null),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Asks the daemon to check git (again, until it has) and waits until it reports
+    /// `commit` as applied. Covers both paths: a remote, where the sync is what applies it,
+    /// and a local repository, where inotify may have applied it already.
+    pub fn sync_to(&self, commit: &str) {
+        self.wait(&format!("the daemon to apply commit {commit}"), || {
+            self.sync();
+            (self.status()["daemon"]["commit"] == commit).then_some(())
+        });
+    }
+
+    /// Runs a CLI verb against this daemon and asserts that it succeeded.
+    pub fn cli_ok(&self, args: &[&str]) -> Output {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "gitproc {args:?} failed: {}\nlog:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        out
     }
 
     /// SIGTERM and wait for a clean exit; returns its exit code.
