@@ -337,6 +337,18 @@ class Bench:
                 None if self.daemon is None else self.daemon.returncode,
                 os.path.join(self.scratch, 'daemon.log')))
 
+    def run_sleep_units(self, n):
+        """Commits `n` sleep units (s0000, s0001, ...) into a fresh repository under the
+        scratch directory, starts the daemon on it and waits until every unit runs.
+        Returns (names, {name: sleep argument}); the daemon is `self.daemon`."""
+        names = ['s%04d' % i for i in range(n)]
+        arg_of = {name: 100000 + i for i, name in enumerate(names)}
+        repo = os.path.join(self.scratch, 'repo')
+        make_repo(repo, {name + '.service': sleep_unit(arg_of[name]) for name in names})
+        self.start_daemon(repo, os.path.join(self.scratch, 'state'))
+        self.wait_running(names, timeout=60)
+        return names, arg_of
+
     def wait_running(self, names, timeout=60.0, poll=0.005, arg=None):
         """Wait until every unit in `names` has a main pid that is a live `sleep` child;
         returns the seconds waited. Raises with what was missing on timeout."""

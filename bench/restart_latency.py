@@ -47,13 +47,8 @@ def main():
 
     scratch = args.scratch or tempfile.mkdtemp(prefix='gitproc-restart-')
     b = gp.Bench(scratch, remove=not args.scratch)
-    names = ['s%04d' % i for i in range(args.units)]
-    arg_of = {n: 100000 + i for i, n in enumerate(names)}
     try:
-        repo = os.path.join(scratch, 'repo')
-        gp.make_repo(repo, {n + '.service': gp.sleep_unit(arg_of[n]) for n in names})
-        b.start_daemon(repo, os.path.join(scratch, 'state'))
-        b.wait_running(names, timeout=60)
+        names, arg_of = b.run_sleep_units(args.units)
         daemon_pid = b.daemon.pid
         print('daemon %d runs %d units; %d kills (scratch %s)'
               % (daemon_pid, args.units, args.kills, scratch), file=sys.stderr)
