@@ -25,5 +25,6 @@ pub mod runtime;
 pub mod service;
 pub mod source;
 pub mod state;
+pub(crate) mod sys;
 pub mod tree;
 pub mod unit;

@@ -125,11 +125,6 @@ impl Cgroup {
             .map(OwnedFd::from)
     }
 
-    /// Moves `pid` into this cgroup (for processes started without the pre-exec join).
-    pub fn add(&self, pid: i32) -> io::Result<()> {
-        fs::write(self.path.join("cgroup.procs"), pid.to_string())
-    }
-
     /// Every process currently in the cgroup.
     pub fn procs(&self) -> Vec<i32> {
         fs::read_to_string(self.path.join("cgroup.procs"))

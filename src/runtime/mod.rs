@@ -4,8 +4,8 @@
 //! event loop owns that and calls these functions to carry out the effects the per-service
 //! state machine returns.
 //!
-//! Threading contract: [`spawn::spawn`] and [`reap::reap_all`] must be called from the same
-//! thread (the event loop). On an exec failure `spawn` waits for the failed child itself
+//! Threading contract: [`spawn::spawn`] and the reaping of children (`daemon::reaper`, over
+//! [`reap_pid`]) must happen on the same thread (the event loop). On an exec failure `spawn` waits for the failed child itself
 //! (its pid is never returned); a concurrent `waitpid(-1)` on another thread could steal
 //! that status first, which would only cost a spurious "unknown pid exited" for the caller.
 //!
@@ -16,7 +16,7 @@
 //!   `notify_socket`, `main_pid`, `cgroup`), call [`spawn()`], hand `stdout`/`stderr` read ends
 //!   to the collector, `ProcessTracker::add_session(pid)`, keep `(pid, start_time)`;
 //!   on [`SpawnError`], write its text to the unit's log (`LogCollector::note`) and status;
-//! - on SIGCHLD and on the fallback tick: [`reap_all`], then map pids to services;
+//! - on SIGCHLD and on the fallback tick: reap (`daemon::reaper`), then map pids to services;
 //! - to stop: [`signal_verified`] for the main process (KillMode=process/mixed), and
 //!   [`ProcessTracker::signal_all`] for control-group (share one [`SessionSnapshot`] via
 //!   `signal_all_in` when stopping many services without cgroups);
@@ -30,18 +30,18 @@ pub mod cgroup;
 pub mod kill;
 pub mod notify_socket;
 pub mod pidfd;
-pub mod procstat;
 pub mod reap;
 pub mod spawn;
 
+/// The one `/proc/PID/stat` parser lives in `sys`; re-exported here for the integration tests
+/// and the code that reaches it as `runtime::procstat`.
+pub use crate::sys::procstat;
 pub use cgroup::{Cgroup, CgroupRoot};
-pub use kill::{
-    ProcessTracker, SessionSnapshot, processes_of_session, signal_group, signal_verified,
-};
+pub use kill::{ProcessTracker, SessionSnapshot, signal_verified};
 pub use notify_socket::{NotifyDatagram, NotifySocket};
 pub use pidfd::{PidfdWatcher, pidfd_open};
 pub use procstat::{ProcStat, read_stat, start_time};
-pub use reap::{ExitInfo, reap_all, reap_pid, set_child_subreaper};
+pub use reap::{ExitInfo, reap_pid, set_child_subreaper};
 pub use spawn::{
     Dirs, OutputTarget, SpawnError, SpawnRequest, Spawned, remove_runtime_directories, spawn,
 };

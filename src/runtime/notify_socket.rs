@@ -8,7 +8,7 @@
 //! `systemd-notify` exit right after sending). The event loop must accept a message only
 //! if that pid or session belongs to the unit it claims to be from.
 //!
-//! One thread receives; it polls the socket and an eventfd used to stop it on drop.
+//! One thread receives ([`crate::sys::worker`]): it polls the socket and is stopped on drop.
 
 use std::fs;
 use std::io;
@@ -16,12 +16,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::pidfd::{drain, eventfd, wake};
-use super::procstat;
+use crate::sys::worker::{Inbox, Worker};
+use crate::sys::{procstat, retry_eintr};
 
 /// Largest datagram accepted (systemd uses the same bound); longer ones are dropped.
 pub const MAX_DATAGRAM: usize = 4096;
@@ -60,8 +59,8 @@ pub fn parse_assignments(data: &[u8]) -> Vec<(&str, &str)> {
 /// socket file.
 pub struct NotifySocket {
     path: PathBuf,
-    wake: OwnedFd,
-    thread: Option<JoinHandle<()>>,
+    /// Dropped (the thread stopped and joined) before the socket file is removed.
+    worker: Option<Worker>,
 }
 
 impl NotifySocket {
@@ -137,17 +136,14 @@ impl NotifySocket {
         if r < 0 {
             return Err(ctx("SO_PASSCRED", io::Error::last_os_error()));
         }
-        let wake_fd = eventfd()?;
-        let thread_wake = wake_fd.try_clone()?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        let thread = std::thread::Builder::new()
-            .name("gitproc-notify".into())
-            .spawn(move || receive_loop(sock, thread_wake, tx))?;
+        let worker = Worker::spawn("gitproc-notify", "notify socket", move |inbox| {
+            receive_loop(sock, inbox, tx)
+        })?;
         Ok((
             NotifySocket {
                 path: path.to_path_buf(),
-                wake: wake_fd,
-                thread: Some(thread),
+                worker: Some(worker),
             },
             rx,
         ))
@@ -161,42 +157,32 @@ impl NotifySocket {
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
-        let _ = wake(&self.wake);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.worker.take());
         let _ = fs::remove_file(&self.path);
     }
 }
 
-fn receive_loop(sock: OwnedFd, stop: OwnedFd, tx: Sender<NotifyDatagram>) {
+fn receive_loop(sock: OwnedFd, inbox: Inbox<std::convert::Infallible>, tx: Sender<NotifyDatagram>) {
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     // Room for credentials plus some passed fds (which we close: no FDSTORE support).
     let mut cbuf = [0u64; 64];
+    let mut fds = Vec::with_capacity(2);
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: sock.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: valid pollfd array.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
+        fds.clear();
+        fds.push(libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        let woken = match inbox.poll(&mut fds) {
+            Ok(woken) => woken,
+            Err(e) => {
+                tracing::error!("notify socket: poll failed: {e}");
+                return;
             }
-            tracing::error!("notify socket: poll failed: {}", io::Error::last_os_error());
-            return;
-        }
-        if fds[1].revents != 0 {
-            drain(&stop);
+        };
+        // The owner sends no commands: a wakeup only ever means "stop".
+        if woken && !inbox.take(|never| match never {}) {
             return;
         }
         // Drain every queued datagram.
@@ -209,7 +195,6 @@ fn receive_loop(sock: OwnedFd, stop: OwnedFd, tx: Sender<NotifyDatagram>) {
                 }
                 Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::warn!("notify socket: recvmsg: {e}");
                     break;
@@ -236,10 +221,9 @@ fn recv_one(
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(cbuf) as _;
     // SAFETY: msg points to valid buffers.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let n = retry_eintr(|| unsafe {
+        libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)
+    })?;
     let mut cred: Option<libc::ucred> = None;
     // SAFETY: walking the control messages the kernel wrote into cbuf.
     unsafe {
