@@ -39,26 +39,39 @@ impl Default for PollConfig {
     }
 }
 
-impl PollConfig {
-    /// Checks the knobs make sense; the message names the offending knob.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.min_interval.is_zero() {
-            return Err("poll min_interval must be greater than 0 s".into());
+/// The jitter fraction must be below this: a poll moves by less than ±50 % of its interval.
+/// (The bound `[poll] jitter` has always had in the configuration file.)
+pub const MAX_JITTER: f64 = 0.5;
+
+/// The one validation of the poll knobs, in the units the configuration file writes them
+/// (`[poll]` in `gitproc.toml`: seconds as numbers, jitter as a fraction). Every number
+/// must be finite and not negative, `0 < min_interval_s <= max_interval_s`, and
+/// `0 <= jitter < MAX_JITTER`. The message names the offending key.
+pub fn validate_secs(
+    min_interval_s: f64,
+    max_interval_s: f64,
+    step_s: f64,
+    jitter: f64,
+) -> Result<(), String> {
+    for (key, value) in [
+        ("min_interval_s", min_interval_s),
+        ("max_interval_s", max_interval_s),
+        ("step_s", step_s),
+        ("jitter", jitter),
+    ] {
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("{key} ({value}) must be a finite number >= 0"));
         }
-        if self.max_interval < self.min_interval {
-            return Err(format!(
-                "poll max_interval ({:?}) must not be smaller than min_interval ({:?})",
-                self.max_interval, self.min_interval
-            ));
-        }
-        if !(0.0..=0.5).contains(&self.jitter) {
-            return Err(format!(
-                "poll jitter ({}) must be a fraction between 0.0 and 0.5",
-                self.jitter
-            ));
-        }
-        Ok(())
     }
+    if !(min_interval_s > 0.0 && min_interval_s <= max_interval_s) {
+        return Err(format!(
+            "min_interval_s ({min_interval_s}) must be > 0 and <= max_interval_s ({max_interval_s})"
+        ));
+    }
+    if jitter >= MAX_JITTER {
+        return Err(format!("jitter ({jitter}) must be in 0 .. {MAX_JITTER}"));
+    }
+    Ok(())
 }
 
 /// The adaptive poll schedule. Feed it each check's result; it answers when to check next.
@@ -285,12 +298,24 @@ mod tests {
     }
 
     #[test]
-    fn validate_names_the_bad_knob() {
-        let bad = PollConfig {
-            max_interval: Duration::from_secs(1),
-            ..PollConfig::default()
-        };
-        assert!(bad.validate().unwrap_err().contains("max_interval"));
-        assert!(PollConfig::default().validate().is_ok());
+    fn validation_names_the_bad_key() {
+        let d = PollConfig::default();
+        let (min, max, step) = (
+            d.min_interval.as_secs_f64(),
+            d.max_interval.as_secs_f64(),
+            d.step.as_secs_f64(),
+        );
+        assert_eq!(validate_secs(min, max, step, d.jitter), Ok(()));
+        assert_eq!(validate_secs(min, max, step, 0.0), Ok(()));
+        let err = |r: Result<(), String>| r.expect_err("rejected");
+        assert!(err(validate_secs(40.0, 30.0, step, 0.1)).contains("min_interval_s"));
+        assert!(err(validate_secs(0.0, max, step, 0.1)).contains("min_interval_s"));
+        assert!(err(validate_secs(min, max, step, 0.5)).contains("jitter"));
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0] {
+            assert!(err(validate_secs(bad, max, step, 0.1)).contains("min_interval_s"));
+            assert!(err(validate_secs(min, bad, step, 0.1)).contains("max_interval_s"));
+            assert!(err(validate_secs(min, max, bad, 0.1)).contains("step_s"));
+            assert!(err(validate_secs(min, max, step, bad)).contains("jitter"));
+        }
     }
 }
