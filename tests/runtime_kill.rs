@@ -156,16 +156,9 @@ fn pidfd_watcher_reports_exits_of_non_children_too() {
         .recv_timeout(std::time::Duration::from_secs(10))
         .expect("stale identity reported");
     assert_eq!(got, a.pid);
-    watcher.unwatch(a.pid).expect("unwatch");
     unsafe { libc::kill(a.pid, libc::SIGKILL) };
     wait_exit(a.pid, 10);
     wait_exit(b.pid, 10);
-    assert!(
-        exits
-            .recv_timeout(std::time::Duration::from_millis(50))
-            .is_err(),
-        "no report after unwatch"
-    );
 }
 
 /// Cost of one /proc scan (the fallback when no cgroup is available). Run with

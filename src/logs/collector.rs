@@ -23,13 +23,13 @@ use crate::sys::retry_eintr;
 use crate::sys::worker::{Inbox, Worker};
 
 /// Default rotation size: 10 MiB.
-pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;
+const DEFAULT_MAX_BYTES: u64 = 10 << 20;
 /// Default number of rotated files kept.
-pub const DEFAULT_KEEP: u32 = 5;
+const DEFAULT_KEEP: u32 = 5;
 /// Bytes read from one pipe per round.
 const CHUNK: usize = 64 << 10;
 /// A line longer than this without a newline is written in pieces (systemd's LineMax=).
-pub const MAX_LINE: usize = 48 << 10;
+const MAX_LINE: usize = 48 << 10;
 
 /// Where and how logs are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +69,6 @@ enum Cmd {
 /// Handle to the collector thread ([`crate::sys::worker`]). Dropping it drains what is
 /// readable and stops it.
 pub struct LogCollector {
-    cfg: LogConfig,
     worker: Worker<Cmd>,
     dropped: Arc<Mutex<HashMap<String, u64>>>,
 }
@@ -92,7 +91,7 @@ impl LogCollector {
         let ep = unsafe { OwnedFd::from_raw_fd(ep) };
         let dropped = Arc::new(Mutex::new(HashMap::new()));
         let mut collector = Collector {
-            cfg: cfg.clone(),
+            cfg,
             ep,
             sources: Vec::new(),
             free: Vec::new(),
@@ -113,15 +112,7 @@ impl LogCollector {
         ready_rx
             .recv()
             .map_err(|_| io::Error::other("log collector thread has stopped"))??;
-        Ok(LogCollector {
-            cfg,
-            worker,
-            dropped,
-        })
-    }
-
-    pub fn config(&self) -> &LogConfig {
-        &self.cfg
+        Ok(LogCollector { worker, dropped })
     }
 
     /// Collects `fd` (a pipe's read end) into `<dir>/<unit>.log` until EOF.

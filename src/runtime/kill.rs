@@ -225,10 +225,4 @@ impl ProcessTracker {
         self.sessions
             .retain(|&sid| leader_alive(sid) || !snap.members(sid).is_empty());
     }
-
-    /// [`prune`](Self::prune) with a shared snapshot.
-    pub fn prune_in(&mut self, snapshot: &SessionSnapshot) {
-        self.sessions
-            .retain(|&sid| !snapshot.members(sid).is_empty());
-    }
 }

@@ -23,7 +23,7 @@ use crate::sys::worker::{Inbox, Worker};
 use crate::sys::{procstat, retry_eintr};
 
 /// Largest datagram accepted (systemd uses the same bound); longer ones are dropped.
-pub const MAX_DATAGRAM: usize = 4096;
+const MAX_DATAGRAM: usize = 4096;
 
 /// One received notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,25 +34,9 @@ pub struct NotifyDatagram {
     pub gid: u32,
     /// The sender's session id when the datagram was received, if it was still alive.
     pub session: Option<i32>,
-    /// The raw payload: newline-separated `KEY=VALUE` assignments.
+    /// The raw payload: newline-separated `KEY=VALUE` assignments, parsed by the loop with
+    /// `service::notify::NotifyMessage::parse`.
     pub data: Vec<u8>,
-}
-
-impl NotifyDatagram {
-    /// The `KEY=VALUE` assignments of the payload, in order (lines without `=` and
-    /// invalid UTF-8 lines are skipped).
-    pub fn assignments(&self) -> Vec<(&str, &str)> {
-        parse_assignments(&self.data)
-    }
-}
-
-/// Splits a notify payload into `(key, value)` pairs.
-pub fn parse_assignments(data: &[u8]) -> Vec<(&str, &str)> {
-    data.split(|&b| b == b'\n')
-        .filter_map(|l| std::str::from_utf8(l).ok())
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| !k.is_empty())
-        .collect()
 }
 
 /// The bound socket and its receiver thread. Dropping it stops the thread and removes the
@@ -147,11 +131,6 @@ impl NotifySocket {
             },
             rx,
         ))
-    }
-
-    /// The socket's path (the value of `NOTIFY_SOCKET`).
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -261,22 +240,4 @@ fn recv_one(
         session,
         data: buf[..n].to_vec(),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_assignments() {
-        let d = b"READY=1\nSTATUS=up and running\nnoequals\n=x\nMAINPID=42";
-        assert_eq!(
-            parse_assignments(d),
-            vec![
-                ("READY", "1"),
-                ("STATUS", "up and running"),
-                ("MAINPID", "42")
-            ]
-        );
-    }
 }

@@ -24,14 +24,12 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-enum Cmd {
-    Watch(i32, OwnedFd),
-    Unwatch(i32),
-}
+/// A pidfd to watch, with its pid.
+struct Watch(i32, OwnedFd);
 
 /// One thread watching many pidfds. Dropping it stops the thread.
 pub struct PidfdWatcher {
-    worker: Worker<Cmd>,
+    worker: Worker<Watch>,
     exits: Sender<i32>,
 }
 
@@ -72,16 +70,11 @@ impl PidfdWatcher {
                 return Ok(());
             }
         }
-        self.worker.send(Cmd::Watch(pid, fd))
-    }
-
-    /// Stops watching `pid` (no notification for it afterwards).
-    pub fn unwatch(&self, pid: i32) -> io::Result<()> {
-        self.worker.send(Cmd::Unwatch(pid))
+        self.worker.send(Watch(pid, fd))
     }
 }
 
-fn watch_loop(inbox: Inbox<Cmd>, exits: Sender<i32>) {
+fn watch_loop(inbox: Inbox<Watch>, exits: Sender<i32>) {
     let mut watched: HashMap<i32, OwnedFd> = HashMap::new();
     loop {
         let mut pids = Vec::with_capacity(watched.len());
@@ -101,16 +94,9 @@ fn watch_loop(inbox: Inbox<Cmd>, exits: Sender<i32>) {
                 return;
             }
         };
-        // Commands first: an `unwatch` sent before the process died must win over its exit,
-        // which this same poll may report.
         if woken {
-            let running = inbox.take(|cmd| match cmd {
-                Cmd::Watch(pid, fd) => {
-                    watched.insert(pid, fd);
-                }
-                Cmd::Unwatch(pid) => {
-                    watched.remove(&pid);
-                }
+            let running = inbox.take(|Watch(pid, fd)| {
+                watched.insert(pid, fd);
             });
             if !running {
                 return;

@@ -38,24 +38,6 @@ impl ExitInfo {
             }
         }
     }
-
-    /// An exit with `code`.
-    pub fn exited(code: i32) -> ExitInfo {
-        ExitInfo {
-            code: Some(code),
-            signal: None,
-            core_dumped: false,
-        }
-    }
-
-    /// A death by `signal`.
-    pub fn killed(signal: i32) -> ExitInfo {
-        ExitInfo {
-            code: None,
-            signal: Some(signal),
-            core_dumped: false,
-        }
-    }
 }
 
 impl fmt::Display for ExitInfo {
@@ -99,6 +81,26 @@ pub fn reap_pid(pid: i32) -> io::Result<Option<ExitInfo>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl ExitInfo {
+        /// An exit with `code`.
+        pub fn exited(code: i32) -> ExitInfo {
+            ExitInfo {
+                code: Some(code),
+                signal: None,
+                core_dumped: false,
+            }
+        }
+
+        /// A death by `signal`.
+        pub fn killed(signal: i32) -> ExitInfo {
+            ExitInfo {
+                code: None,
+                signal: Some(signal),
+                core_dumped: false,
+            }
+        }
+    }
 
     #[test]
     fn displays_like_systemd_logs() {

@@ -107,11 +107,6 @@ impl PollSchedule {
         PollSchedule::new(config, seed)
     }
 
-    /// The configuration in use.
-    pub fn config(&self) -> &PollConfig {
-        &self.config
-    }
-
     /// The current base interval, without jitter (what `gitproc status` shows): the failure
     /// backoff while checks fail, else the adaptive interval.
     pub fn interval(&self) -> Duration {
@@ -131,11 +126,6 @@ impl PollSchedule {
         self.next
     }
 
-    /// Consecutive failed checks so far (0 after any success).
-    pub fn consecutive_failures(&self) -> u32 {
-        self.failures
-    }
-
     /// Records a successful check made at `now`; returns the time of the next check.
     pub fn on_check(&mut self, changed: bool, now: Instant) -> Instant {
         self.failures = 0;
@@ -152,12 +142,6 @@ impl PollSchedule {
     pub fn on_error(&mut self, now: Instant) -> Instant {
         self.failures = self.failures.saturating_add(1);
         self.schedule(now)
-    }
-
-    /// Forgets the growth (e.g. after an inotify event or `gitproc sync` found a change).
-    pub fn reset(&mut self) {
-        self.unchanged = 0;
-        self.failures = 0;
     }
 
     fn failure_interval(&self) -> Duration {
@@ -271,9 +255,9 @@ mod tests {
             [secs(&mut s), secs(&mut s), secs(&mut s), secs(&mut s)],
             [10, 20, 30, 30]
         );
-        assert_eq!(s.consecutive_failures(), 4);
+        assert_eq!(s.failures, 4);
         assert_eq!((s.on_check(true, now) - now).as_secs(), 10);
-        assert_eq!(s.consecutive_failures(), 0);
+        assert_eq!(s.failures, 0);
     }
 
     #[test]
@@ -282,7 +266,6 @@ mod tests {
         let now = Instant::now();
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
-            s.reset();
             let gap = s.on_check(true, now) - now;
             assert!(
                 gap >= Duration::from_secs(9) && gap <= Duration::from_secs(11),
