@@ -331,3 +331,6 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
