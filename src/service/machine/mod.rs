@@ -59,7 +59,7 @@ pub(crate) use timers::PID_FILE_RETRY;
 /// One service: its unit and where it is in its lifecycle.
 ///
 /// Fields here survive from one run to the next; everything that belongs to one run is in
-/// [`Run`], replaced at each start.
+/// `Run` (see `machine::run`), replaced at each start.
 #[derive(Debug)]
 pub struct Service {
     /// The newest unit given; becomes `cfg` at the next start.
@@ -233,7 +233,7 @@ impl Service {
     /// Re-adoption after a daemon restart: `pid` (the main process of the previous daemon)
     /// still runs but is no longer our child; its exit arrives as [`ExitStatus::Unknown`].
     ///
-    /// The current [`Run`] is kept, not replaced: what [`Service::restore`] put back (the
+    /// The current run (`Run`) is kept, not replaced: what [`Service::restore`] put back (the
     /// last result) stays visible.
     pub fn adopt(&mut self, pid: i32, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
