@@ -3,7 +3,9 @@
 //! `section_service_*` for unit sections, `cli_*` for verbs, `git_*`, `state_*`, `daemon_*`.
 //!
 //! `tests/reap_all.rs` stays a binary of its own: it reaps with `waitpid(-1)`, which would
-//! steal the children of tests running in parallel threads here.
+//! steal the children of tests running in parallel threads here. `tests/state_save_log.rs`
+//! too: it captures `tracing` output with a thread-local subscriber, and tracing's per-callsite
+//! interest cache is shared with every other test thread of a binary.
 
 mod runtime_support;
 mod support;
@@ -42,7 +44,6 @@ mod state_file;
 mod state_file_props;
 mod state_identity;
 mod state_lock;
-mod state_save_log;
 mod state_writer;
 // Unit files: loading, every directive, distribution units, no panics.
 mod unit_debian;
