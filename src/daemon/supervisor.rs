@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 use super::managed::{GoodVersion, Managed, Trial, new_invocation_id};
 use super::signals::SignalEvent;
 use super::worker::{SourceUpdate, WorkerCommand};
-use crate::control::protocol::{JobRequest, Reply, Verb};
+use crate::control::protocol::{JobRequest, Reply, Verb, exit};
 use crate::control::server::{ControlRequest, Peer};
 use crate::deps::Graph;
 use crate::logs::collector::{LogCollector, Stream};
@@ -800,7 +800,7 @@ impl Supervisor {
             && let Some(reply) = self.syncs.remove(&token)
         {
             let _ = reply.send(match &update.error {
-                Some(error) => Reply::partial(1, error.clone(), summary),
+                Some(error) => Reply::partial(exit::FAILURE, error.clone(), summary),
                 None => Reply::ok(summary),
             });
         }
@@ -831,7 +831,7 @@ impl Supervisor {
 
     fn job(&mut self, job: JobRequest, kind: JobKind, peer: Peer, reply: Sender<Reply>) {
         if self.shutting_down {
-            let _ = reply.send(Reply::error(1, "the daemon is shutting down"));
+            let _ = reply.send(Reply::error(exit::FAILURE, "the daemon is shutting down"));
             return;
         }
         let unknown: Vec<&String> = job
@@ -844,7 +844,7 @@ impl Supervisor {
                 Some(err) => format!("Unit {name} failed to load: {err}"),
                 None => format!("Unit {name} not found."),
             };
-            let _ = reply.send(Reply::error(crate::cli::exit::NO_SUCH_UNIT, why));
+            let _ = reply.send(Reply::error(exit::NO_SUCH_UNIT, why));
             return;
         }
         if let JobKind::Reload = kind
@@ -989,7 +989,7 @@ impl Supervisor {
             let data = serde_json::json!({ "units": w.units, "failed": failed });
             let reply = if !settled {
                 Reply::partial(
-                    1,
+                    exit::FAILURE,
                     "timed out waiting for the job; it continues in the background",
                     data,
                 )
@@ -997,7 +997,7 @@ impl Supervisor {
                 Reply::ok(data)
             } else {
                 Reply::partial(
-                    1,
+                    exit::FAILURE,
                     format!(
                         "Job for {} failed. See `gitproc status {}` and `gitproc logs {}` for details.",
                         failed.join(", "),
@@ -1030,7 +1030,7 @@ impl Supervisor {
             .collect();
         if let Some(name) = missing.first() {
             return Reply::partial(
-                crate::cli::exit::NO_SUCH_UNIT,
+                exit::NO_SUCH_UNIT,
                 format!("Unit {name} could not be found."),
                 data,
             );
@@ -1124,7 +1124,7 @@ impl Supervisor {
         }
         self.shutting_down = true;
         for (_, reply) in self.syncs.drain() {
-            let _ = reply.send(Reply::error(1, "the daemon is shutting down"));
+            let _ = reply.send(Reply::error(exit::FAILURE, "the daemon is shutting down"));
         }
         self.start_queue.clear();
         if self.settings.keep_services {
@@ -1151,7 +1151,9 @@ impl Supervisor {
         self.reap();
         self.writer.submit(self.persisted());
         for w in self.waiters.drain(..) {
-            let _ = w.reply.send(Reply::error(1, "the daemon shut down"));
+            let _ = w
+                .reply
+                .send(Reply::error(exit::FAILURE, "the daemon shut down"));
         }
         if let Err(err) = self.writer.flush_async().recv().unwrap_or(Ok(())) {
             tracing::error!("final state save failed: {err}");
