@@ -17,8 +17,11 @@ use crate::control::server::{ControlRequest, Peer};
 use crate::deps::Graph;
 use crate::logs::collector::{LogCollector, Stream};
 use crate::perf::{Op, Perf};
+use crate::runtime::cgroup::cgroup_name;
+use crate::runtime::host::{check_conditions, read_pid_file, track_main_session, user_name};
 use crate::runtime::kill::ProcessTracker;
 use crate::runtime::notify_socket::NotifyDatagram;
+use crate::runtime::sd_notify::{sd_notify, watchdog_period};
 use crate::runtime::spawn::{Dirs, SpawnRequest};
 use crate::service::{
     ActiveState, Effect, Event, ExitStatus, KillTarget, NotifyMessage, ProcessRole, Service,
@@ -26,7 +29,7 @@ use crate::service::{
 };
 use crate::state::format::{DaemonState, Override, OverrideKind, PersistedState, UnitState};
 use crate::state::writer::StateWriter;
-use crate::unit::model::{ServiceType, Unit};
+use crate::unit::model::ServiceType;
 
 /// How long a new version must stay active before it counts as good (no rollback after).
 pub const TRIAL_PERIOD: Duration = Duration::from_secs(1);
@@ -117,11 +120,7 @@ impl Supervisor {
         writer: StateWriter,
         restored: Option<PersistedState>,
     ) -> Supervisor {
-        let watchdog = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&us| us > 0)
-            .map(|us| (Duration::from_micros(us / 2), Instant::now()));
+        let watchdog = watchdog_period().map(|period| (period, Instant::now()));
         let settings_state_dir = settings.state_dir.clone();
         Supervisor {
             settings,
@@ -144,7 +143,10 @@ impl Supervisor {
             shutting_down: false,
             first_applied: false,
             watchdog,
-            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_name(&settings_state_dir)),
+            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_name(
+                &settings_state_dir,
+                &crate::state::default_state_dir(),
+            )),
         }
     }
 
@@ -1310,131 +1312,6 @@ impl JobKind {
     }
 }
 
-/// `ConditionHost=` and `ConditionPathExists=` (the conditions gitproc evaluates). A failed
-/// condition is not an error: the unit is simply not for this host.
-pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
-    let cond = &unit.unit;
-    if !cond.condition_host.is_empty() {
-        let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
-        for pattern in &cond.condition_host {
-            let (negate, pat) = match pattern.strip_prefix('!') {
-                Some(rest) => (true, rest),
-                None => (false, pattern.as_str()),
-            };
-            let matches = globset::Glob::new(pat)
-                .map(|g| g.compile_matcher().is_match(hostname))
-                .unwrap_or(false)
-                || machine_id.trim() == pat;
-            if matches == negate {
-                return Err(format!("ConditionHost={pattern} (this host is {hostname})"));
-            }
-        }
-    }
-    let mut triggering: Vec<(bool, &str)> = Vec::new();
-    for raw in &cond.condition_path_exists {
-        let (trigger, rest) = match raw.strip_prefix('|') {
-            Some(rest) => (true, rest),
-            None => (false, raw.as_str()),
-        };
-        let (negate, path) = match rest.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, rest),
-        };
-        let ok = std::path::Path::new(path).exists() != negate;
-        if trigger {
-            triggering.push((ok, raw));
-        } else if !ok {
-            return Err(format!("ConditionPathExists={raw}"));
-        }
-    }
-    if !triggering.is_empty() && !triggering.iter().any(|(ok, _)| *ok) {
-        return Err(format!(
-            "none of the triggering conditions held: {}",
-            triggering
-                .iter()
-                .map(|(_, raw)| format!("ConditionPathExists={raw}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    Ok(())
-}
-
-/// The cgroup this daemon's units live under: `gitproc` for the default state directory,
-/// `gitproc-<hash of the state dir>` otherwise. Two daemons on one machine (another state
-/// directory, parallel tests) must never share a unit's cgroup: stopping `a.service` in one
-/// would kill every process of `a.service` in the other. Stable across restarts on the same
-/// state directory, so a new daemon finds the cgroups of the services it re-adopts.
-fn cgroup_name(state_dir: &std::path::Path) -> String {
-    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.into());
-    let state_dir = canonical(state_dir);
-    if canonical(&crate::state::default_state_dir()) == state_dir {
-        return "gitproc".to_string();
-    }
-    // FNV-1a (64 bit): stable across builds, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in state_dir.as_os_str().as_encoded_bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("gitproc-{h:016x}")
-}
-
-fn read_pid_file(path: &str) -> Result<i32, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("PIDFile={path}: {e}"))?;
-    let pid = text
-        .trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|&pid| pid > 1)
-        .ok_or_else(|| {
-            format!(
-                "PIDFile={path}: does not hold a valid pid: {:?}",
-                text.trim()
-            )
-        })?;
-    // Only a pid that exists and is not a zombie (systemd refuses those too): a file left
-    // from an earlier run names a dead or reused pid; the machine reads again until the
-    // service writes a fresh one or TimeoutStartSec= passes.
-    match crate::runtime::procstat::read_stat(pid) {
-        Ok(stat) if stat.state != b'Z' => Ok(pid),
-        _ => Err(format!(
-            "PIDFile={path}: pid {pid} does not exist or is a zombie"
-        )),
-    }
-}
-
-/// A main pid the service reported (`PIDFile=`, `MAINPID=`) may lead a session of its own: a
-/// forking daemon calls setsid(). Where there is no cgroup, that session is invisible to
-/// `KillMode=control-group`, and the stop would signal neither the daemon nor its workers.
-/// Track it when the process provably descends from the service: it leads its session and
-/// is an orphan reparented to us (the subreaper) or the child of a tracked process.
-fn track_main_session(tracker: &mut ProcessTracker, pid: i32) {
-    use crate::runtime::procstat::read_stat;
-    if tracker.sessions().contains(&pid) {
-        return; // the usual case: a main process we spawned (it called setsid())
-    }
-    let Ok(stat) = read_stat(pid) else {
-        return;
-    };
-    if stat.session != pid {
-        return;
-    }
-    let ours = stat.ppid == std::process::id() as i32
-        || read_stat(stat.ppid).is_ok_and(|parent| tracker.sessions().contains(&parent.session));
-    if ours {
-        tracker.add_session(pid);
-    }
-}
-
-fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("uid {uid}"))
-}
-
 pub fn unix_now() -> u64 {
     unix_of(SystemTime::now())
 }
@@ -1447,25 +1324,4 @@ fn unix_of(t: SystemTime) -> u64 {
 
 fn short(commit: Option<&str>) -> &str {
     commit.map(|c| c.get(..10).unwrap_or(c)).unwrap_or("-")
-}
-
-/// Tells a supervising systemd about us (`NOTIFY_SOCKET`), when there is one.
-fn sd_notify(message: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let socket = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    let path = PathBuf::from(path);
-    if path.to_string_lossy().starts_with('@') {
-        use std::os::linux::net::SocketAddrExt;
-        let name = path.to_string_lossy()[1..].to_string();
-        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()) {
-            let _ = socket.send_to_addr(message.as_bytes(), &addr);
-        }
-    } else {
-        let _ = socket.send_to(message.as_bytes(), &path);
-    }
 }
