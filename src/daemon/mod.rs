@@ -4,13 +4,12 @@
 //! - [`apply`]: applying a new unit set (diff by content, rollback bookkeeping).
 //! - [`worker`]: the source thread (git fetch, parse) so the loop never waits on git.
 //! - [`reaper`]: collecting exits without stealing the worker's subprocesses.
-//! - [`signals`]: the signal thread. [`managed`], [`status`]: per-unit bookkeeping and JSON.
+//! - [`signals`]: the signal thread. [`managed`]: what the loop keeps per unit.
 
 pub mod apply;
 pub mod managed;
 pub mod reaper;
 pub mod signals;
-pub mod status;
 pub mod supervisor;
 pub mod worker;
 
