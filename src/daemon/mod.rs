@@ -1,17 +1,18 @@
 //! `gitproc daemon`: set-up, the threads around the event loop, and shutdown.
 //!
 //! - [`supervisor`]: the event loop that owns all supervisor state.
-//! - [`apply`]: applying a new unit set (diff by content, rollback bookkeeping).
+//! - [`apply`]: applying a new unit set: gathers what [`crate::reconcile`] decides on and
+//!   carries out its actions (versions, errors, starts, stops, adoptions).
 //! - [`worker`]: the source thread (git fetch, parse) so the loop never waits on git.
 //! - [`reaper`]: collecting exits without stealing the worker's subprocesses.
 //! - [`signals`]: the signal thread. [`managed`]: what the loop keeps per unit.
 
-pub mod apply;
-pub mod managed;
-pub mod reaper;
-pub mod signals;
-pub mod supervisor;
-pub mod worker;
+pub(crate) mod apply;
+pub(crate) mod managed;
+pub(crate) mod reaper;
+pub(crate) mod signals;
+pub(crate) mod supervisor;
+pub(crate) mod worker;
 
 use std::path::{Path, PathBuf};
 

@@ -23,7 +23,7 @@ mod persist;
 mod queues;
 mod shutdown;
 mod source;
-pub(crate) mod status;
+mod status;
 mod trial;
 
 use std::collections::{BTreeMap, HashMap};
