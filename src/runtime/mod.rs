@@ -27,10 +27,12 @@
 //! >= 3 close-on-exec before `execve`, so nothing the daemon holds leaks into services.
 
 pub mod cgroup;
+pub(crate) mod host;
 pub mod kill;
 pub mod notify_socket;
 pub mod pidfd;
 pub mod reap;
+pub(crate) mod sd_notify;
 pub mod spawn;
 
 /// The one `/proc/PID/stat` parser lives in `sys`; re-exported here for the integration tests
