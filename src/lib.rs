@@ -25,5 +25,6 @@ pub mod runtime;
 pub mod service;
 pub mod source;
 pub mod state;
+pub mod timer;
 pub mod tree;
 pub mod unit;
