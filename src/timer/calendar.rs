@@ -843,14 +843,13 @@ fn parse_fraction(p: &mut &str) -> Result<u32, String> {
     let b = p.as_bytes();
     let mut val: u32 = 0;
     for i in 0..6 {
-        val = val * 10
-            + if i < digits {
-                u32::from(b[i] - b'0')
-            } else {
-                0
-            };
+        let digit = b
+            .get(i)
+            .filter(|_| i < digits)
+            .map_or(0, |d| u32::from(d - b'0'));
+        val = val * 10 + digit;
     }
-    if digits > 6 && b[6] >= b'5' {
+    if b.get(6).is_some_and(|d| digits > 6 && *d >= b'5') {
         val += 1;
     }
     *p = &p[digits..];
