@@ -493,9 +493,17 @@ fn parse(input: &str) -> Result<CalendarSpec, String> {
         p = &p[..p.len() - 4];
     } else if let Some(space) = p.rfind(' ') {
         let name = &p[space + 1..];
-        if name.starts_with(|c: char| c.is_ascii_alphabetic())
-            && let Ok(tz) = jiff::tz::db().get(name)
-        {
+        let zone_like = name.starts_with(|c: char| c.is_ascii_alphabetic());
+        let lookup = if zone_like {
+            jiff::tz::db().get(name).ok()
+        } else {
+            None
+        };
+        if zone_like && lookup.is_none() && name.contains('/') {
+            // Nothing else in the syntax has a letter followed by a '/'.
+            return Err(format!("unknown time zone {name:?}"));
+        }
+        if let Some(tz) = lookup {
             let name = tz.iana_name().unwrap_or(name).to_string();
             spec.zone = if name == "UTC" {
                 Zone::Utc

@@ -551,6 +551,7 @@ const INVALID: &[&str] = &[
     "25:00",
     "*-13-01",
     "1969-01-01",
+    "daily Mars/Olympus",
 ];
 
 fn zone(name: &str) -> TimeZone {
@@ -692,6 +693,11 @@ fn error_messages_say_what_is_wrong() {
     assert_eq!(
         e.map(|e| e.to_string()),
         Some("invalid calendar expression \"25:00\": hour 25 is outside 0..23".to_string())
+    );
+    let e = CalendarSpec::parse("12:00 Mars/Olympus").err();
+    assert_eq!(
+        e.map(|e| e.reason),
+        Some("unknown time zone \"Mars/Olympus\"".to_string())
     );
     let e = CalendarSpec::parse("Sunny 12:00").err();
     assert!(e.is_some_and(|e| e.reason.contains("Sunny")));
