@@ -7,6 +7,7 @@
 //! - [`service`]: the per-service state machine (pure): `on_event(event, now) -> effects`.
 //! - [`deps`]: the dependency graph between units (pure): order, cycles, start gating.
 //! - `reconcile`: a parsed unit set + what runs + what a previous daemon left -> actions (pure).
+//! - [`timer`]: calendar expressions and timer schedules (pure): next elapse from settings and clocks.
 //! - [`source`]: where desired state comes from: git (gix) or a plain directory; poll schedule; diff.
 //! - [`runtime`]: the OS side of services: fork/exec, signals, reaping, the notify socket.
 //! - [`logs`]: the single log collector thread and rotation.
@@ -28,5 +29,6 @@ pub mod service;
 pub mod source;
 pub mod state;
 pub(crate) mod sys;
+pub mod timer;
 pub mod tree;
 pub mod unit;
