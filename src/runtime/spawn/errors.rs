@@ -94,7 +94,10 @@ pub(crate) fn errno_text(errno: i32) -> String {
 }
 
 /// `signal SIGSEGV` or `exit status 3`, from a waitpid(2) status.
-fn describe_status(status: i32) -> String {
+fn describe_status(status: Option<i32>) -> String {
+    let Some(status) = status else {
+        return "it exited, status unknown".to_string();
+    };
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
         match nix::sys::signal::Signal::try_from(sig) {

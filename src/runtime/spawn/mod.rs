@@ -47,7 +47,8 @@ use super::procstat;
 pub use dirs::{Dirs, remove_runtime_directories};
 pub use env::DEFAULT_PATH;
 pub use errors::SpawnError;
-pub use stdio::{OutputTarget, reopen_log_pipes};
+pub use stdio::OutputTarget;
+pub(crate) use stdio::reopen_log_pipes;
 
 /// The environment variable of the test hook (see the module docs).
 const TEST_FAULT_VAR: &str = "GITPROC_TEST_FAULT_BEFORE_EXEC";

@@ -142,7 +142,7 @@ fn open_devnull(flags: i32) -> io::Result<OwnedFd> {
 /// its stderr for reading through `/proc/PID/fd`. Returns the read ends with `true` for
 /// stderr. Only pipes are opened, and the caller asks only for units whose output goes to
 /// the collector, so a pipe that belongs to someone else (an inherited stdout) is never read.
-pub fn reopen_log_pipes(pid: i32, stdout: bool, stderr: bool) -> Vec<(OwnedFd, bool)> {
+pub(crate) fn reopen_log_pipes(pid: i32, stdout: bool, stderr: bool) -> Vec<(OwnedFd, bool)> {
     let mut out = Vec::new();
     let mut seen = None;
     for (fd, wanted, is_stderr) in [(1, stdout, false), (2, stderr, true)] {

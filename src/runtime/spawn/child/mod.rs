@@ -115,11 +115,12 @@ pub(super) enum ChildReport {
         index: usize,
         errno: i32,
     },
-    /// The child died in setup without a report; `step` is `None` if it never started.
+    /// The child died in setup without a report; `step` is `None` if it never started,
+    /// `status` (from waitpid) `None` if another thread reaped it first.
     Died {
         step: Option<Step>,
         index: usize,
-        status: i32,
+        status: Option<i32>,
     },
 }
 
@@ -163,14 +164,19 @@ pub(super) fn spawn(plan: &ChildPlan) -> io::Result<Result<i32, ChildReport>> {
     }
 }
 
-/// Waits for a child that exited before execve (the caller never sees its pid).
-fn reap(pid: i32) -> i32 {
+/// Waits for a child that exited before execve (the caller never sees its pid); its wait
+/// status, `None` if someone else reaped it first.
+fn reap(pid: i32) -> Option<i32> {
     let mut status = 0;
-    // SAFETY: waitpid on our own child with a valid status pointer.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-        && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-    {}
-    status
+    loop {
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } >= 0 {
+            return Some(status);
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
+        }
+    }
 }
 
 /// The child's entry point: set up, then execve. Returns (and so exits) only on failure.
