@@ -59,18 +59,6 @@ pub struct EnvFile {
 /// Never fails: systemd starts the service with what it could read, and so do we; the
 /// loader turns [`EnvFile::ignored`] into warnings.
 pub fn parse_env_file(text: &str) -> EnvFile {
-    fn finish(key: &mut String, value: &mut String, key_line: u32, out: &mut EnvFile) {
-        let name = std::mem::take(key);
-        let val = std::mem::take(value);
-        if env_name_is_valid(&name) {
-            out.vars.push((name, val));
-        } else {
-            out.warnings.push((
-                key_line,
-                format!("invalid variable name {name:?}, line ignored"),
-            ));
-        }
-    }
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum State {
         PreKey,
@@ -88,164 +76,170 @@ pub fn parse_env_file(text: &str) -> EnvFile {
     let blank = |c: char| c == ' ' || c == '\t' || newline(c);
     let mut out = EnvFile::default();
     let mut state = State::PreKey;
-    let (mut key, mut value) = (String::new(), String::new());
-    // Byte offsets where trailing whitespace of the key / unquoted value starts.
-    let (mut key_blank, mut value_blank): (Option<usize>, Option<usize>) = (None, None);
-    let (mut line, mut key_line) = (1u32, 1u32);
-    let mut quote_line = 1u32;
+    let (mut key, mut value) = (Trimmable::default(), Trimmable::default());
+    let (mut line, mut key_line, mut quote_line) = (1u32, 1u32, 1u32);
     for c in text.chars() {
-        match state {
+        state = match state {
+            State::PreKey if c == '#' || c == ';' => State::Comment,
+            State::PreKey if blank(c) => State::PreKey,
             State::PreKey => {
-                if c == '#' || c == ';' {
-                    state = State::Comment;
-                } else if !blank(c) {
-                    key.clear();
-                    key.push(c);
-                    key_blank = None;
-                    key_line = line;
-                    state = State::Key;
-                }
+                key = Trimmable::default();
+                key.keep(c);
+                key_line = line;
+                State::Key
+            }
+            State::Key if newline(c) => {
+                out.warnings.push((key_line, no_equals(&key.text)));
+                State::PreKey
+            }
+            State::Key if c == '=' => {
+                key.trim();
+                value = Trimmable::default();
+                State::PreValue
             }
             State::Key => {
-                if newline(c) {
-                    out.warnings.push((
-                        key_line,
-                        format!(
-                            "expected NAME=value, found {:?}, line ignored",
-                            key.trim_end()
-                        ),
-                    ));
-                    key.clear();
-                    state = State::PreKey;
-                } else if c == '=' {
-                    if let Some(at) = key_blank {
-                        key.truncate(at);
-                    }
-                    value.clear();
-                    value_blank = None;
-                    state = State::PreValue;
+                key.push(c, blank(c));
+                State::Key
+            }
+            State::PreValue if newline(c) => {
+                out.assign(key.take(), value.take(), key_line);
+                State::PreKey
+            }
+            State::PreValue if c == '\'' || c == '"' => {
+                quote_line = line;
+                if c == '"' {
+                    State::Double
                 } else {
-                    if !blank(c) {
-                        key_blank = None;
-                    } else if key_blank.is_none() {
-                        key_blank = Some(key.len());
-                    }
-                    key.push(c);
+                    State::Single
                 }
             }
+            State::PreValue if c == '\\' => State::ValueEscape,
+            State::PreValue if blank(c) => State::PreValue,
             State::PreValue => {
-                if newline(c) {
-                    finish(&mut key, &mut value, key_line, &mut out);
-                    state = State::PreKey;
-                } else if c == '\'' {
-                    quote_line = line;
-                    state = State::Single;
-                } else if c == '"' {
-                    quote_line = line;
-                    state = State::Double;
-                } else if c == '\\' {
-                    state = State::ValueEscape;
-                } else if !blank(c) {
-                    value.push(c);
-                    value_blank = None;
-                    state = State::Value;
-                }
+                value.keep(c);
+                State::Value
+            }
+            State::Value if newline(c) => {
+                value.trim();
+                out.assign(key.take(), value.take(), key_line);
+                State::PreKey
+            }
+            State::Value if c == '\\' => {
+                // What comes before an escape is kept, blank or not (even a continuation).
+                value.blank_from = None;
+                State::ValueEscape
             }
             State::Value => {
-                if newline(c) {
-                    if let Some(at) = value_blank {
-                        value.truncate(at);
-                    }
-                    finish(&mut key, &mut value, key_line, &mut out);
-                    state = State::PreKey;
-                } else if c == '\\' {
-                    value_blank = None;
-                    state = State::ValueEscape;
-                } else {
-                    if !blank(c) {
-                        value_blank = None;
-                    } else if value_blank.is_none() {
-                        value_blank = Some(value.len());
-                    }
-                    value.push(c);
-                }
+                value.push(c, blank(c));
+                State::Value
             }
             State::ValueEscape => {
                 if !newline(c) {
-                    value.push(c);
+                    value.keep(c);
                 }
-                state = State::Value;
+                State::Value
             }
-            State::Single => {
-                if c == '\'' {
-                    state = State::PreValue;
-                } else {
-                    value.push(c);
-                }
-            }
-            State::Double => {
-                if c == '"' {
-                    state = State::PreValue;
-                } else if c == '\\' {
-                    state = State::DoubleEscape;
-                } else {
-                    value.push(c);
-                }
+            State::Single if c == '\'' => State::PreValue,
+            State::Double if c == '"' => State::PreValue,
+            State::Double if c == '\\' => State::DoubleEscape,
+            State::Single | State::Double => {
+                value.keep(c);
+                state
             }
             State::DoubleEscape => {
                 if matches!(c, '"' | '\\' | '`' | '$') {
-                    value.push(c);
+                    value.keep(c);
                 } else if c != '\n' {
-                    value.push('\\');
-                    value.push(c);
+                    value.keep('\\');
+                    value.keep(c);
                 }
-                state = State::Double;
+                State::Double
             }
-            State::Comment => {
-                if c == '\\' {
-                    state = State::CommentEscape;
-                } else if newline(c) {
-                    state = State::PreKey;
-                }
-            }
+            State::Comment if c == '\\' => State::CommentEscape,
+            State::Comment if newline(c) => State::PreKey,
+            State::Comment => State::Comment,
             // systemd >= 254: an escaped newline does not continue a comment.
-            State::CommentEscape => {
-                state = if newline(c) {
-                    State::PreKey
-                } else {
-                    State::Comment
-                };
-            }
-        }
+            State::CommentEscape if newline(c) => State::PreKey,
+            State::CommentEscape => State::Comment,
+        };
         if c == '\n' {
             line += 1;
         }
     }
     match state {
-        State::Value => {
-            if let Some(at) = value_blank {
-                value.truncate(at);
+        State::Value | State::PreValue | State::ValueEscape => {
+            if state == State::Value {
+                value.trim();
             }
-            finish(&mut key, &mut value, key_line, &mut out);
+            out.assign(key.take(), value.take(), key_line);
         }
         State::Single | State::Double | State::DoubleEscape => {
             out.warnings.push((
                 quote_line,
                 "unterminated quote: the value runs to the end of the file".to_string(),
             ));
-            finish(&mut key, &mut value, key_line, &mut out);
+            out.assign(key.take(), value.take(), key_line);
         }
-        State::PreValue | State::ValueEscape => finish(&mut key, &mut value, key_line, &mut out),
-        State::Key => out.warnings.push((
-            key_line,
-            format!(
-                "expected NAME=value, found {:?}, line ignored",
-                key.trim_end()
-            ),
-        )),
+        State::Key => out.warnings.push((key_line, no_equals(&key.text))),
         State::PreKey | State::Comment | State::CommentEscape => {}
     }
     out
+}
+
+impl EnvFile {
+    /// Adds `name=value` if `name` is a valid variable name; else says the line is skipped.
+    fn assign(&mut self, name: String, value: String, line: u32) {
+        if env_name_is_valid(&name) {
+            self.vars.push((name, value));
+        } else {
+            let msg = format!("invalid variable name {name:?}, line ignored");
+            self.warnings.push((line, msg));
+        }
+    }
+}
+
+fn no_equals(key: &str) -> String {
+    format!(
+        "expected NAME=value, found {:?}, line ignored",
+        key.trim_end()
+    )
+}
+
+/// A key or value being read: systemd drops the trailing blanks of a key and of an unquoted
+/// value, never a quoted or escaped character.
+#[derive(Default)]
+struct Trimmable {
+    text: String,
+    /// Where the current run of trailing blanks starts.
+    blank_from: Option<usize>,
+}
+
+impl Trimmable {
+    fn push(&mut self, c: char, blank: bool) {
+        if !blank {
+            self.blank_from = None;
+        } else if self.blank_from.is_none() {
+            self.blank_from = Some(self.text.len());
+        }
+        self.text.push(c);
+    }
+
+    /// A character that stays even if blank (quoted, escaped).
+    fn keep(&mut self, c: char) {
+        self.blank_from = None;
+        self.text.push(c);
+    }
+
+    fn trim(&mut self) {
+        if let Some(at) = self.blank_from.take() {
+            self.text.truncate(at);
+        }
+    }
+
+    fn take(&mut self) -> String {
+        self.blank_from = None;
+        std::mem::take(&mut self.text)
+    }
 }
 
 #[cfg(test)]
@@ -309,6 +303,12 @@ mod tests {
             ])
         );
         assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    }
+
+    #[test]
+    fn blanks_before_a_continuation_are_kept() {
+        let v = parse_env_file("A=x \\\ny  \n");
+        assert_eq!(v.vars, pairs(&[("A", "x y")]));
     }
 
     #[test]

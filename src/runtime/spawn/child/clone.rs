@@ -208,12 +208,6 @@ unsafe fn clone3_into_cgroup(_arg: *mut libc::c_void, _stack: &Stack, _cgroup: R
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::panic,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 
