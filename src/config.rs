@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::source::poll::validate_secs as validate_poll_secs;
+
 /// Where the packaged configuration lives; read only when it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gitproc/gitproc.toml";
 
@@ -54,7 +56,8 @@ impl Default for Config {
     }
 }
 
-/// Adaptive polling of a remote: see `source::poll`.
+/// Adaptive polling of a remote: see `source::poll`, which also validates these numbers
+/// (`source::poll::validate_secs`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PollSection {
@@ -180,17 +183,10 @@ impl Config {
             })
         };
         let p = &self.poll;
-        if !(p.min_interval_s > 0.0 && p.min_interval_s <= p.max_interval_s) {
-            return bad(format!(
-                "[poll] min_interval_s ({}) must be > 0 and <= max_interval_s ({})",
-                p.min_interval_s, p.max_interval_s
-            ));
-        }
-        if !(0.0..0.5).contains(&p.jitter) {
-            return bad(format!("[poll] jitter ({}) must be in 0 .. 0.5", p.jitter));
-        }
-        if p.step_s < 0.0 {
-            return bad(format!("[poll] step_s ({}) must be >= 0", p.step_s));
+        if let Err(message) =
+            validate_poll_secs(p.min_interval_s, p.max_interval_s, p.step_s, p.jitter)
+        {
+            return bad(format!("[poll] {message}"));
         }
         let s = &self.state;
         if !(s.save_interval_s > 0.0 && s.save_min_gap_s >= 0.0) {
@@ -250,6 +246,22 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("min_interval_s"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_or_negative_poll_numbers_name_the_key() {
+        for (text, key) in [
+            ("step_s = nan", "step_s"),
+            ("step_s = -1", "step_s"),
+            ("max_interval_s = inf", "max_interval_s"),
+            ("jitter = -0.1", "jitter"),
+            ("jitter = 0.5", "jitter"),
+        ] {
+            let err = Config::parse(&format!("[poll]\n{text}\n"), Path::new("g.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("[poll] {key}")), "{text}: {err}");
+        }
     }
 
     #[test]

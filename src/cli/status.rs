@@ -8,6 +8,7 @@ use super::output::{human_span, paint, state_dot, use_color, utc};
 use super::{GlobalArgs, ListArgs, StatusArgs, exit, socket_path, state_dir, unit_name};
 use crate::control::client;
 use crate::control::protocol::Verb;
+use crate::sys::procstat::read_stat;
 
 pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<i32> {
     let units: Vec<String> = args.units.iter().map(|u| unit_name(u)).collect();
@@ -220,7 +221,7 @@ fn print_unit(u: &Value, color: bool) {
 /// Processes and resident memory of the session a main pid leads (services run in their own
 /// session), read from /proc by the client so the daemon never pays for it.
 fn session_usage(main_pid: i32) -> (usize, u64) {
-    let Some(sid) = stat_field(main_pid, 6) else {
+    let Ok(main) = read_stat(main_pid) else {
         return (0, 0);
     };
     let mut tasks = 0;
@@ -236,9 +237,11 @@ fn session_usage(main_pid: i32) -> (usize, u64) {
         else {
             continue;
         };
-        if stat_field(pid, 6) == Some(sid) {
+        if let Ok(st) = read_stat(pid)
+            && st.session == main.session
+        {
             tasks += 1;
-            rss_kib += stat_field(pid, 24).unwrap_or(0) as u64 * page_kib();
+            rss_kib += st.rss_pages * page_kib();
         }
     }
     (tasks, rss_kib)
@@ -250,13 +253,6 @@ fn page_kib() -> u64 {
         .flatten()
         .map(|b| b as u64 / 1024)
         .unwrap_or(4)
-}
-
-/// Field N (1-based, as in proc(5)) of /proc/PID/stat, parsed after the `comm` field.
-fn stat_field(pid: i32, n: usize) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = stat.rsplit_once(')')?.1;
-    after_comm.split_whitespace().nth(n - 3)?.parse().ok()
 }
 
 pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<i32> {

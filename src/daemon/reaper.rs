@@ -10,9 +10,9 @@
 //! orphans re-parented to us, as child subreaper, are still collected).
 
 use std::collections::HashMap;
-use std::io;
 
 use crate::runtime::reap::{ExitInfo, reap_pid};
+use crate::sys::{procstat, retry_eintr};
 
 /// Collects every exited child that is the loop's to collect: its own pids and orphans.
 /// `known` is the loop's pid table.
@@ -51,39 +51,28 @@ pub fn reap(known: &HashMap<i32, String>) -> Vec<(i32, ExitInfo)> {
 
 /// The pid of an exited child, left unreaped; `None` when no child has exited.
 fn peek_exited() -> Option<i32> {
-    loop {
-        // SAFETY: an all-zero siginfo_t is valid; waitid writes into it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointer; WNOWAIT leaves the child waitable.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if r < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return None; // ECHILD: no children at all
-        }
-        // SAFETY: waitid succeeded, so si_pid is initialised (0 when none has exited).
-        let pid = unsafe { info.si_pid() };
-        return (pid > 0).then_some(pid);
+    // SAFETY: an all-zero siginfo_t is valid; waitid writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer; WNOWAIT leaves the child waitable.
+    let r = retry_eintr(|| unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    });
+    if r.is_err() {
+        return None; // ECHILD: no children at all
     }
+    // SAFETY: waitid succeeded, so si_pid is initialised (0 when none has exited).
+    let pid = unsafe { info.si_pid() };
+    (pid > 0).then_some(pid)
 }
 
 /// The session id of `pid` from `/proc/PID/stat` (a zombie still has one).
 fn session_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()
+    procstat::read_stat(pid).ok().map(|st| st.session)
 }
 
 #[cfg(test)]

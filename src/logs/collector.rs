@@ -13,23 +13,23 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use super::format_timestamp;
 use super::rotate::RotatingFile;
-use crate::runtime::pidfd::{drain, eventfd, wake};
+use crate::sys::retry_eintr;
+use crate::sys::worker::{Inbox, Worker};
 
 /// Default rotation size: 10 MiB.
-pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;
+const DEFAULT_MAX_BYTES: u64 = 10 << 20;
 /// Default number of rotated files kept.
-pub const DEFAULT_KEEP: u32 = 5;
+const DEFAULT_KEEP: u32 = 5;
 /// Bytes read from one pipe per round.
 const CHUNK: usize = 64 << 10;
 /// A line longer than this without a newline is written in pieces (systemd's LineMax=).
-pub const MAX_LINE: usize = 48 << 10;
+const MAX_LINE: usize = 48 << 10;
 
 /// Where and how logs are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,13 +66,11 @@ enum Cmd {
     Barrier(Sender<()>),
 }
 
-/// Handle to the collector thread. Dropping it drains what is readable and stops it.
+/// Handle to the collector thread ([`crate::sys::worker`]). Dropping it drains what is
+/// readable and stops it.
 pub struct LogCollector {
-    cfg: LogConfig,
-    cmds: Sender<Cmd>,
-    wake: OwnedFd,
+    worker: Worker<Cmd>,
     dropped: Arc<Mutex<HashMap<String, u64>>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl LogCollector {
@@ -91,15 +89,10 @@ impl LogCollector {
         }
         // SAFETY: fresh fd we own.
         let ep = unsafe { OwnedFd::from_raw_fd(ep) };
-        let wake_fd = eventfd()?;
-        epoll_add(&ep, wake_fd.as_raw_fd(), WAKE_TOKEN)?;
-        let (tx, rx) = crossbeam_channel::unbounded();
         let dropped = Arc::new(Mutex::new(HashMap::new()));
-        let mut worker = Worker {
-            cfg: cfg.clone(),
+        let mut collector = Collector {
+            cfg,
             ep,
-            wake: wake_fd.try_clone()?,
-            cmds: rx,
             sources: Vec::new(),
             free: Vec::new(),
             files: HashMap::new(),
@@ -107,20 +100,19 @@ impl LogCollector {
             buf: vec![0u8; CHUNK],
             out: Vec::with_capacity(CHUNK * 2),
         };
-        let thread = std::thread::Builder::new()
-            .name("gitproc-logs".into())
-            .spawn(move || worker.run())?;
-        Ok(LogCollector {
-            cfg,
-            cmds: tx,
-            wake: wake_fd,
-            dropped,
-            thread: Some(thread),
-        })
-    }
-
-    pub fn config(&self) -> &LogConfig {
-        &self.cfg
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let worker = Worker::spawn("gitproc-logs", "log collector", move |inbox| {
+            let registered = epoll_add(&collector.ep, inbox.fd(), WAKE_TOKEN);
+            let ok = registered.is_ok();
+            let _ = ready_tx.send(registered);
+            if ok {
+                collector.run(&inbox);
+            }
+        })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("log collector thread has stopped"))??;
+        Ok(LogCollector { worker, dropped })
     }
 
     /// Collects `fd` (a pipe's read end) into `<dir>/<unit>.log` until EOF.
@@ -152,21 +144,7 @@ impl LogCollector {
     }
 
     fn send(&self, cmd: Cmd) -> io::Result<()> {
-        self.cmds
-            .send(cmd)
-            .map_err(|_| io::Error::other("log collector thread has stopped"))?;
-        wake(&self.wake)
-    }
-}
-
-impl Drop for LogCollector {
-    fn drop(&mut self) {
-        let (dead, _) = crossbeam_channel::bounded(0);
-        self.cmds = dead;
-        let _ = wake(&self.wake);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.worker.send(cmd)
     }
 }
 
@@ -204,11 +182,10 @@ struct Source {
     partial: Vec<u8>,
 }
 
-struct Worker {
+/// The collector thread's state.
+struct Collector {
     cfg: LogConfig,
     ep: OwnedFd,
-    wake: OwnedFd,
-    cmds: Receiver<Cmd>,
     /// Indexed by epoll token.
     sources: Vec<Option<Source>>,
     free: Vec<usize>,
@@ -219,32 +196,28 @@ struct Worker {
     out: Vec<u8>,
 }
 
-impl Worker {
-    fn run(&mut self) {
+impl Collector {
+    fn run(&mut self, inbox: &Inbox<Cmd>) {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         loop {
             // SAFETY: events is a valid buffer of its length.
-            let n = unsafe {
+            let n = match retry_eintr(|| unsafe {
                 libc::epoll_wait(
                     self.ep.as_raw_fd(),
                     events.as_mut_ptr(),
                     events.len() as i32,
                     -1,
                 )
-            };
-            if n < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
+            }) {
+                Ok(n) => n as usize,
+                Err(e) => {
+                    tracing::error!("log collector: epoll_wait failed: {e}");
+                    return;
                 }
-                tracing::error!(
-                    "log collector: epoll_wait failed: {}",
-                    io::Error::last_os_error()
-                );
-                return;
-            }
+            };
             let prefix = format!("{} ", format_timestamp(SystemTime::now()));
             let mut commands = false;
-            for ev in &events[..n as usize] {
+            for ev in &events[..n] {
                 let token = ev.u64;
                 if token == WAKE_TOKEN {
                     commands = true;
@@ -252,34 +225,27 @@ impl Worker {
                     self.read_source(token as usize, &prefix);
                 }
             }
-            if commands {
-                drain(&self.wake);
-                if !self.handle_commands(&prefix) {
-                    self.shutdown(&prefix);
-                    return;
-                }
+            if commands && !inbox.take(|cmd| self.handle_command(cmd, &prefix)) {
+                // The handle was dropped.
+                self.shutdown(&prefix);
+                return;
             }
         }
     }
 
-    /// Returns false when the handle was dropped.
-    fn handle_commands(&mut self, prefix: &str) -> bool {
-        loop {
-            match self.cmds.try_recv() {
-                Ok(Cmd::Add(unit, fd, stream)) => self.add(unit, fd, stream),
-                Ok(Cmd::Note(unit, line)) => {
-                    let mut out = Vec::with_capacity(prefix.len() + line.len() + 1);
-                    push_line(&mut out, prefix, line.as_bytes());
-                    let (file, _) = self.file_for(&unit);
-                    let n = file.append(prefix, &out);
-                    self.publish_dropped(&unit, n);
-                    self.release_if_unused(&unit);
-                }
-                Ok(Cmd::Barrier(done)) => {
-                    let _ = done.send(());
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => return true,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+    fn handle_command(&mut self, cmd: Cmd, prefix: &str) {
+        match cmd {
+            Cmd::Add(unit, fd, stream) => self.add(unit, fd, stream),
+            Cmd::Note(unit, line) => {
+                let mut out = Vec::with_capacity(prefix.len() + line.len() + 1);
+                push_line(&mut out, prefix, line.as_bytes());
+                let (file, _) = self.file_for(&unit);
+                let n = file.append(prefix, &out);
+                self.publish_dropped(&unit, n);
+                self.release_if_unused(&unit);
+            }
+            Cmd::Barrier(done) => {
+                let _ = done.send(());
             }
         }
     }

@@ -9,14 +9,14 @@ pub mod collector;
 pub mod rotate;
 
 pub use collector::{LogCollector, LogConfig, Stream};
-pub use rotate::{RotatingFile, tail};
+pub use rotate::tail;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). Hand-written (a civil-from-days
 /// conversion) because it runs once per chunk read on the collector's hot path and needs
 /// nothing a date crate would add; tested against known instants.
-pub fn format_timestamp(t: SystemTime) -> String {
+pub(crate) fn format_timestamp(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let millis = d.subsec_millis();

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// The log file of one unit.
 #[derive(Debug)]
-pub struct RotatingFile {
+pub(crate) struct RotatingFile {
     dir: PathBuf,
     unit: String,
     max_bytes: u64,
@@ -56,22 +56,9 @@ impl RotatingFile {
         }
     }
 
-    /// Lines dropped since creation (write failures such as a full disk).
-    pub fn total_dropped(&self) -> u64 {
-        self.total_dropped
-    }
-
     /// Lines dropped and not yet reported in the file.
     pub fn pending_dropped(&self) -> u64 {
         self.pending_dropped
-    }
-
-    /// Adds lines dropped elsewhere (carried over from an earlier writer of the same unit).
-    pub fn add_pending_dropped(&mut self, n: u64, reason: &str) {
-        if n > 0 {
-            self.pending_dropped += n;
-            self.pending_reason = reason.to_string();
-        }
     }
 
     fn open(&mut self) -> io::Result<()> {
@@ -305,7 +292,7 @@ mod tests {
         assert_eq!(t.len(), 25);
         assert_eq!(t.first().map(String::as_str), Some("000000020"));
         assert_eq!(t.last().map(String::as_str), Some("000000044"));
-        assert_eq!(f.total_dropped(), 0);
+        assert_eq!(f.total_dropped, 0);
     }
 
     #[test]
@@ -338,7 +325,7 @@ mod tests {
         let mut f = RotatingFile::new(dir.path(), "full", 1 << 20, 2);
         f.append("T ", b"a\nb\n");
         f.append("T ", b"c\n");
-        assert_eq!(f.total_dropped(), 3);
+        assert_eq!(f.total_dropped, 3);
         assert_eq!(f.pending_dropped(), 3);
         fs::remove_file(&path).expect("remove symlink");
         f.append("T ", b"T d\n");

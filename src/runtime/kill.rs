@@ -1,5 +1,5 @@
-//! Signalling services: verified single-process kills, process groups, and every process
-//! a service started (`KillMode=control-group`).
+//! Signalling services: verified single-process kills, and every process a service
+//! started (`KillMode=control-group`).
 //!
 //! How "every process of a service" is found: each spawned process calls `setsid()`, so it
 //! leads a new session whose id is its pid. Its descendants stay in that session even when
@@ -12,7 +12,7 @@ use std::io;
 
 use super::cgroup::Cgroup;
 use super::pidfd::pidfd_open;
-use super::procstat;
+use crate::sys::procstat;
 
 /// Sends `sig` to `pid` only if it is still the process started at `start_time`
 /// (`/proc/<pid>/stat` field 22). Returns `Ok(false)` when the process is gone or the pid
@@ -61,32 +61,6 @@ pub fn signal_verified(pid: i32, start_time: u64, sig: i32) -> io::Result<bool> 
     } else {
         Err(e)
     }
-}
-
-/// Sends `sig` to the process group `pgid` (a service's main process leads its own session
-/// and group, so its pid is both). `Ok(false)` when the group is empty.
-pub fn signal_group(pgid: i32, sig: i32) -> io::Result<bool> {
-    if pgid <= 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("refusing to signal process group {pgid}"),
-        ));
-    }
-    // SAFETY: plain killpg(2).
-    if unsafe { libc::killpg(pgid, sig) } == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ESRCH) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
-
-/// Every live (non-zombie) process whose session id is `sid`.
-pub fn processes_of_session(sid: i32) -> Vec<i32> {
-    SessionSnapshot::scan().members(sid).to_vec()
 }
 
 /// One pass over `/proc`: session id -> live (non-zombie) member pids. Scan once and ask
@@ -250,11 +224,5 @@ impl ProcessTracker {
         };
         self.sessions
             .retain(|&sid| leader_alive(sid) || !snap.members(sid).is_empty());
-    }
-
-    /// [`prune`](Self::prune) with a shared snapshot.
-    pub fn prune_in(&mut self, snapshot: &SessionSnapshot) {
-        self.sessions
-            .retain(|&sid| !snapshot.members(sid).is_empty());
     }
 }

@@ -8,7 +8,7 @@
 //! `systemd-notify` exit right after sending). The event loop must accept a message only
 //! if that pid or session belongs to the unit it claims to be from.
 //!
-//! One thread receives; it polls the socket and an eventfd used to stop it on drop.
+//! One thread receives ([`crate::sys::worker`]): it polls the socket and is stopped on drop.
 
 use std::fs;
 use std::io;
@@ -16,15 +16,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::pidfd::{drain, eventfd, wake};
-use super::procstat;
+use crate::sys::worker::{Inbox, Worker};
+use crate::sys::{procstat, retry_eintr};
 
 /// Largest datagram accepted (systemd uses the same bound); longer ones are dropped.
-pub const MAX_DATAGRAM: usize = 4096;
+const MAX_DATAGRAM: usize = 4096;
 
 /// One received notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,33 +34,17 @@ pub struct NotifyDatagram {
     pub gid: u32,
     /// The sender's session id when the datagram was received, if it was still alive.
     pub session: Option<i32>,
-    /// The raw payload: newline-separated `KEY=VALUE` assignments.
+    /// The raw payload: newline-separated `KEY=VALUE` assignments, parsed by the loop with
+    /// `service::notify::NotifyMessage::parse`.
     pub data: Vec<u8>,
-}
-
-impl NotifyDatagram {
-    /// The `KEY=VALUE` assignments of the payload, in order (lines without `=` and
-    /// invalid UTF-8 lines are skipped).
-    pub fn assignments(&self) -> Vec<(&str, &str)> {
-        parse_assignments(&self.data)
-    }
-}
-
-/// Splits a notify payload into `(key, value)` pairs.
-pub fn parse_assignments(data: &[u8]) -> Vec<(&str, &str)> {
-    data.split(|&b| b == b'\n')
-        .filter_map(|l| std::str::from_utf8(l).ok())
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| !k.is_empty())
-        .collect()
 }
 
 /// The bound socket and its receiver thread. Dropping it stops the thread and removes the
 /// socket file.
 pub struct NotifySocket {
     path: PathBuf,
-    wake: OwnedFd,
-    thread: Option<JoinHandle<()>>,
+    /// Dropped (the thread stopped and joined) before the socket file is removed.
+    worker: Option<Worker>,
 }
 
 impl NotifySocket {
@@ -137,66 +120,48 @@ impl NotifySocket {
         if r < 0 {
             return Err(ctx("SO_PASSCRED", io::Error::last_os_error()));
         }
-        let wake_fd = eventfd()?;
-        let thread_wake = wake_fd.try_clone()?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        let thread = std::thread::Builder::new()
-            .name("gitproc-notify".into())
-            .spawn(move || receive_loop(sock, thread_wake, tx))?;
+        let worker = Worker::spawn("gitproc-notify", "notify socket", move |inbox| {
+            receive_loop(sock, inbox, tx)
+        })?;
         Ok((
             NotifySocket {
                 path: path.to_path_buf(),
-                wake: wake_fd,
-                thread: Some(thread),
+                worker: Some(worker),
             },
             rx,
         ))
-    }
-
-    /// The socket's path (the value of `NOTIFY_SOCKET`).
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
-        let _ = wake(&self.wake);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.worker.take());
         let _ = fs::remove_file(&self.path);
     }
 }
 
-fn receive_loop(sock: OwnedFd, stop: OwnedFd, tx: Sender<NotifyDatagram>) {
+fn receive_loop(sock: OwnedFd, inbox: Inbox<std::convert::Infallible>, tx: Sender<NotifyDatagram>) {
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     // Room for credentials plus some passed fds (which we close: no FDSTORE support).
     let mut cbuf = [0u64; 64];
+    let mut fds = Vec::with_capacity(2);
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: sock.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: valid pollfd array.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
+        fds.clear();
+        fds.push(libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        let woken = match inbox.poll(&mut fds) {
+            Ok(woken) => woken,
+            Err(e) => {
+                tracing::error!("notify socket: poll failed: {e}");
+                return;
             }
-            tracing::error!("notify socket: poll failed: {}", io::Error::last_os_error());
-            return;
-        }
-        if fds[1].revents != 0 {
-            drain(&stop);
+        };
+        // The owner sends no commands: a wakeup only ever means "stop".
+        if woken && !inbox.take(|never| match never {}) {
             return;
         }
         // Drain every queued datagram.
@@ -209,7 +174,6 @@ fn receive_loop(sock: OwnedFd, stop: OwnedFd, tx: Sender<NotifyDatagram>) {
                 }
                 Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::warn!("notify socket: recvmsg: {e}");
                     break;
@@ -236,10 +200,9 @@ fn recv_one(
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(cbuf) as _;
     // SAFETY: msg points to valid buffers.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let n = retry_eintr(|| unsafe {
+        libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)
+    })?;
     let mut cred: Option<libc::ucred> = None;
     // SAFETY: walking the control messages the kernel wrote into cbuf.
     unsafe {
@@ -277,22 +240,4 @@ fn recv_one(
         session,
         data: buf[..n].to_vec(),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_assignments() {
-        let d = b"READY=1\nSTATUS=up and running\nnoequals\n=x\nMAINPID=42";
-        assert_eq!(
-            parse_assignments(d),
-            vec![
-                ("READY", "1"),
-                ("STATUS", "up and running"),
-                ("MAINPID", "42")
-            ]
-        );
-    }
 }

@@ -1,10 +1,14 @@
 //! Reaping: the daemon is a child subreaper, so orphaned descendants of services are
-//! re-parented to it, and it collects every exit with `waitpid(-1, WNOHANG)`.
+//! re-parented to it, and it collects their exits. The sweep itself is `daemon::reaper`
+//! (it must leave the source worker's children alone); this module has the pieces: the
+//! subreaper switch, collecting one pid, and decoding a wait status.
 //!
-//! Call [`reap_all`] from the thread that spawns (see the module docs of `runtime`).
+//! Reap from the thread that spawns (see the module docs of `runtime`).
 
 use std::fmt;
 use std::io;
+
+use crate::sys::retry_eintr;
 
 /// How a process ended (only exits and deaths by signal: stopped/continued children are
 /// not reported because `WUNTRACED`/`WCONTINUED` are not requested).
@@ -32,24 +36,6 @@ impl ExitInfo {
                 signal: None,
                 core_dumped: false,
             }
-        }
-    }
-
-    /// An exit with `code`.
-    pub fn exited(code: i32) -> ExitInfo {
-        ExitInfo {
-            code: Some(code),
-            signal: None,
-            core_dumped: false,
-        }
-    }
-
-    /// A death by `signal`.
-    pub fn killed(signal: i32) -> ExitInfo {
-        ExitInfo {
-            code: None,
-            signal: Some(signal),
-            core_dumped: false,
         }
     }
 }
@@ -84,47 +70,37 @@ pub fn set_child_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// Collects every exited child, `waitpid(-1, WNOHANG)` until none is left.
-pub fn reap_all() -> Vec<(i32, ExitInfo)> {
-    let mut out = Vec::new();
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid status pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid > 0 {
-            out.push((pid, ExitInfo::from_wait_status(status)));
-            continue;
-        }
-        if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        // 0: children remain but none exited; -1/ECHILD: no children at all.
-        return out;
-    }
-}
-
 /// Collects `pid` if it has exited (`Ok(None)` while it runs).
 pub fn reap_pid(pid: i32) -> io::Result<Option<ExitInfo>> {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid status pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return Ok(Some(ExitInfo::from_wait_status(status)));
-        }
-        if r == 0 {
-            return Ok(None);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
+    let mut status = 0;
+    // SAFETY: waitpid with a valid status pointer.
+    let r = retry_eintr(|| unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })?;
+    Ok((r != 0).then(|| ExitInfo::from_wait_status(status)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl ExitInfo {
+        /// An exit with `code`.
+        pub fn exited(code: i32) -> ExitInfo {
+            ExitInfo {
+                code: Some(code),
+                signal: None,
+                core_dumped: false,
+            }
+        }
+
+        /// A death by `signal`.
+        pub fn killed(signal: i32) -> ExitInfo {
+            ExitInfo {
+                code: None,
+                signal: Some(signal),
+                core_dumped: false,
+            }
+        }
+    }
 
     #[test]
     fn displays_like_systemd_logs() {

@@ -6,7 +6,6 @@
 //! so a quiet branch costs the remote (and us) almost nothing per poll.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use gix::ObjectId;
@@ -72,7 +71,8 @@ pub struct GitSource {
     /// Where the mirror keeps the fetched tip.
     local_ref: String,
     last_tip: Option<ObjectId>,
-    interrupt: Arc<AtomicBool>,
+    /// What gix's fetch polls to abort; nothing sets it (shutdown does not wait for a fetch).
+    interrupt: AtomicBool,
 }
 
 impl std::fmt::Debug for GitSource {
@@ -114,7 +114,7 @@ impl GitSource {
             remote_ref,
             local_ref,
             last_tip: None,
-            interrupt: Arc::new(AtomicBool::new(false)),
+            interrupt: AtomicBool::new(false),
         })
     }
 
@@ -126,12 +126,6 @@ impl GitSource {
     /// The ref followed on the remote: `refs/heads/B`, or `HEAD` when no branch is set.
     pub fn remote_ref(&self) -> &str {
         &self.remote_ref
-    }
-
-    /// Setting this flag aborts a running fetch (e.g. on daemon shutdown). It is never
-    /// reset: every later fetch of this source aborts too.
-    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.interrupt)
     }
 
     /// Cheap check: one ref advertisement; objects are fetched only when the remote's tip

@@ -39,26 +39,39 @@ impl Default for PollConfig {
     }
 }
 
-impl PollConfig {
-    /// Checks the knobs make sense; the message names the offending knob.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.min_interval.is_zero() {
-            return Err("poll min_interval must be greater than 0 s".into());
+/// The jitter fraction must be below this: a poll moves by less than ±50 % of its interval.
+/// (The bound `[poll] jitter` has always had in the configuration file.)
+pub const MAX_JITTER: f64 = 0.5;
+
+/// The one validation of the poll knobs, in the units the configuration file writes them
+/// (`[poll]` in `gitproc.toml`: seconds as numbers, jitter as a fraction). Every number
+/// must be finite and not negative, `0 < min_interval_s <= max_interval_s`, and
+/// `0 <= jitter < MAX_JITTER`. The message names the offending key.
+pub fn validate_secs(
+    min_interval_s: f64,
+    max_interval_s: f64,
+    step_s: f64,
+    jitter: f64,
+) -> Result<(), String> {
+    for (key, value) in [
+        ("min_interval_s", min_interval_s),
+        ("max_interval_s", max_interval_s),
+        ("step_s", step_s),
+        ("jitter", jitter),
+    ] {
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("{key} ({value}) must be a finite number >= 0"));
         }
-        if self.max_interval < self.min_interval {
-            return Err(format!(
-                "poll max_interval ({:?}) must not be smaller than min_interval ({:?})",
-                self.max_interval, self.min_interval
-            ));
-        }
-        if !(0.0..=0.5).contains(&self.jitter) {
-            return Err(format!(
-                "poll jitter ({}) must be a fraction between 0.0 and 0.5",
-                self.jitter
-            ));
-        }
-        Ok(())
     }
+    if !(min_interval_s > 0.0 && min_interval_s <= max_interval_s) {
+        return Err(format!(
+            "min_interval_s ({min_interval_s}) must be > 0 and <= max_interval_s ({max_interval_s})"
+        ));
+    }
+    if jitter >= MAX_JITTER {
+        return Err(format!("jitter ({jitter}) must be in 0 .. {MAX_JITTER}"));
+    }
+    Ok(())
 }
 
 /// The adaptive poll schedule. Feed it each check's result; it answers when to check next.
@@ -94,11 +107,6 @@ impl PollSchedule {
         PollSchedule::new(config, seed)
     }
 
-    /// The configuration in use.
-    pub fn config(&self) -> &PollConfig {
-        &self.config
-    }
-
     /// The current base interval, without jitter (what `gitproc status` shows): the failure
     /// backoff while checks fail, else the adaptive interval.
     pub fn interval(&self) -> Duration {
@@ -118,11 +126,6 @@ impl PollSchedule {
         self.next
     }
 
-    /// Consecutive failed checks so far (0 after any success).
-    pub fn consecutive_failures(&self) -> u32 {
-        self.failures
-    }
-
     /// Records a successful check made at `now`; returns the time of the next check.
     pub fn on_check(&mut self, changed: bool, now: Instant) -> Instant {
         self.failures = 0;
@@ -139,12 +142,6 @@ impl PollSchedule {
     pub fn on_error(&mut self, now: Instant) -> Instant {
         self.failures = self.failures.saturating_add(1);
         self.schedule(now)
-    }
-
-    /// Forgets the growth (e.g. after an inotify event or `gitproc sync` found a change).
-    pub fn reset(&mut self) {
-        self.unchanged = 0;
-        self.failures = 0;
     }
 
     fn failure_interval(&self) -> Duration {
@@ -258,9 +255,9 @@ mod tests {
             [secs(&mut s), secs(&mut s), secs(&mut s), secs(&mut s)],
             [10, 20, 30, 30]
         );
-        assert_eq!(s.consecutive_failures(), 4);
+        assert_eq!(s.failures, 4);
         assert_eq!((s.on_check(true, now) - now).as_secs(), 10);
-        assert_eq!(s.consecutive_failures(), 0);
+        assert_eq!(s.failures, 0);
     }
 
     #[test]
@@ -269,7 +266,6 @@ mod tests {
         let now = Instant::now();
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
-            s.reset();
             let gap = s.on_check(true, now) - now;
             assert!(
                 gap >= Duration::from_secs(9) && gap <= Duration::from_secs(11),
@@ -285,12 +281,24 @@ mod tests {
     }
 
     #[test]
-    fn validate_names_the_bad_knob() {
-        let bad = PollConfig {
-            max_interval: Duration::from_secs(1),
-            ..PollConfig::default()
-        };
-        assert!(bad.validate().unwrap_err().contains("max_interval"));
-        assert!(PollConfig::default().validate().is_ok());
+    fn validation_names_the_bad_key() {
+        let d = PollConfig::default();
+        let (min, max, step) = (
+            d.min_interval.as_secs_f64(),
+            d.max_interval.as_secs_f64(),
+            d.step.as_secs_f64(),
+        );
+        assert_eq!(validate_secs(min, max, step, d.jitter), Ok(()));
+        assert_eq!(validate_secs(min, max, step, 0.0), Ok(()));
+        let err = |r: Result<(), String>| r.expect_err("rejected");
+        assert!(err(validate_secs(40.0, 30.0, step, 0.1)).contains("min_interval_s"));
+        assert!(err(validate_secs(0.0, max, step, 0.1)).contains("min_interval_s"));
+        assert!(err(validate_secs(min, max, step, 0.5)).contains("jitter"));
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0] {
+            assert!(err(validate_secs(bad, max, step, 0.1)).contains("min_interval_s"));
+            assert!(err(validate_secs(min, bad, step, 0.1)).contains("max_interval_s"));
+            assert!(err(validate_secs(min, max, bad, 0.1)).contains("step_s"));
+            assert!(err(validate_secs(min, max, step, bad)).contains("jitter"));
+        }
     }
 }

@@ -18,7 +18,7 @@ pub struct ProcessIdentity {
 }
 
 impl ProcessIdentity {
-    /// Reads the identity of the live process `pid` from procfs.
+    /// Reads the identity of the live process `pid` from `/proc/PID/stat`.
     ///
     /// Returns `None` when the process does not exist, cannot be read, or is a zombie (`Z`) or
     /// dead (`X`): a zombie has already exited, so there is nothing to adopt and nothing that a
@@ -28,13 +28,13 @@ impl ProcessIdentity {
         if pid <= 0 {
             return None;
         }
-        let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
-        if matches!(stat.state, 'Z' | 'X' | 'x') {
+        let stat = crate::sys::procstat::read_stat(pid).ok()?;
+        if matches!(stat.state, b'Z' | b'X' | b'x') {
             return None;
         }
         Some(ProcessIdentity {
             pid,
-            start_time: stat.starttime,
+            start_time: stat.start_time,
         })
     }
 

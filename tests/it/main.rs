@@ -2,10 +2,9 @@
 //! once per test file. Modules are named after what users write: `section_unit_*` and
 //! `section_service_*` for unit sections, `cli_*` for verbs, `git_*`, `state_*`, `daemon_*`.
 //!
-//! `tests/reap_all.rs` stays a binary of its own: it reaps with `waitpid(-1)`, which would
-//! steal the children of tests running in parallel threads here. `tests/state_save_log.rs`
-//! too: it captures `tracing` output with a thread-local subscriber, and tracing's per-callsite
-//! interest cache is shared with every other test thread of a binary.
+//! `tests/state_save_log.rs` stays a binary of its own: it captures `tracing` output with a
+//! thread-local subscriber, and tracing's per-callsite interest cache is shared with every
+//! other test thread of a binary.
 
 mod runtime_support;
 mod support;

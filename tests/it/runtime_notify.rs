@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::runtime_support::{Guard, exec, sh};
 use gitproc::runtime::{self, Dirs, NotifySocket, SpawnRequest};
+use gitproc::service::NotifyMessage;
 use gitproc::unit::model::{ExecCommand, ServiceSection};
 
 fn start(cmd: &ExecCommand, sock: &std::path::Path, guard: &mut Guard) -> runtime::Spawned {
@@ -43,7 +44,7 @@ fn rust_client_datagram_carries_the_sender_pid() {
     let d = rx.recv_timeout(Duration::from_secs(10)).expect("datagram");
     assert_eq!(d.pid, std::process::id() as i32);
     assert_eq!(d.uid, unsafe { libc::getuid() });
-    assert_eq!(d.assignments(), vec![("READY", "1"), ("STATUS", "ok")]);
+    assert_eq!(d.data, b"READY=1\nSTATUS=ok");
     // Oversized datagrams are dropped, the next one still arrives.
     client.send_to(&vec![b'x'; 5000], &path).expect("send big");
     client.send_to(b"WATCHDOG=1", &path).expect("send");
@@ -65,7 +66,7 @@ fn python_service_ready_has_its_pid_and_session() {
     let d = rx.recv_timeout(Duration::from_secs(20)).expect("READY=1");
     assert_eq!(d.pid, s.pid);
     assert_eq!(d.session, Some(s.pid));
-    assert_eq!(d.assignments(), vec![("READY", "1")]);
+    assert_eq!(d.data, b"READY=1");
 }
 
 #[test]
@@ -86,13 +87,13 @@ fn systemd_notify_ready_works_without_systemd() {
     let d = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("READY=1 from systemd-notify");
-    let kv = d.assignments();
+    let m = NotifyMessage::parse(&d.data);
     println!(
         "systemd-notify: sender {} session {:?}, service {}",
         d.pid, d.session, s.pid
     );
-    assert!(kv.contains(&("READY", "1")), "{kv:?}");
-    assert!(kv.contains(&("STATUS", "up")), "{kv:?}");
+    assert!(m.ready, "{m:?}");
+    assert_eq!(m.status.as_deref(), Some("up"), "{m:?}");
     // Sent by systemd-notify on behalf of its parent (the service's main process), or by
     // systemd-notify itself: either way from inside the service's session.
     assert!(

@@ -30,7 +30,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         for &pid in &self.pids {
-            for p in runtime::processes_of_session(pid) {
+            for &p in runtime::SessionSnapshot::scan().members(pid) {
                 unsafe { libc::kill(p, libc::SIGKILL) };
             }
             unsafe {

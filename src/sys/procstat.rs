@@ -1,8 +1,10 @@
-//! Reading `/proc/<pid>/stat`: the few fields the supervisor needs, without allocation.
+//! Reading `/proc/<pid>/stat`: the few fields gitproc needs, without allocation. The one
+//! parser of that file: process identities (`state::identity`), signalling and session
+//! tracking (`runtime`), the reaper, and `gitproc status` all read it through here.
 //!
 //! Hand-written rather than through the `procfs` crate because it sits on hot paths
 //! (every spawn reads a start time; a control-group stop scans every process) and needs
-//! only five fields; parsing them is a dozen lines.
+//! only a handful of fields; parsing them is a dozen lines.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -23,6 +25,8 @@ pub struct ProcStat {
     /// (22) start time in clock ticks since boot: with the pid, identifies a process
     /// across pid reuse.
     pub start_time: u64,
+    /// (24) resident set size in pages.
+    pub rss_pages: u64,
 }
 
 /// Reads and parses `/proc/<pid>/stat`. `ErrorKind::NotFound` when the process is gone.
@@ -81,6 +85,8 @@ pub fn parse_stat(data: &[u8]) -> Option<ProcStat> {
     let session = it.next()?.parse().ok()?;
     // fields 7..=21 skipped: 15 fields, then field 22.
     let start_time = it.nth(15)?.parse().ok()?;
+    // field 23 (vsize) skipped, then field 24.
+    let rss_pages = it.nth(1)?.parse().ok()?;
     Some(ProcStat {
         pid,
         state,
@@ -88,6 +94,7 @@ pub fn parse_stat(data: &[u8]) -> Option<ProcStat> {
         pgrp,
         session,
         start_time,
+        rss_pages,
     })
 }
 
@@ -105,6 +112,7 @@ mod tests {
         assert_eq!(s.pgrp, 1234);
         assert_eq!(s.session, 1234);
         assert_eq!(s.start_time, 987654);
+        assert_eq!(s.rss_pages, 10);
     }
 
     #[test]
