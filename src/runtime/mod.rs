@@ -5,9 +5,11 @@
 //! state machine returns.
 //!
 //! Threading contract: [`spawn::spawn`] and the reaping of children (`daemon::reaper`, over
-//! [`reap_pid`]) must happen on the same thread (the event loop). On an exec failure `spawn` waits for the failed child itself
-//! (its pid is never returned); a concurrent `waitpid(-1)` on another thread could steal
-//! that status first, which would only cost a spurious "unknown pid exited" for the caller.
+//! [`reap_pid`]) must happen on the same thread (the event loop). When the child fails or
+//! dies before execve, `spawn` waits for it itself (its pid is never returned); a
+//! concurrent `waitpid(-1)` on another thread could steal that status first, which would
+//! only cost a spurious "unknown pid exited" for the caller (and, for a child that died
+//! without a report, a vaguer error text).
 //!
 //! Wiring, as the event loop is expected to use it:
 //! - at startup: [`set_child_subreaper`], [`CgroupRoot::probe`] (optional),

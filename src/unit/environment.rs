@@ -2,8 +2,10 @@
 //!
 //! `Environment="A=1" "B=two words" C=3`: words with systemd's quoting and C escapes
 //! ([`super::exec::split_words`]), each `NAME=value`. An `EnvironmentFile=` holds one
-//! `NAME=value` per line; `#` and `;` start comments; values may be single- or double-quoted;
-//! a trailing backslash continues the line; `export ` before a name is tolerated.
+//! `NAME=value` per line with systemd's quoting rules ([`parse_env_file`]). This is the one
+//! parser for them: the loader uses it for files in the tree (and, for `gitproc check`, on
+//! the host), and the spawner for absolute paths, which it reads at each start as systemd
+//! does.
 
 use super::exec::{Located, env_name_is_valid, split_words};
 
@@ -32,99 +34,212 @@ pub fn parse_environment(
     Ok(out)
 }
 
-/// Parses an environment file. Errors carry the 1-based line number.
-pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (u32, String)> {
-    let mut out = Vec::new();
-    let mut lines = text.lines().enumerate();
-    while let Some((idx, line)) = lines.next() {
-        let lineno = idx as u32 + 1;
-        let t = line.trim_start();
-        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
-            continue;
-        }
-        let t = t.strip_prefix("export ").map(str::trim_start).unwrap_or(t);
-        let Some((name, raw)) = t.split_once('=') else {
-            return Err((
-                lineno,
-                format!("expected NAME=value, found {:?}", t.trim_end()),
-            ));
-        };
-        let name = name.trim_end();
-        if !env_name_is_valid(name) {
-            return Err((lineno, format!("invalid variable name {name:?}")));
-        }
-        let mut raw = raw.trim_start().to_string();
-        // Continuation: an unquoted trailing backslash joins the next line.
-        while raw.ends_with('\\') && !raw.ends_with("\\\\") {
-            raw.pop();
-            match lines.next() {
-                Some((_, next)) => raw.push_str(next),
-                None => break,
-            }
-        }
-        let value = unquote_env_value(&raw).map_err(|m| (lineno, format!("{name}: {m}")))?;
-        out.push((name.to_string(), value));
-    }
-    Ok(out)
+/// What an `EnvironmentFile=` assigns, in file order (a later assignment of the same name
+/// wins, as for any environment list), and what systemd would log about it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EnvFile {
+    pub vars: Vec<(String, String)>,
+    /// `(1-based line, message)` for what systemd skips with a log line: a name without
+    /// `=`, an invalid variable name, an unterminated quote (its value is still kept).
+    pub warnings: Vec<(u32, String)>,
 }
 
-fn unquote_env_value(raw: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    let mut trailing_ws_start: Option<usize> = None;
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => out.push(ch),
-                        None => return Err("unterminated single quote".into()),
-                    }
+/// Parses an environment file as systemd does (its `env-file.c` state machine, rewritten):
+/// - `NAME=VALUE` assignments; whitespace around the name and before the value is dropped;
+///   `#` or `;` as the first non-blank character of a line starts a comment;
+/// - an unquoted value keeps its inner whitespace, loses its trailing whitespace, and a
+///   backslash keeps the next character literally (backslash-newline joins lines);
+/// - `'...'` keeps everything verbatim up to the next `'`, newlines included;
+/// - `"..."` likewise, except that `\"`, `\\`, `` \` `` and `\$` lose their backslash,
+///   backslash-newline vanishes, and any other backslash stays;
+/// - after a closing quote the value goes on (`A="x"y` is `xy`), again as in systemd;
+/// - `export NAME=...` is not special: `export NAME` is an invalid name, so the line is
+///   skipped (reported in [`EnvFile::warnings`]), as systemd skips it.
+///
+/// Never fails: systemd starts the service with what it could read, and so do we; the
+/// loader turns [`EnvFile::ignored`] into warnings.
+pub fn parse_env_file(text: &str) -> EnvFile {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum State {
+        PreKey,
+        Key,
+        PreValue,
+        Value,
+        ValueEscape,
+        Single,
+        Double,
+        DoubleEscape,
+        Comment,
+        CommentEscape,
+    }
+    let newline = |c: char| c == '\n' || c == '\r';
+    let blank = |c: char| c == ' ' || c == '\t' || newline(c);
+    let mut out = EnvFile::default();
+    let mut state = State::PreKey;
+    let (mut key, mut value) = (Trimmable::default(), Trimmable::default());
+    let (mut line, mut key_line, mut quote_line) = (1u32, 1u32, 1u32);
+    for c in text.chars() {
+        state = match state {
+            State::PreKey if c == '#' || c == ';' => State::Comment,
+            State::PreKey if blank(c) => State::PreKey,
+            State::PreKey => {
+                key = Trimmable::default();
+                key.keep(c);
+                key_line = line;
+                State::Key
+            }
+            State::Key if newline(c) => {
+                out.warnings.push((key_line, no_equals(&key.text)));
+                State::PreKey
+            }
+            State::Key if c == '=' => {
+                key.trim();
+                value = Trimmable::default();
+                State::PreValue
+            }
+            State::Key => {
+                key.push(c, blank(c));
+                State::Key
+            }
+            State::PreValue if newline(c) => {
+                out.assign(key.take(), value.take(), key_line);
+                State::PreKey
+            }
+            State::PreValue if c == '\'' || c == '"' => {
+                quote_line = line;
+                if c == '"' {
+                    State::Double
+                } else {
+                    State::Single
                 }
-                trailing_ws_start = None;
             }
-            '"' => {
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(e @ ('"' | '\\' | '`' | '$')) => out.push(e),
-                            Some('\n') => {}
-                            Some(other) => {
-                                out.push('\\');
-                                out.push(other);
-                            }
-                            None => return Err("unterminated double quote".into()),
-                        },
-                        Some(ch) => out.push(ch),
-                        None => return Err("unterminated double quote".into()),
-                    }
+            State::PreValue if c == '\\' => State::ValueEscape,
+            State::PreValue if blank(c) => State::PreValue,
+            State::PreValue => {
+                value.keep(c);
+                State::Value
+            }
+            State::Value if newline(c) => {
+                value.trim();
+                out.assign(key.take(), value.take(), key_line);
+                State::PreKey
+            }
+            State::Value if c == '\\' => {
+                // What comes before an escape is kept, blank or not (even a continuation).
+                value.blank_from = None;
+                State::ValueEscape
+            }
+            State::Value => {
+                value.push(c, blank(c));
+                State::Value
+            }
+            State::ValueEscape => {
+                if !newline(c) {
+                    value.keep(c);
                 }
-                trailing_ws_start = None;
+                State::Value
             }
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    out.push(n);
+            State::Single if c == '\'' => State::PreValue,
+            State::Double if c == '"' => State::PreValue,
+            State::Double if c == '\\' => State::DoubleEscape,
+            State::Single | State::Double => {
+                value.keep(c);
+                state
+            }
+            State::DoubleEscape => {
+                if matches!(c, '"' | '\\' | '`' | '$') {
+                    value.keep(c);
+                } else if c != '\n' {
+                    value.keep('\\');
+                    value.keep(c);
                 }
-                trailing_ws_start = None;
+                State::Double
             }
-            c if c.is_whitespace() => {
-                if trailing_ws_start.is_none() {
-                    trailing_ws_start = Some(out.len());
-                }
-                out.push(c);
-            }
-            c => {
-                out.push(c);
-                trailing_ws_start = None;
-            }
+            State::Comment if c == '\\' => State::CommentEscape,
+            State::Comment if newline(c) => State::PreKey,
+            State::Comment => State::Comment,
+            // systemd >= 254: an escaped newline does not continue a comment.
+            State::CommentEscape if newline(c) => State::PreKey,
+            State::CommentEscape => State::Comment,
+        };
+        if c == '\n' {
+            line += 1;
         }
     }
-    if let Some(p) = trailing_ws_start {
-        out.truncate(p);
+    match state {
+        State::Value | State::PreValue | State::ValueEscape => {
+            if state == State::Value {
+                value.trim();
+            }
+            out.assign(key.take(), value.take(), key_line);
+        }
+        State::Single | State::Double | State::DoubleEscape => {
+            out.warnings.push((
+                quote_line,
+                "unterminated quote: the value runs to the end of the file".to_string(),
+            ));
+            out.assign(key.take(), value.take(), key_line);
+        }
+        State::Key => out.warnings.push((key_line, no_equals(&key.text))),
+        State::PreKey | State::Comment | State::CommentEscape => {}
     }
-    Ok(out)
+    out
+}
+
+impl EnvFile {
+    /// Adds `name=value` if `name` is a valid variable name; else says the line is skipped.
+    fn assign(&mut self, name: String, value: String, line: u32) {
+        if env_name_is_valid(&name) {
+            self.vars.push((name, value));
+        } else {
+            let msg = format!("invalid variable name {name:?}, line ignored");
+            self.warnings.push((line, msg));
+        }
+    }
+}
+
+fn no_equals(key: &str) -> String {
+    format!(
+        "expected NAME=value, found {:?}, line ignored",
+        key.trim_end()
+    )
+}
+
+/// A key or value being read: systemd drops the trailing blanks of a key and of an unquoted
+/// value, never a quoted or escaped character.
+#[derive(Default)]
+struct Trimmable {
+    text: String,
+    /// Where the current run of trailing blanks starts.
+    blank_from: Option<usize>,
+}
+
+impl Trimmable {
+    fn push(&mut self, c: char, blank: bool) {
+        if !blank {
+            self.blank_from = None;
+        } else if self.blank_from.is_none() {
+            self.blank_from = Some(self.text.len());
+        }
+        self.text.push(c);
+    }
+
+    /// A character that stays even if blank (quoted, escaped).
+    fn keep(&mut self, c: char) {
+        self.blank_from = None;
+        self.text.push(c);
+    }
+
+    fn trim(&mut self) {
+        if let Some(at) = self.blank_from.take() {
+            self.text.truncate(at);
+        }
+    }
+
+    fn take(&mut self) -> String {
+        self.blank_from = None;
+        std::mem::take(&mut self.text)
+    }
 }
 
 #[cfg(test)]
@@ -169,31 +284,51 @@ mod tests {
 
     #[test]
     fn env_file_lines() {
-        let text = "# comment\n; also\n\nA=1\nexport B = two\nC=\"quoted # not comment\"\nD='single $x'\nE=cont\\\ninued\nF=trail   \nG=\"esc \\\" \\$\"\n";
-        let v = parse_env_file(text).unwrap_or_default();
+        let text = "# comment\n; also\n\nA=1\n  B = two words  \nC=\"quoted # not comment\"\nD='single $x'\nE=cont\\\ninued\nF=trail   \nG=\"esc \\\" \\$ \\n\"\nH=\nI=a\\ \nJ='multi\nline'\nK=\"x\"y\n";
+        let v = parse_env_file(text);
         assert_eq!(
-            v,
+            v.vars,
             pairs(&[
                 ("A", "1"),
-                ("B", "two"),
+                ("B", "two words"),
                 ("C", "quoted # not comment"),
                 ("D", "single $x"),
                 ("E", "continued"),
                 ("F", "trail"),
-                ("G", "esc \" $"),
+                ("G", "esc \" $ \\n"),
+                ("H", ""),
+                ("I", "a "),
+                ("J", "multi\nline"),
+                ("K", "xy"),
             ])
         );
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
     }
 
     #[test]
-    fn env_file_errors_carry_the_line() {
-        assert_eq!(
-            parse_env_file("A=1\nnot an assignment\n")
-                .err()
-                .map(|e| e.0),
-            Some(2)
-        );
-        assert_eq!(parse_env_file("A=\"open\n").err().map(|e| e.0), Some(1));
-        assert_eq!(parse_env_file("9A=x\n").err().map(|e| e.0), Some(1));
+    fn blanks_before_a_continuation_are_kept() {
+        let v = parse_env_file("A=x \\\ny  \n");
+        assert_eq!(v.vars, pairs(&[("A", "x y")]));
+    }
+
+    #[test]
+    fn env_file_crlf_and_no_final_newline() {
+        let v = parse_env_file("A=1\r\nB=2");
+        assert_eq!(v.vars, pairs(&[("A", "1"), ("B", "2")]));
+    }
+
+    #[test]
+    fn export_is_not_special_and_bad_lines_are_skipped_with_their_line() {
+        let v = parse_env_file("A=1\nnot an assignment\nexport B=2\n9A=x\nC=3\nD=\"open\n");
+        assert_eq!(v.vars, pairs(&[("A", "1"), ("C", "3"), ("D", "open\n")]));
+        let lines: Vec<u32> = v.warnings.iter().map(|w| w.0).collect();
+        assert_eq!(lines, vec![2, 3, 4, 6], "{:?}", v.warnings);
+        assert!(v.warnings[1].1.contains("export B"), "{:?}", v.warnings);
+    }
+
+    #[test]
+    fn escaped_newline_ends_a_comment() {
+        let v = parse_env_file("# note \\\nA=1\n");
+        assert_eq!(v.vars, pairs(&[("A", "1")]));
     }
 }

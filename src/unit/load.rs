@@ -872,15 +872,18 @@ pub fn parse_unit(
                     out.inputs.push(ef.path.clone());
                 }
                 match std::str::from_utf8(&content) {
-                    Ok(text) => match parse_env_file(text) {
-                        Ok(vars) => file_vars.extend(vars),
-                        Err((line, msg)) => b.diags.push(Diagnostic::error(
-                            &ef.path,
-                            line,
-                            1,
-                            format!("environment file (used by {ofile}:{oline}): {msg}"),
-                        )),
-                    },
+                    Ok(text) => {
+                        let parsed = parse_env_file(text);
+                        file_vars.extend(parsed.vars);
+                        for (line, msg) in parsed.warnings {
+                            b.diags.push(Diagnostic::warning(
+                                &ef.path,
+                                line,
+                                1,
+                                format!("environment file (used by {ofile}:{oline}): {msg}"),
+                            ));
+                        }
+                    }
                     Err(_) => b.diags.push(Diagnostic::error(
                         &ef.path,
                         1,

@@ -206,6 +206,78 @@ pub struct EnvironmentFile {
     pub optional: bool,
 }
 
+/// The resources of the `Limit*=` settings, named as setrlimit(2)'s without `RLIMIT_`.
+/// The one list of them: the loader's value syntax (`unit::value`) and the spawner's
+/// `RLIMIT_*` constant are exhaustive matches on this enum, so a new resource cannot be
+/// half-added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LimitResource {
+    As,
+    Core,
+    Cpu,
+    Data,
+    Fsize,
+    Locks,
+    Memlock,
+    Msgqueue,
+    Nice,
+    Nofile,
+    Nproc,
+    Rss,
+    Rtprio,
+    Rttime,
+    Sigpending,
+    Stack,
+}
+
+impl LimitResource {
+    pub const ALL: [LimitResource; 16] = [
+        LimitResource::As,
+        LimitResource::Core,
+        LimitResource::Cpu,
+        LimitResource::Data,
+        LimitResource::Fsize,
+        LimitResource::Locks,
+        LimitResource::Memlock,
+        LimitResource::Msgqueue,
+        LimitResource::Nice,
+        LimitResource::Nofile,
+        LimitResource::Nproc,
+        LimitResource::Rss,
+        LimitResource::Rtprio,
+        LimitResource::Rttime,
+        LimitResource::Sigpending,
+        LimitResource::Stack,
+    ];
+
+    /// `NOFILE` for `LimitNOFILE=`: the key of [`ServiceSection::limits`].
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitResource::As => "AS",
+            LimitResource::Core => "CORE",
+            LimitResource::Cpu => "CPU",
+            LimitResource::Data => "DATA",
+            LimitResource::Fsize => "FSIZE",
+            LimitResource::Locks => "LOCKS",
+            LimitResource::Memlock => "MEMLOCK",
+            LimitResource::Msgqueue => "MSGQUEUE",
+            LimitResource::Nice => "NICE",
+            LimitResource::Nofile => "NOFILE",
+            LimitResource::Nproc => "NPROC",
+            LimitResource::Rss => "RSS",
+            LimitResource::Rtprio => "RTPRIO",
+            LimitResource::Rttime => "RTTIME",
+            LimitResource::Sigpending => "SIGPENDING",
+            LimitResource::Stack => "STACK",
+        }
+    }
+
+    /// The resource a [`ServiceSection::limits`] key names.
+    pub fn from_name(name: &str) -> Option<LimitResource> {
+        LimitResource::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
 /// A resource limit: `LimitNOFILE=1024:4096` -> soft 1024, hard 4096. `None` is infinity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RLimit {
@@ -265,7 +337,7 @@ pub struct ServiceSection {
     pub environment_from_files: Vec<(String, String)>,
     pub pass_environment: Vec<String>,
     pub unset_environment: Vec<String>,
-    /// `Limit*=` keyed by the resource name as in setrlimit(2) without `RLIMIT_`, e.g. `NOFILE`.
+    /// `Limit*=` keyed by [`LimitResource::name`], e.g. `NOFILE`.
     pub limits: BTreeMap<String, RLimit>,
     pub nice: Option<i32>,
     pub oom_score_adjust: Option<i32>,

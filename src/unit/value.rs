@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::model::{ExitStatusSet, RLimit};
+use super::model::{ExitStatusSet, LimitResource, RLimit};
 
 /// `1/yes/y/true/t/on` and `0/no/n/false/f/off`, case-insensitive (systemd's parse_boolean).
 pub fn parse_bool(s: &str) -> Result<bool, String> {
@@ -296,41 +296,38 @@ enum LimitKind {
     Count,
 }
 
-/// The `Limit*=` settings: resource name (setrlimit without `RLIMIT_`) and value kind.
-const LIMITS: &[(&str, LimitKind)] = &[
-    ("AS", LimitKind::Bytes),
-    ("CORE", LimitKind::Bytes),
-    ("CPU", LimitKind::Seconds),
-    ("DATA", LimitKind::Bytes),
-    ("FSIZE", LimitKind::Bytes),
-    ("LOCKS", LimitKind::Count),
-    ("MEMLOCK", LimitKind::Bytes),
-    ("MSGQUEUE", LimitKind::Bytes),
-    ("NICE", LimitKind::Nice),
-    ("NOFILE", LimitKind::Count),
-    ("NPROC", LimitKind::Count),
-    ("RSS", LimitKind::Bytes),
-    ("RTPRIO", LimitKind::Count),
-    ("RTTIME", LimitKind::Micros),
-    ("SIGPENDING", LimitKind::Count),
-    ("STACK", LimitKind::Bytes),
-];
+/// How each `Limit*=` resource's value is written.
+fn limit_kind(resource: LimitResource) -> LimitKind {
+    match resource {
+        LimitResource::As
+        | LimitResource::Core
+        | LimitResource::Data
+        | LimitResource::Fsize
+        | LimitResource::Memlock
+        | LimitResource::Msgqueue
+        | LimitResource::Rss
+        | LimitResource::Stack => LimitKind::Bytes,
+        LimitResource::Cpu => LimitKind::Seconds,
+        LimitResource::Rttime => LimitKind::Micros,
+        LimitResource::Nice => LimitKind::Nice,
+        LimitResource::Locks
+        | LimitResource::Nofile
+        | LimitResource::Nproc
+        | LimitResource::Rtprio
+        | LimitResource::Sigpending => LimitKind::Count,
+    }
+}
 
 /// The resource name of a `Limit*=` key (`LimitNOFILE` -> `NOFILE`) if it is one.
 pub fn limit_resource(key: &str) -> Option<&'static str> {
-    let name = key.strip_prefix("Limit")?;
-    LIMITS.iter().find(|(n, _)| *n == name).map(|(n, _)| *n)
+    LimitResource::from_name(key.strip_prefix("Limit")?).map(LimitResource::name)
 }
 
 fn parse_limit_value(resource: &str, s: &str) -> Result<Option<u64>, String> {
     if s == "infinity" {
         return Ok(None);
     }
-    let kind = LIMITS
-        .iter()
-        .find(|(n, _)| *n == resource)
-        .map(|(_, k)| *k)
-        .unwrap_or(LimitKind::Count);
+    let kind = LimitResource::from_name(resource).map_or(LimitKind::Count, limit_kind);
     let err = || format!("invalid Limit{resource}= value {s:?}");
     match kind {
         LimitKind::Count => s.parse::<u64>().map(Some).map_err(|_| err()),

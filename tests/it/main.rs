@@ -25,6 +25,7 @@ mod cli_sync;
 mod daemon_control_socket;
 mod daemon_reaping;
 mod daemon_recovery;
+mod daemon_spawn_fault;
 // Desired state from git: sources, deploys, rollback, signatures.
 mod git_deploy;
 mod git_remotes;

@@ -464,3 +464,23 @@ fn concurrent_spawns_from_several_threads_stay_separate() {
         t.join().expect("spawning thread");
     }
 }
+
+/// The test hook (debug builds): a child that dies by SIGSEGV in the middle of its setup is
+/// a failed spawn naming the signal and the step, and the spawner (its reused stack) keeps
+/// working afterwards.
+#[cfg(debug_assertions)]
+#[test]
+fn a_child_that_dies_before_exec_is_a_failed_spawn() {
+    let svc = ServiceSection::default();
+    let cmd = sh("echo should-not-run");
+    let dirs = Dirs::default();
+    let mut req = SpawnRequest::new("t.service", &cmd, &svc, "id", &dirs);
+    req.fault_before_exec = true;
+    let err = runtime::spawn(&req).expect_err("the child faulted before exec");
+    assert_eq!(
+        err.to_string(),
+        "child died before exec: signal SIGSEGV (during the GITPROC_TEST_FAULT_BEFORE_EXEC test hook)"
+    );
+    let (out, exit) = run(&svc, &sh("echo still spawning"));
+    assert_eq!((out.trim(), exit.code), ("still spawning", Some(0)));
+}
