@@ -22,6 +22,7 @@ mod cli_start_stop;
 mod cli_status;
 mod cli_sync;
 // The daemon as a whole: reaping, crash recovery, the control socket.
+mod daemon_control_abuse;
 mod daemon_control_socket;
 mod daemon_reaping;
 mod daemon_recovery;

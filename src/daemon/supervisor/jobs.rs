@@ -116,22 +116,32 @@ impl Supervisor {
         // Operator start/stop is durable before we answer.
         self.writer.submit(self.persisted());
         self.dirty = false;
-        if let Err(err) = self.writer.flush_async().recv().unwrap_or(Ok(())) {
-            tracing::error!("state save after operator {} failed: {err}", kind.verb());
+        let warning = match self.writer.flush_async().recv() {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(_) => Some("the state writer has stopped".to_string()),
         }
+        .map(|err| {
+            tracing::error!("state save after operator {} failed: {err}", kind.verb());
+            save_warning(&err)
+        });
         let waiter = Waiter {
             units: job.units.clone(),
             stopping: matches!(kind, JobKind::Stop),
             reply,
             deadline: Instant::now() + JOB_WAIT_LIMIT,
+            warning,
         };
         if job.wait {
             self.waiters.push(waiter);
             self.settle_waiters(Instant::now());
         } else {
-            let _ = waiter.reply.send(Reply::ok(serde_json::json!({
-                "queued": job.units,
-            })));
+            let _ = waiter.reply.send(Reply {
+                warning: waiter.warning,
+                ..Reply::ok(serde_json::json!({
+                    "queued": job.units,
+                }))
+            });
         }
     }
 
@@ -216,9 +226,19 @@ impl Supervisor {
                     data,
                 )
             };
-            let _ = w.reply.send(reply);
+            let _ = w.reply.send(Reply {
+                warning: w.warning,
+                ..reply
+            });
         }
     }
+}
+
+/// What an operator is told when the save that makes a job durable failed.
+fn save_warning(err: &str) -> String {
+    format!(
+        "the state could not be saved: {err} (the change is in effect but will not survive a daemon restart; `gitproc status` shows the save error until a save succeeds)"
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

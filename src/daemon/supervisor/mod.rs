@@ -93,6 +93,8 @@ struct Waiter {
     stopping: bool,
     reply: Sender<Reply>,
     deadline: Instant,
+    /// Added to the reply: e.g. the forced save of the job failed.
+    warning: Option<String>,
 }
 
 pub struct Supervisor {
