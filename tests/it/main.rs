@@ -57,6 +57,7 @@ mod runtime_notify;
 mod runtime_spawn;
 // The log collector.
 mod logs_collector;
+mod logs_daemon_log;
 // The pure per-service state machine on a simulated clock.
 mod service_machine;
 // Packaging and operator tools.
