@@ -15,10 +15,18 @@ pub enum Entry {
     Symlink(String),
 }
 
+/// Files larger than this are not read: no unit, drop-in or environment file needs a
+/// mebibyte, and a huge blob committed by mistake (or malice) must not cost every host
+/// that follows the branch its memory and parse time.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// Files keyed by their path relative to the units directory, `/`-separated, no leading `./`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileTree {
     pub entries: BTreeMap<String, Entry>,
+    /// Regular files over [`MAX_FILE_BYTES`], with their size: left out of `entries`, so
+    /// the loader reports the units they belong to as failed (naming the file).
+    pub oversized: BTreeMap<String, u64>,
 }
 
 impl FileTree {
@@ -44,11 +52,24 @@ impl FileTree {
                         stack.push(path);
                     }
                 } else if kind.is_file() {
-                    tree.entries.insert(rel, Entry::File(std::fs::read(&path)?));
+                    let size = entry.metadata()?.len();
+                    if size > MAX_FILE_BYTES {
+                        tree.oversized.insert(rel, size);
+                    } else {
+                        tree.entries.insert(rel, Entry::File(std::fs::read(&path)?));
+                    }
                 }
             }
         }
         Ok(tree)
+    }
+
+    /// Why an oversized file at `path` was not read, for a diagnostic naming it.
+    pub fn oversized_error(path: &str, size: u64) -> String {
+        format!(
+            "{path} is {size} bytes, over the {} KiB limit for files of the unit directory; it was not read (move data out of the unit directory)",
+            MAX_FILE_BYTES >> 10
+        )
     }
 
     /// The bytes of a regular file, if the path names one.

@@ -29,6 +29,7 @@ mod daemon_recovery;
 mod daemon_spawn_fault;
 // Desired state from git: sources, deploys, rollback, signatures.
 mod git_deploy;
+mod git_oversized_files;
 mod git_remotes;
 mod git_rollback;
 mod git_signing;
