@@ -109,6 +109,9 @@ pub struct LogsSection {
     pub daemon_max_bytes: u64,
     /// Rotated generations of `--log-file` kept (`<file>.1` ...; default 5).
     pub daemon_keep: u32,
+    /// Most bytes of log one service pipe may write per second (default 4 MiB); a faster
+    /// writer is slowed down (its pipe is not read for the rest of the second), not cut.
+    pub rate_bytes_per_s: u64,
 }
 
 impl Default for LogsSection {
@@ -118,6 +121,7 @@ impl Default for LogsSection {
             keep: 5,
             daemon_max_bytes: 10 * 1024 * 1024,
             daemon_keep: 5,
+            rate_bytes_per_s: 4 * 1024 * 1024,
         }
     }
 }
@@ -203,6 +207,9 @@ impl Config {
         }
         if self.logs.daemon_keep == 0 || self.logs.daemon_max_bytes < 4096 {
             return bad("[logs] daemon_keep must be >= 1 and daemon_max_bytes >= 4096".into());
+        }
+        if self.logs.rate_bytes_per_s < 4096 {
+            return bad("[logs] rate_bytes_per_s must be >= 4096".into());
         }
         if self.signing.require_signed && self.signing.allowed_signers.is_none() {
             return bad(

@@ -169,6 +169,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         dir: state_dir.join(crate::state::LOGS_DIR),
         max_bytes: config.logs.max_bytes,
         keep: config.logs.keep,
+        rate_bytes_per_s: config.logs.rate_bytes_per_s,
     })
     .context("starting the log collector")?;
 
