@@ -459,7 +459,7 @@ pub fn read_units_in(
                 // The size from the object header: an oversized blob is never inflated.
                 let size = repo
                     .find_header(oid)
-                    .map_err(|e| object_error(url, commit, oid, &e.into()))?
+                    .map_err(|e| object_error(url, commit, oid, &e))?
                     .size();
                 if size > MAX_FILE_BYTES {
                     out.oversized.insert(path, size);
