@@ -254,7 +254,7 @@ impl Worker {
             .map_err(|e| (e.kind().to_string(), e.to_string()))?;
         let info = git.commit_info(&tip).ok();
         let parse_started = Instant::now();
-        let units = crate::unit::load_tree(&tree, &self.config.ctx);
+        let units = crate::unit::load_tree_with(&tree, &self.config.ctx, &crate::host::RealHost);
         let snapshot = Snapshot {
             commit: Some(tip.clone()),
             subject: info.as_ref().map(|i| i.subject.clone()),
@@ -287,7 +287,7 @@ impl Worker {
                 format!("cannot read units directory {}: {e}", dir.display()),
             )
         })?;
-        let units = crate::unit::load_tree(&tree, &self.config.ctx);
+        let units = crate::unit::load_tree_with(&tree, &self.config.ctx, &crate::host::RealHost);
         let hashes: BTreeMap<String, String> = units
             .iter()
             .map(|(name, u)| (name.clone(), u.content_hash.clone()))
