@@ -11,16 +11,16 @@
 //! -> [`value`], [`exec`], [`environment`], [`specifier`], [`name`] (value types) -> [`load`]
 //! (the typed model, drop-ins, templates) -> [`diagnostic`] (what is reported).
 
-pub mod diagnostic;
+pub(crate) mod diagnostic;
 pub mod directives;
 pub mod environment;
-pub mod exec;
-pub mod host;
+pub(crate) mod exec;
+pub(crate) mod host;
 pub mod load;
 pub mod model;
-pub mod name;
-pub mod specifier;
-pub mod syntax;
+pub(crate) mod name;
+pub(crate) mod specifier;
+pub(crate) mod syntax;
 pub mod value;
 
 use std::collections::BTreeMap;
