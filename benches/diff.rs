@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo bench --bench diff`.
 
-#[path = "../tests/support/git_fixture.rs"]
+#[path = "../tests/it/support/git_fixture.rs"]
 mod git_fixture;
 
 use std::collections::BTreeMap;

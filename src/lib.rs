@@ -6,6 +6,7 @@
 //! - [`unit`]: the unit file parser (pure): bytes in, typed [`unit::model::Unit`] and diagnostics out.
 //! - [`service`]: the per-service state machine (pure): `on_event(event, now) -> effects`.
 //! - [`deps`]: the dependency graph between units (pure): order, cycles, start gating.
+//! - `reconcile`: a parsed unit set + what runs + what a previous daemon left -> actions (pure).
 //! - [`source`]: where desired state comes from: git (gix) or a plain directory; poll schedule; diff.
 //! - [`runtime`]: the OS side of services: fork/exec, signals, reaping, the notify socket.
 //! - [`logs`]: the single log collector thread and rotation.
@@ -22,6 +23,7 @@ pub mod deps;
 pub(crate) mod host;
 pub mod logs;
 pub mod perf;
+pub(crate) mod reconcile;
 pub mod runtime;
 pub mod service;
 pub mod source;

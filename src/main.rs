@@ -17,7 +17,7 @@ fn main() {
         Ok(code) => code,
         Err(err) => {
             eprintln!("gitproc: {err:#}");
-            gitproc::cli::exit::FAILURE
+            gitproc::control::protocol::exit::FAILURE
         }
     };
     std::process::exit(code);

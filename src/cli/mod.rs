@@ -16,15 +16,11 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::daemon::DaemonOptions;
 
-/// Exit codes, as systemctl's.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FAILURE: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const NOT_ACTIVE: i32 = 3;
-    pub const NO_SUCH_UNIT: i32 = 4;
-}
+// The verb modules take the exit codes from here (`use super::exit`); they are defined with
+// the control protocol, which the daemon's replies carry them in.
+use crate::control::protocol::exit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -218,7 +214,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Daemon(args) => {
             let config = Config::load(global.config.as_deref())?;
-            crate::daemon::run(config, &global, args)
+            crate::daemon::run(daemon_options(config, &global, args))
         }
         Command::Start(args) => jobs::run(&global, jobs::Kind::Start, &args),
         Command::Stop(args) => jobs::run(&global, jobs::Kind::Stop, &args),
@@ -229,6 +225,47 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(args) => logs::run(&global, &args),
         Command::Sync(args) => jobs::sync(&global, &args),
         Command::Perf { command } => perf::run(&global, &command),
+    }
+}
+
+/// The daemon's options: the configuration file's values with the command line's on top.
+fn daemon_options(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> DaemonOptions {
+    use std::io::IsTerminal;
+    let DaemonArgs {
+        repo,
+        branch,
+        units_dir,
+        dir,
+        log_file,
+        hostname,
+        keep_services,
+    } = args;
+    if let Some(repo) = repo {
+        config.repo = Some(repo);
+    }
+    if let Some(branch) = branch {
+        config.branch = Some(branch);
+    }
+    if let Some(units_dir) = units_dir {
+        config.units_dir = units_dir;
+    }
+    if let Some(hostname) = hostname {
+        config.hostname = Some(hostname);
+    }
+    let state_dir = match &global.state_dir {
+        Some(dir) => dir.clone(),
+        None => config
+            .state_dir
+            .clone()
+            .unwrap_or_else(crate::state::default_state_dir),
+    };
+    DaemonOptions {
+        config,
+        state_dir,
+        dir,
+        log_file,
+        log_color: output::color_on(std::io::stderr().is_terminal()),
+        keep_services,
     }
 }
 

@@ -13,6 +13,17 @@ use serde::{Deserialize, Serialize};
 /// The protocol version spoken by this build.
 pub const VERSION: u32 = 1;
 
+/// Process exit codes, as systemctl's. They live with the protocol because the daemon puts
+/// them in its replies (`Reply::exit`) and the CLI exits with them; both sides depend on
+/// this module, neither on the other.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const NOT_ACTIVE: i32 = 3;
+    pub const NO_SUCH_UNIT: i32 = 4;
+}
+
 /// Requests larger than this are refused without being parsed.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 

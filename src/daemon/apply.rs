@@ -1,192 +1,120 @@
 //! Applying a new unit set: start what was added, stop what was removed, restart what
 //! changed (by effective content hash), leave everything else alone — its pid must not
 //! change. A unit whose new version does not load keeps running its last good version.
+//!
+//! The decisions are [`crate::reconcile`]'s (pure); this module gathers its inputs (the
+//! loop's units, the restored state, which recorded pids still live) and carries the
+//! decisions out on the [`Supervisor`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::managed::Managed;
 use super::supervisor::Supervisor;
 use super::worker::Snapshot;
 use crate::deps::Graph;
+use crate::reconcile::{Action, Candidate, Current, Recorded, reconcile};
 use crate::service::{Service, ServiceResult};
+use crate::state::format::{Override, OverrideKind, PersistedState, UnitState};
 use crate::unit::{LoadedUnit, model::Unit};
-
-enum Action {
-    Start,
-    Restart,
-    /// Re-adopt a process the previous daemon left running; restart it if its unit changed.
-    Adopt {
-        pid: i32,
-        start_time: u64,
-        changed: bool,
-        /// An operator stopped it and its stop had not finished when the daemon died.
-        held_stopped: bool,
-    },
-}
 
 /// Applies `snapshot`; returns the summary `gitproc sync` prints.
 pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
     let restored = sup.take_restored();
     let commit = snapshot.commit.clone();
     let mut summary = Summary::default();
-    let mut actions: Vec<(String, Action)> = Vec::new();
 
-    // Which units changed, by effective content: the pure diff over content hashes.
+    // What reconcile needs to know, read here: it does no I/O. A recorded main pid counts
+    // only while its /proc start time still matches (the pid may have been reused).
+    let recorded: BTreeMap<String, Recorded> = restored
+        .iter()
+        .flat_map(|s| &s.units)
+        .map(|(name, old)| {
+            let alive_main = old
+                .main_identity()
+                .filter(|id| id.is_running_same())
+                .map(|id| (id.pid, id.start_time));
+            let held_stopped = matches!(
+                old.operator_override,
+                Some(Override {
+                    kind: OverrideKind::Stopped,
+                    ..
+                })
+            );
+            let recorded = Recorded {
+                hash: old.content_hash.clone(),
+                held_stopped,
+                alive_main,
+            };
+            (name.clone(), recorded)
+        })
+        .collect();
     let diff_started = std::time::Instant::now();
-    let applied: BTreeMap<String, String> = sup
+    let current: BTreeMap<String, Current> = sup
         .units_mut()
         .iter()
-        .filter_map(|(name, m)| m.hash.clone().map(|h| (name.clone(), h)))
+        .map(|(name, m)| {
+            let now = Current {
+                hash: m.hash.clone(),
+                loaded: m.service.is_some(),
+                failed_hash: m.failed_hash.clone(),
+                held_stopped: m.held_stopped(),
+            };
+            (name.clone(), now)
+        })
         .collect();
-    let candidate: BTreeMap<String, String> = snapshot
+    let candidates: BTreeMap<String, Candidate> = snapshot
         .units
         .iter()
-        .map(|(name, u)| (name.clone(), u.content_hash.clone()))
+        .map(|(name, u)| {
+            let candidate = Candidate {
+                hash: u.content_hash.clone(),
+                loads: u.unit.is_some(),
+            };
+            (name.clone(), candidate)
+        })
         .collect();
-    let unit_diff = crate::source::diff(&applied, &candidate);
+    let plan = reconcile(&candidates, &current, &recorded);
     sup.record(crate::perf::Op::Diff, diff_started.elapsed());
-    let unchanged: BTreeSet<String> = unit_diff.unchanged.into_iter().collect();
 
-    // Removed from git: stop, then forget once inactive.
-    let gone: Vec<String> = sup
-        .units_mut()
-        .keys()
-        .filter(|name| !snapshot.units.contains_key(*name))
-        .cloned()
-        .collect();
-    for name in &gone {
-        let units = sup.units_mut();
-        if units.get(name).is_some_and(|m| m.service.is_none()) {
-            // It never loaded, so nothing runs: forget it now (the loop's "forget once
-            // stopped" only sees units with a service).
-            if let Some(cgroup) = units.remove(name).as_ref().and_then(|m| m.tracker.cgroup()) {
-                let _ = cgroup.remove();
-            }
-            continue;
-        }
-        if let Some(m) = units.get_mut(name) {
-            m.removed = true;
-        }
-        summary.stopped.push(name.clone());
-    }
-
-    for (name, loaded) in snapshot.units {
-        let LoadedUnit {
-            path,
-            unit,
-            diagnostics,
-            content_hash,
-            ..
-        } = loaded;
-        let Some(unit) = unit else {
-            let error = first_error(&diagnostics, commit.as_deref());
-            tracing::error!("{name}: new version not applied: {error}");
-            match sup.units_mut().get_mut(&name) {
-                Some(m) => m.load_error = Some(error.clone()),
-                None => {
-                    let tracker = sup.new_tracker(&name);
-                    let mut m = Managed::new(None, path, tracker);
-                    m.load_error = Some(error.clone());
-                    sup.units_mut().insert(name.clone(), m);
+    // Bookkeeping first (versions, errors, removals), so the graph sees the new unit set.
+    let mut loaded_units = snapshot.units;
+    for (name, action) in &plan.actions {
+        match *action {
+            Action::Forget => {
+                // It never loaded, so nothing runs: forget it now (the loop's "forget once
+                // stopped" only sees units with a service).
+                let units = sup.units_mut();
+                if let Some(cgroup) = units.remove(name).as_ref().and_then(|m| m.tracker.cgroup()) {
+                    let _ = cgroup.remove();
                 }
             }
-            summary
-                .errors
-                .push(serde_json::json!({"unit": name, "error": error}));
-            continue;
-        };
-        let unit = Arc::new(unit);
-        let tracker = if sup.units_mut().contains_key(&name) {
-            None
-        } else {
-            Some(sup.new_tracker(&name))
-        };
-        let units = sup.units_mut();
-        match units.get_mut(&name) {
-            Some(m) if m.service.is_some() => {
-                m.load_error = None;
-                m.path = path;
-                if unchanged.contains(&name) {
-                    // Git is back at the version that runs: the failed one is history.
-                    m.failed_hash = None;
-                    m.failed_commit = None;
-                    continue;
+            Action::Stop => {
+                // Removed from git: stop, then forget once inactive.
+                if let Some(m) = sup.units_mut().get_mut(name) {
+                    m.removed = true;
                 }
-                if m.failed_hash.as_deref() == Some(content_hash.as_str()) {
-                    // The version that failed and was rolled back: keep the last good one
-                    // running until a commit changes this unit again.
-                    continue;
-                }
-                if let Some(svc) = m.service.as_mut() {
-                    svc.set_unit(Arc::clone(&unit));
-                }
-                m.hash = Some(content_hash);
-                m.commit = commit.clone();
-                if !m.held_stopped() {
-                    actions.push((name.clone(), Action::Restart));
-                    summary.restarted.push(name.clone());
-                }
+                summary.stopped.push(name.clone());
             }
-            Some(m) => {
-                // It had only ever failed to load; this is its first good version.
-                m.service = Some(new_service(&unit));
-                m.load_error = None;
-                m.path = path;
-                m.hash = Some(content_hash);
-                m.commit = commit.clone();
-                if !m.held_stopped() {
-                    actions.push((name.clone(), Action::Start));
-                    summary.started.push(name.clone());
-                }
+            Action::StopLeftover { pid, .. } => {
+                let old = restored.as_ref().and_then(|s| s.units.get(name));
+                add_leftover(sup, name, pid, old);
+                summary.stopped.push(name.clone());
             }
-            None => {
-                let Some(tracker) = tracker else { continue };
-                let mut m = Managed::new(Some(new_service(&unit)), path, tracker);
-                m.hash = Some(content_hash.clone());
-                m.commit = commit.clone();
-                let action = restore(&mut m, restored.as_ref(), &name, &content_hash);
-                if let Some(action) = action {
-                    if matches!(action, Action::Start) {
-                        summary.started.push(name.clone());
-                    }
-                    actions.push((name.clone(), action));
+            _ => {
+                if let Some(loaded) = loaded_units.remove(name) {
+                    install(
+                        sup,
+                        name,
+                        *action,
+                        loaded,
+                        &commit,
+                        restored.as_ref(),
+                        &mut summary,
+                    );
                 }
-                units.insert(name.clone(), m);
             }
         }
-    }
-
-    // Removed from git while no daemon ran: a process the previous daemon left running
-    // would run on unsupervised. Adopt it under a placeholder unit (systemd's stop defaults,
-    // since its file is gone) and stop it; it is forgotten once stopped.
-    let mut leftovers = Vec::new();
-    for (name, old) in restored.iter().flat_map(|s| &s.units) {
-        if sup.units_mut().contains_key(name) {
-            continue;
-        }
-        let Some(id) = old.main_identity().filter(|id| id.is_running_same()) else {
-            continue;
-        };
-        tracing::info!(
-            "{name}: removed from the repository while the daemon was down; stopping the process (pid {}) the previous daemon left running",
-            id.pid
-        );
-        let unit = Arc::new(Unit {
-            name: name.clone(),
-            ..Unit::default()
-        });
-        let mut m = Managed::new(
-            Some(new_service(&unit)),
-            String::new(),
-            sup.new_tracker(name),
-        );
-        m.removed = true;
-        m.hash = old.content_hash.clone();
-        m.commit = old.commit.clone();
-        sup.units_mut().insert(name.clone(), m);
-        summary.stopped.push(name.clone());
-        leftovers.push((name.clone(), id));
     }
 
     // The dependency graph over every unit that has a loadable version.
@@ -210,7 +138,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
             .errors
             .push(serde_json::json!({"unit": name, "error": error}));
     }
-    let order = graph.start_order(&actions.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
+    let steps = plan.perform_order(&graph, &|name| dep_errors.contains_key(name));
     sup.set_graph(graph);
     sup.set_applied(
         commit.clone(),
@@ -218,22 +146,13 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
         snapshot.commit_time,
     );
 
-    for name in gone {
-        sup.request_stop(&name);
-    }
-    for (name, id) in leftovers {
-        sup.adopt(&name, id.pid, id.start_time);
-        sup.request_stop(&name);
-    }
-    let mut actions: BTreeMap<String, Action> = actions.into_iter().collect();
-    for name in order {
-        let Some(action) = actions.remove(&name) else {
-            continue;
-        };
-        if dep_errors.contains_key(&name) {
-            continue;
-        }
+    for (name, action) in steps {
         match action {
+            Action::Stop => sup.request_stop(&name),
+            Action::StopLeftover { pid, start_time } => {
+                sup.adopt(&name, pid, start_time);
+                sup.request_stop(&name);
+            }
             Action::Start => {
                 // On trial too: once it has stayed up it is the last good version a later
                 // commit's failure rolls back to (otherwise the first version never is).
@@ -258,6 +177,11 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                     sup.request_restart(&name);
                 }
             }
+            Action::Forget
+            | Action::Broken
+            | Action::Keep
+            | Action::KeepRolledBack
+            | Action::Hold => {}
         }
     }
     if let Some(c) = &commit {
@@ -273,12 +197,116 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
     serde_json::json!({
         "commit": commit,
         "changed": true,
-        "unchanged": unchanged.len(),
+        "unchanged": plan.unchanged,
         "started": summary.started,
         "restarted": summary.restarted,
         "stopped": summary.stopped,
         "errors": summary.errors,
     })
+}
+
+/// Records what `action` decided for a unit of the snapshot: its error, or its new version
+/// (in the unit the loop already has, or in a new one restored from the previous daemon).
+fn install(
+    sup: &mut Supervisor,
+    name: &str,
+    action: Action,
+    loaded: LoadedUnit,
+    commit: &Option<String>,
+    restored: Option<&PersistedState>,
+    summary: &mut Summary,
+) {
+    let LoadedUnit {
+        path,
+        unit,
+        diagnostics,
+        content_hash,
+        ..
+    } = loaded;
+    let Some(unit) = unit.filter(|_| action != Action::Broken) else {
+        let error = first_error(&diagnostics, commit.as_deref());
+        tracing::error!("{name}: new version not applied: {error}");
+        match sup.units_mut().get_mut(name) {
+            Some(m) => m.load_error = Some(error.clone()),
+            None => {
+                let tracker = sup.new_tracker(name);
+                let mut m = Managed::new(None, path, tracker);
+                m.load_error = Some(error.clone());
+                sup.units_mut().insert(name.to_string(), m);
+            }
+        }
+        summary
+            .errors
+            .push(serde_json::json!({"unit": name, "error": error}));
+        return;
+    };
+    let unit = Arc::new(unit);
+    let tracker = if sup.units_mut().contains_key(name) {
+        None
+    } else {
+        Some(sup.new_tracker(name))
+    };
+    let units = sup.units_mut();
+    match units.get_mut(name) {
+        Some(m) => {
+            m.load_error = None;
+            m.path = path;
+            match action {
+                Action::Keep => {
+                    // Git is back at the version that runs: the failed one is history.
+                    m.failed_hash = None;
+                    m.failed_commit = None;
+                    return;
+                }
+                Action::KeepRolledBack => return,
+                _ => {}
+            }
+            match m.service.as_mut() {
+                Some(svc) => svc.set_unit(Arc::clone(&unit)),
+                // It had only ever failed to load; this is its first good version.
+                None => m.service = Some(new_service(&unit)),
+            }
+            m.hash = Some(content_hash);
+            m.commit = commit.clone();
+        }
+        None => {
+            let Some(tracker) = tracker else { return };
+            let mut m = Managed::new(Some(new_service(&unit)), path, tracker);
+            m.hash = Some(content_hash);
+            m.commit = commit.clone();
+            if let Some(old) = restored.and_then(|s| s.units.get(name)) {
+                restore(&mut m, old, name, matches!(action, Action::Adopt { .. }));
+            }
+            units.insert(name.to_string(), m);
+        }
+    }
+    match action {
+        Action::Start => summary.started.push(name.to_string()),
+        Action::Restart => summary.restarted.push(name.to_string()),
+        _ => {}
+    }
+}
+
+/// Removed from git while no daemon ran: a process the previous daemon left running
+/// would run on unsupervised. Adopt it under a placeholder unit (systemd's stop defaults,
+/// since its file is gone) and stop it; it is forgotten once stopped.
+fn add_leftover(sup: &mut Supervisor, name: &str, pid: i32, old: Option<&UnitState>) {
+    tracing::info!(
+        "{name}: removed from the repository while the daemon was down; stopping the process (pid {pid}) the previous daemon left running"
+    );
+    let unit = Arc::new(Unit {
+        name: name.to_string(),
+        ..Unit::default()
+    });
+    let mut m = Managed::new(
+        Some(new_service(&unit)),
+        String::new(),
+        sup.new_tracker(name),
+    );
+    m.removed = true;
+    m.hash = old.and_then(|o| o.content_hash.clone());
+    m.commit = old.and_then(|o| o.commit.clone());
+    sup.units_mut().insert(name.to_string(), m);
 }
 
 #[derive(Default)]
@@ -289,45 +317,24 @@ struct Summary {
     errors: Vec<serde_json::Value>,
 }
 
-/// Restores what the previous daemon knew of a unit and decides how to bring it up: adopt
-/// its still-running main process (same pid *and* start time), or start it, or nothing
-/// when an operator stopped it. A process still running under an operator stop (the old
-/// daemon died mid-stop) is adopted so that it can be stopped: never left running, never
-/// started twice.
-fn restore(
-    m: &mut Managed,
-    restored: Option<&crate::state::format::PersistedState>,
-    name: &str,
-    hash: &str,
-) -> Option<Action> {
-    let Some(old) = restored.and_then(|s| s.units.get(name)) else {
-        return Some(Action::Start);
-    };
+/// Restores what the previous daemon knew of a unit new to this one: its operator override
+/// and restart bookkeeping. When its recorded pid was not adopted because another process
+/// has it now, say so: that process is not touched.
+fn restore(m: &mut Managed, old: &UnitState, name: &str, adopted: bool) {
     m.operator_override = old.operator_override.clone();
     if let Some(svc) = m.service.as_mut() {
         let result = old.result.parse().unwrap_or(ServiceResult::Success);
         svc.restore(old.n_restarts, result);
     }
-    if let Some(id) = old.main_identity() {
-        if id.is_running_same() {
-            return Some(Action::Adopt {
-                pid: id.pid,
-                start_time: id.start_time,
-                changed: old.content_hash.as_deref() != Some(hash),
-                held_stopped: m.held_stopped(),
-            });
-        }
-        if crate::state::identity::ProcessIdentity::read(id.pid).is_some() {
-            tracing::warn!(
-                "{name}: recorded pid {} now belongs to another process (start time differs); not touching it, starting the service fresh",
-                id.pid
-            );
-        }
-    }
-    if m.held_stopped() {
-        None
-    } else {
-        Some(Action::Start)
+    if !adopted
+        && let Some(id) = old.main_identity()
+        && !id.is_running_same()
+        && crate::state::identity::ProcessIdentity::read(id.pid).is_some()
+    {
+        tracing::warn!(
+            "{name}: recorded pid {} now belongs to another process (start time differs); not touching it, starting the service fresh",
+            id.pid
+        );
     }
 }
 

@@ -1,25 +1,25 @@
 //! `gitproc daemon`: set-up, the threads around the event loop, and shutdown.
 //!
 //! - [`supervisor`]: the event loop that owns all supervisor state.
-//! - [`apply`]: applying a new unit set (diff by content, rollback bookkeeping).
+//! - [`apply`]: applying a new unit set: gathers what [`crate::reconcile`] decides on and
+//!   carries out its actions (versions, errors, starts, stops, adoptions).
 //! - [`worker`]: the source thread (git fetch, parse) so the loop never waits on git.
 //! - [`reaper`]: collecting exits without stealing the worker's subprocesses.
-//! - [`signals`]: the signal thread. [`managed`], [`status`]: per-unit bookkeeping and JSON.
+//! - [`signals`]: the signal thread. [`managed`]: what the loop keeps per unit.
 
-pub mod apply;
-pub mod managed;
-pub mod reaper;
-pub mod signals;
-pub mod status;
-pub mod supervisor;
-pub mod worker;
+pub(crate) mod apply;
+pub(crate) mod managed;
+pub(crate) mod reaper;
+pub(crate) mod signals;
+pub(crate) mod supervisor;
+pub(crate) mod worker;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::cli::{DaemonArgs, GlobalArgs};
 use crate::config::{Config, secs};
+use crate::control::protocol::exit;
 use crate::control::server::AccessPolicy;
 use crate::source::{PollConfig, SignaturePolicy, SourceConfig};
 use crate::state::format::LoadOutcome;
@@ -31,43 +31,52 @@ use worker::{Origin, WorkerConfig};
 /// The notify socket's file name inside the state directory.
 pub const NOTIFY_SOCKET_NAME: &str = "notify.sock";
 
+/// What `gitproc daemon` runs with, resolved by the caller (the CLI merges its flags into
+/// the configuration file's values). Plain data, so the daemon does not depend on clap or
+/// on the command line that produced it.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// The configuration, with command-line overrides already applied.
+    pub config: Config,
+    /// The state directory (may be relative; the daemon makes it absolute).
+    pub state_dir: PathBuf,
+    /// Development mode: read units from this plain directory instead of git.
+    pub dir: Option<PathBuf>,
+    /// Write the daemon's own log here (appended) instead of stderr.
+    pub log_file: Option<PathBuf>,
+    /// Whether the log on stderr gets ANSI colours (the caller knows about `NO_COLOR` and
+    /// whether stderr is a terminal).
+    pub log_color: bool,
+    /// On SIGTERM/SIGINT exit without stopping the services (the next daemon re-adopts them).
+    pub keep_services: bool,
+}
+
 /// Runs the daemon in the foreground until SIGTERM/SIGINT; returns the exit code.
-pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow::Result<i32> {
-    if let Some(repo) = args.repo.clone() {
-        config.repo = Some(repo);
-    }
-    if let Some(branch) = args.branch.clone() {
-        config.branch = Some(branch);
-    }
-    if let Some(units_dir) = args.units_dir.clone() {
-        config.units_dir = units_dir;
-    }
-    if let Some(hostname) = args.hostname.clone() {
-        config.hostname = Some(hostname);
-    }
-    let state_dir = match &global.state_dir {
-        Some(dir) => dir.clone(),
-        None => config
-            .state_dir
-            .clone()
-            .unwrap_or_else(crate::state::default_state_dir),
-    };
+pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
+    let DaemonOptions {
+        config,
+        state_dir,
+        dir,
+        log_file,
+        log_color,
+        keep_services,
+    } = options;
     // Sockets inside it need absolute paths (NOTIFY_SOCKET is read by children in other
     // working directories), so `--state-dir ./st` must work like an absolute one.
     let state_dir = absolute(&state_dir)?;
-    init_tracing(args.log_file.as_deref())?;
+    init_tracing(log_file.as_deref(), log_color)?;
 
     crate::state::ensure_state_dir(&state_dir)?;
     let _lock = match acquire_lock(&state_dir) {
         Ok(lock) => lock,
         Err(err @ LockError::Held { .. }) => {
             eprintln!("gitproc: {err}");
-            return Ok(crate::cli::exit::FAILURE);
+            return Ok(exit::FAILURE);
         }
         Err(err) => return Err(err.into()),
     };
 
-    let origin = match &args.dir {
+    let origin = match &dir {
         Some(dir) => Origin::Dir(absolute(dir)?),
         None => {
             let Some(repo) = config.repo.clone() else {
@@ -108,7 +117,7 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
         }
         Err(err) => {
             eprintln!("gitproc: {err}");
-            return Ok(crate::cli::exit::FAILURE);
+            return Ok(exit::FAILURE);
         }
     };
 
@@ -215,7 +224,7 @@ pub fn run(mut config: Config, global: &GlobalArgs, args: DaemonArgs) -> anyhow:
         Settings {
             fallback_reap: config.fallback_reap(),
             rollback: config.rollback,
-            keep_services: args.keep_services,
+            keep_services,
             hostname,
             notify_socket: notify_path,
             dirs: crate::runtime::spawn::Dirs::default(),
@@ -265,7 +274,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// The daemon's own log: stderr, or `--log-file` (appended). `RUST_LOG` refines the level.
-fn init_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
+fn init_tracing(log_file: Option<&Path>, color: bool) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -283,15 +292,7 @@ fn init_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
         }
-        None => {
-            use std::io::IsTerminal;
-            builder
-                .with_ansi(crate::cli::output::color_on(
-                    std::io::stderr().is_terminal(),
-                ))
-                .with_writer(std::io::stderr)
-                .init()
-        }
+        None => builder.with_ansi(color).with_writer(std::io::stderr).init(),
     }
     Ok(())
 }

@@ -168,6 +168,27 @@ fn own_cgroup2_path(text: &str) -> Option<&str> {
     text.lines().find_map(|l| l.strip_prefix("0::"))
 }
 
+/// The cgroup a daemon's units live under: `gitproc` for the default state directory
+/// (`default_state_dir`, passed in by the caller), `gitproc-<hash of the state dir>`
+/// otherwise. Two daemons on one machine (another state directory, parallel tests) must
+/// never share a unit's cgroup: stopping `a.service` in one would kill every process of
+/// `a.service` in the other. Stable across restarts on the same state directory, so a new
+/// daemon finds the cgroups of the services it re-adopts.
+pub fn cgroup_name(state_dir: &Path, default_state_dir: &Path) -> String {
+    let canonical = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.into());
+    let state_dir = canonical(state_dir);
+    if canonical(default_state_dir) == state_dir {
+        return "gitproc".to_string();
+    }
+    // FNV-1a (64 bit): stable across builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in state_dir.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("gitproc-{h:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,11 +27,13 @@
 //! >= 3 close-on-exec before `execve`, so nothing the daemon holds leaks into services.
 
 pub mod cgroup;
+pub(crate) mod host;
 pub mod kill;
 pub mod notify_socket;
 pub mod pidfd;
 pub mod procstat;
 pub mod reap;
+pub(crate) mod sd_notify;
 pub mod spawn;
 
 pub use cgroup::{Cgroup, CgroupRoot};

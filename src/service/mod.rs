@@ -5,11 +5,11 @@
 //! semantics (systemd.service(5), systemd.kill(5)) are followed; where gitproc differs it is
 //! said on the item.
 
-pub mod event;
-pub mod machine;
-pub mod notify;
-pub mod restart;
-pub mod state;
+pub(crate) mod event;
+pub(crate) mod machine;
+pub(crate) mod notify;
+pub(crate) mod restart;
+pub(crate) mod state;
 
 pub use event::{Effect, Event, ExecKind, ExitStatus, KillTarget, Lifecycle, ProcessRole, Status};
 pub use machine::Service;

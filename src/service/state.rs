@@ -113,6 +113,14 @@ vocabulary!(
     }
 );
 
+/// `success`: what a service that has not run yet, or whose run is going well, shows (as
+/// systemd does).
+impl Default for ServiceResult {
+    fn default() -> Self {
+        ServiceResult::Success
+    }
+}
+
 impl SubState {
     /// The `ActiveState` systemd shows for this sub-state.
     pub fn active_state(self) -> ActiveState {

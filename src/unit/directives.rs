@@ -4,7 +4,7 @@
 //! unknown key (a warning naming key and section, as systemd does).
 //!
 //! The lists are sorted byte-wise for binary search (a test checks it); covering systemd's own
-//! `test/fuzz/fuzz-unit-file/directives.service` is checked by `tests/unit_directives.rs`.
+//! `test/fuzz/fuzz-unit-file/directives.service` is checked by `tests/it/unit_directives.rs`.
 
 use super::value::limit_resource;
 

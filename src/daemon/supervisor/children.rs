@@ -1,0 +1,132 @@
+//! What the processes tell the loop: exits (reaped, or seen through a pidfd for adopted
+//! processes), emptied process groups, notify datagrams; and adopting a process a previous
+//! daemon left running.
+
+use std::time::Instant;
+
+use super::{Supervisor, unix_now};
+use crate::logs::collector::Stream;
+use crate::runtime::notify_socket::NotifyDatagram;
+use crate::service::{ActiveState, Event, ExitStatus, NotifyMessage};
+
+impl Supervisor {
+    pub(super) fn reap(&mut self) {
+        for (pid, info) in crate::daemon::reaper::reap(&self.pids) {
+            let status = if let Some(sig) = info.signal {
+                ExitStatus::Signaled {
+                    signal: sig,
+                    core_dumped: info.core_dumped,
+                }
+            } else {
+                ExitStatus::Exited(info.code.unwrap_or(0))
+            };
+            self.on_exit(pid, status);
+        }
+        self.check_groups();
+    }
+
+    /// Services stopping wait for their whole process group (as systemd waits for the
+    /// cgroup): tell them when it has emptied. Only stopping services are checked, so the
+    /// /proc scan stays off the restart path.
+    fn check_groups(&mut self) {
+        let stopping: Vec<String> = self
+            .units
+            .iter()
+            .filter(|(_, m)| {
+                m.service
+                    .as_ref()
+                    .is_some_and(|s| s.status().active_state == ActiveState::Deactivating)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stopping {
+            let empty = self.units.get_mut(&name).is_some_and(|m| {
+                m.tracker.prune();
+                m.tracker.members().is_empty()
+            });
+            if empty {
+                self.feed(&name, Event::GroupEmpty);
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: i32, status: ExitStatus) {
+        let Some(name) = self.pids.remove(&pid) else {
+            return; // an orphaned grandchild we reaped as subreaper
+        };
+        if let Some(m) = self.units.get_mut(&name) {
+            if m.main_start_time.is_some_and(|(p, _)| p == pid) {
+                m.exited_at = Some(Instant::now());
+            }
+            m.tracker.prune();
+        }
+        self.feed(&name, Event::Exited { pid, status });
+    }
+
+    pub(super) fn on_adopted_exit(&mut self, pid: i32) {
+        self.on_exit(pid, ExitStatus::Unknown);
+    }
+
+    pub(super) fn on_notify(&mut self, dgram: NotifyDatagram) {
+        let owner = self.pids.get(&dgram.pid).cloned().or_else(|| {
+            let session = dgram.session?;
+            self.units
+                .iter()
+                .find(|(_, m)| m.tracker.sessions().contains(&session))
+                .map(|(name, _)| name.clone())
+        });
+        let Some(name) = owner else {
+            tracing::debug!(
+                "notify message from pid {} that is not ours; ignored",
+                dgram.pid
+            );
+            return;
+        };
+        let message = NotifyMessage::parse(&dgram.data);
+        self.feed(
+            &name,
+            Event::Notify {
+                pid: dgram.pid,
+                message,
+            },
+        );
+    }
+
+    pub(in crate::daemon) fn adopt(&mut self, name: &str, pid: i32, start_time: u64) {
+        let Some(m) = self.units.get_mut(name) else {
+            return;
+        };
+        let Some(svc) = m.service.as_mut() else {
+            return;
+        };
+        let effects = svc.adopt(pid, Instant::now());
+        m.main_start_time = Some((pid, start_time));
+        m.tracker.add_session(pid);
+        m.since_unix = Some(unix_now());
+        self.pids.insert(pid, name.to_string());
+        if let Err(err) = self.pidfds.watch(pid, start_time) {
+            tracing::warn!("{name}: cannot watch adopted pid {pid}: {err}");
+        }
+        // Its output pipes outlived the previous daemon (see `ChildCtx::run`): read them on.
+        use crate::runtime::spawn::{OutputTarget, reopen_log_pipes};
+        let unit = &svc.unit().service;
+        let stdout = OutputTarget::stdout_of(unit) == OutputTarget::Pipe;
+        let stderr = OutputTarget::stderr_of(unit) == OutputTarget::Pipe;
+        for (fd, is_stderr) in reopen_log_pipes(pid, stdout, stderr) {
+            let stream = if is_stderr {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            let _ = self.logs.add(name, fd, stream);
+        }
+        tracing::info!("Adopted {name} (pid {pid}) from the previous daemon");
+        let now = Instant::now();
+        for effect in effects {
+            if let Some(ev) = self.perform(name, effect, now) {
+                self.feed(name, ev);
+            }
+        }
+        self.dirty = true;
+    }
+}

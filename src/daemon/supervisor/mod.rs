@@ -1,0 +1,311 @@
+//! The event loop. One thread owns every [`Managed`] unit, the pid table, the start queue,
+//! the operator's waiting jobs and the perf histograms; everything else talks to it through
+//! channels (see ARCHITECTURE.md).
+//!
+//! This file holds the state and the loop (select over the inputs, then the deadlines);
+//! each child module adds the methods of one responsibility to [`Supervisor`]:
+//!
+//! - [`effects`]: feeding events to a unit's state machine and performing its effects
+//!   (spawn, signal, PID files, lifecycle lines), forgetting removed units once stopped;
+//! - [`children`]: exits (reaping, emptied process groups), notify datagrams, adoption of
+//!   processes a previous daemon left running;
+//! - [`queues`]: the start and stop queues, gated by the dependency graph, and conditions;
+//! - [`source`]: asking the source worker for a check, and what its updates bring;
+//! - [`jobs`]: control requests, operator jobs and the replies waiting for them;
+//! - [`trial`]: versions on trial, their promotion to "last good" and rollback;
+//! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
+//! - [`shutdown`]: stopping everything in reverse dependency order, the final save.
+
+mod children;
+mod effects;
+mod jobs;
+mod persist;
+mod queues;
+mod shutdown;
+mod source;
+mod status;
+mod trial;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, select};
+
+use super::managed::{Managed, Trial};
+use super::signals::SignalEvent;
+use super::worker::{SourceUpdate, WorkerCommand};
+use crate::control::protocol::Reply;
+use crate::control::server::ControlRequest;
+use crate::deps::Graph;
+use crate::logs::collector::LogCollector;
+use crate::perf::{Op, Perf};
+use crate::runtime::cgroup::cgroup_name;
+use crate::runtime::kill::ProcessTracker;
+use crate::runtime::notify_socket::NotifyDatagram;
+use crate::runtime::sd_notify::{sd_notify, watchdog_period};
+use crate::runtime::spawn::Dirs;
+use crate::service::{Event, Service};
+use crate::state::format::PersistedState;
+use crate::state::writer::StateWriter;
+pub(crate) use trial::TRIAL_PERIOD;
+
+/// Everything the loop receives from.
+pub struct Inputs {
+    pub signals: Receiver<SignalEvent>,
+    pub control: Receiver<ControlRequest>,
+    pub notify: Receiver<NotifyDatagram>,
+    pub source: Receiver<SourceUpdate>,
+    pub adopted_exits: Receiver<i32>,
+}
+
+/// Fixed settings of this daemon run.
+pub struct Settings {
+    pub fallback_reap: Option<Duration>,
+    pub rollback: bool,
+    pub keep_services: bool,
+    pub hostname: String,
+    pub notify_socket: PathBuf,
+    pub dirs: Dirs,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub state_dir: PathBuf,
+}
+
+/// Source facts for `status`.
+#[derive(Default)]
+struct SourceView {
+    applied_commit: Option<String>,
+    subject: Option<String>,
+    commit_time: Option<i64>,
+    fetched_tip: Option<String>,
+    /// The newest tip that passed verification (signature, parse) and was handed to apply.
+    verified_commit: Option<String>,
+    last_check: Option<SystemTime>,
+    next_check: Option<SystemTime>,
+    poll_interval: Duration,
+    error: Option<String>,
+}
+
+/// An operator waiting for jobs to finish.
+struct Waiter {
+    units: Vec<String>,
+    stopping: bool,
+    reply: Sender<Reply>,
+    deadline: Instant,
+}
+
+pub struct Supervisor {
+    settings: Settings,
+    units: BTreeMap<String, Managed>,
+    /// Our processes: pid -> unit. Main and control processes, spawned or adopted.
+    pids: HashMap<i32, String>,
+    graph: Graph,
+    /// Units to start once what they are ordered after has settled.
+    start_queue: Vec<String>,
+    /// Units to stop once what is ordered after them has stopped (shutdown, removal).
+    stop_queue: Vec<String>,
+    waiters: Vec<Waiter>,
+    syncs: HashMap<u64, Sender<Reply>>,
+    next_token: u64,
+    source: SourceView,
+    worker: Sender<WorkerCommand>,
+    logs: LogCollector,
+    pidfds: crate::runtime::pidfd::PidfdWatcher,
+    writer: StateWriter,
+    /// State restored from the previous run, consumed by the first unit set applied.
+    restored: Option<PersistedState>,
+    perf: Perf,
+    dirty: bool,
+    shutting_down: bool,
+    first_applied: bool,
+    watchdog: Option<(Duration, Instant)>,
+    cgroups: Option<crate::runtime::cgroup::CgroupRoot>,
+}
+
+impl Supervisor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: Settings,
+        worker: Sender<WorkerCommand>,
+        logs: LogCollector,
+        pidfds: crate::runtime::pidfd::PidfdWatcher,
+        writer: StateWriter,
+        restored: Option<PersistedState>,
+    ) -> Supervisor {
+        let watchdog = watchdog_period().map(|period| (period, Instant::now()));
+        let settings_state_dir = settings.state_dir.clone();
+        Supervisor {
+            settings,
+            units: BTreeMap::new(),
+            pids: HashMap::new(),
+            graph: Graph::default(),
+            start_queue: Vec::new(),
+            stop_queue: Vec::new(),
+            waiters: Vec::new(),
+            syncs: HashMap::new(),
+            next_token: 1,
+            source: SourceView::default(),
+            worker,
+            logs,
+            pidfds,
+            writer,
+            restored,
+            perf: Perf::new(),
+            dirty: false,
+            shutting_down: false,
+            first_applied: false,
+            watchdog,
+            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_name(
+                &settings_state_dir,
+                &crate::state::default_state_dir(),
+            )),
+        }
+    }
+
+    /// Runs until shutdown; returns the exit code.
+    pub fn run(mut self, inputs: Inputs) -> i32 {
+        loop {
+            let now = Instant::now();
+            let timeout = self
+                .next_deadline(now)
+                .map(|at| at.saturating_duration_since(now))
+                .unwrap_or(Duration::from_secs(3600));
+            select! {
+                recv(inputs.signals) -> sig => match sig {
+                    Ok(SignalEvent::Child) => self.reap(),
+                    Ok(SignalEvent::Shutdown) => {
+                        if self.begin_shutdown() {
+                            return self.finish_shutdown();
+                        }
+                    }
+                    Ok(SignalEvent::Reload) => self.request_check(None),
+                    Err(_) => return self.finish_shutdown(),
+                },
+                recv(inputs.control) -> req => if let Ok(req) = req {
+                    let started = Instant::now();
+                    self.on_control(req);
+                    self.perf.record(Op::Control, started.elapsed());
+                },
+                recv(inputs.notify) -> dgram => if let Ok(dgram) = dgram {
+                    self.on_notify(dgram);
+                },
+                recv(inputs.source) -> update => if let Ok(update) = update {
+                    self.on_source_update(update);
+                },
+                recv(inputs.adopted_exits) -> pid => if let Ok(pid) = pid {
+                    self.on_adopted_exit(pid);
+                },
+                default(timeout) => {}
+            }
+            let now = Instant::now();
+            // The fallback sweep is cheap (one waitpid when nothing is there): do it on
+            // every wakeup, which also covers the periodic tick.
+            self.reap();
+            self.fire_timers(now);
+            self.process_queues();
+            self.check_trials(now);
+            self.settle_waiters(now);
+            self.feed_watchdog(now);
+            if self.dirty {
+                self.writer.submit(self.persisted());
+                self.dirty = false;
+            }
+            self.observe_saves();
+            if self.shutting_down && self.all_stopped() {
+                return self.finish_shutdown();
+            }
+        }
+    }
+
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let mut next = self.settings.fallback_reap.map(|tick| now + tick);
+        let mut consider = |at: Option<Instant>| {
+            if let Some(at) = at {
+                next = Some(next.map_or(at, |n: Instant| n.min(at)));
+            }
+        };
+        for m in self.units.values() {
+            if let Some(svc) = &m.service {
+                consider(svc.next_deadline());
+            }
+            if let Some(Trial {
+                active_since: Some(since),
+                ..
+            }) = &m.trial
+            {
+                consider(Some(*since + TRIAL_PERIOD));
+            }
+        }
+        if !self.waiters.is_empty() {
+            consider(Some(now + Duration::from_millis(50)));
+        }
+        if let Some((period, last)) = self.watchdog {
+            consider(Some(last + period));
+        }
+        next
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .units
+            .iter()
+            .filter(|(_, m)| {
+                m.service
+                    .as_ref()
+                    .and_then(Service::next_deadline)
+                    .is_some_and(|at| at <= now)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.feed(&name, Event::Timer);
+        }
+    }
+
+    /// Records the writer's saves in the perf histograms (it runs on its own thread).
+    fn observe_saves(&mut self) {
+        let saved = self.writer.stats();
+        self.perf.record_saves(saved.saves, saved.last_duration);
+    }
+
+    fn feed_watchdog(&mut self, now: Instant) {
+        if let Some((period, last)) = self.watchdog
+            && now >= last + period
+        {
+            sd_notify("WATCHDOG=1");
+            self.watchdog = Some((period, now));
+        }
+    }
+
+    pub(in crate::daemon) fn record(&mut self, op: Op, took: Duration) {
+        self.perf.record(op, took);
+    }
+
+    pub(in crate::daemon) fn units_mut(&mut self) -> &mut BTreeMap<String, Managed> {
+        &mut self.units
+    }
+
+    pub(in crate::daemon) fn new_tracker(&self, name: &str) -> ProcessTracker {
+        let cgroup = self.cgroups.as_ref().and_then(|root| root.unit(name).ok());
+        ProcessTracker::new(cgroup)
+    }
+
+    pub(in crate::daemon) fn take_restored(&mut self) -> Option<PersistedState> {
+        self.restored.take()
+    }
+
+    pub(in crate::daemon) fn set_graph(&mut self, graph: Graph) {
+        self.graph = graph;
+    }
+}
+
+fn unix_now() -> u64 {
+    unix_of(SystemTime::now())
+}
+
+fn unix_of(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,128 @@
+//! The JSON of `gitproc status --json` (systemd's property names in snake case): one object
+//! per unit and the daemon's summary; and the `perf` reply.
+
+use super::{Supervisor, unix_of};
+use crate::control::protocol::{Reply, exit};
+use crate::daemon::managed::Managed;
+use crate::state::format::OverrideKind;
+
+pub(crate) fn unit_json(name: &str, m: &Managed) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "name": name,
+        "path": m.path,
+        "commit": m.commit,
+        "content_hash": m.hash,
+        "error": m.load_error,
+        "failed_commit": m.failed_commit,
+        // The version a failing new commit would be rolled back to (null until one has
+        // stayed up for the trial period).
+        "last_good_commit": m.last_good.as_ref().and_then(|g| g.commit.clone()),
+        "override": m.operator_override.as_ref().map(|o| match o.kind {
+            OverrideKind::Stopped => "stopped",
+            OverrideKind::Started => "started",
+        }),
+        "since": m.since_unix,
+        "removed": m.removed,
+    });
+    match &m.service {
+        Some(svc) => {
+            let st = svc.status();
+            let (active, sub) = match &m.condition_failed {
+                Some(_) if st.active_state == crate::service::ActiveState::Inactive => {
+                    ("inactive".to_string(), "condition".to_string())
+                }
+                _ => (st.active_state.to_string(), st.sub_state.to_string()),
+            };
+            v["description"] = serde_json::json!(svc.unit().unit.description);
+            v["active_state"] = serde_json::json!(active);
+            v["sub_state"] = serde_json::json!(sub);
+            v["result"] = serde_json::json!(st.result.to_string());
+            v["main_pid"] = serde_json::json!(st.main_pid);
+            v["control_pid"] = serde_json::json!(st.control_pid);
+            v["n_restarts"] = serde_json::json!(st.n_restarts);
+            v["exec_main_status"] = serde_json::json!(st.exec_main_status);
+            v["exec_main_code"] = serde_json::json!(st.exec_main_code);
+            v["status_text"] = serde_json::json!(st.status_text);
+            v["condition"] = serde_json::json!(m.condition_failed);
+            v["type"] = serde_json::json!(svc.unit().service.service_type);
+            if m.load_error.is_none()
+                && let Some(err) = &st.error
+            {
+                v["error"] = serde_json::json!(err);
+            }
+        }
+        None => {
+            v["active_state"] = serde_json::json!("failed");
+            v["sub_state"] = serde_json::json!("dead");
+            v["result"] = serde_json::json!("resources");
+            v["main_pid"] = serde_json::Value::Null;
+            v["n_restarts"] = serde_json::json!(0);
+            v["exec_main_status"] = serde_json::Value::Null;
+        }
+    }
+    v
+}
+
+impl Supervisor {
+    pub(super) fn status_reply(&self, names: &[String]) -> Reply {
+        let units: Vec<serde_json::Value> = self
+            .units
+            .iter()
+            .filter(|(name, _)| names.is_empty() || names.contains(name))
+            .map(|(name, m)| unit_json(name, m))
+            .collect();
+        let data = serde_json::json!({
+            "daemon": self.daemon_json(),
+            "units": units,
+        });
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|n| !self.units.contains_key(*n))
+            .collect();
+        if let Some(name) = missing.first() {
+            return Reply::partial(
+                exit::NO_SUCH_UNIT,
+                format!("Unit {name} could not be found."),
+                data,
+            );
+        }
+        Reply::ok(data)
+    }
+
+    fn daemon_json(&self) -> serde_json::Value {
+        let s = &self.source;
+        serde_json::json!({
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "repo": self.settings.repo,
+            "branch": self.settings.branch,
+            "state_dir": self.settings.state_dir,
+            "commit": s.applied_commit,
+            "commit_subject": s.subject,
+            "commit_time": s.commit_time,
+            "fetched_commit": s.fetched_tip,
+            "verified_commit": s.verified_commit,
+            "last_check": s.last_check.map(unix_of),
+            "next_check": s.next_check.map(unix_of),
+            "poll_interval_s": s.poll_interval.as_secs_f64(),
+            "source_error": s.error,
+            "shutting_down": self.shutting_down,
+        })
+    }
+
+    pub(super) fn perf_json(&self) -> serde_json::Value {
+        let w = self.writer.stats();
+        serde_json::json!({
+            "operations": self.perf.stats(),
+            "state_writer": {
+                "saves": w.saves,
+                "forced_saves": w.forced_saves,
+                "failures": w.failures,
+                "last_duration_us": w.last_duration.map(|d| d.as_micros() as u64),
+                "last_bytes": w.last_bytes,
+                "last_error": w.last_error,
+            },
+            "units": self.units.len(),
+        })
+    }
+}
