@@ -20,7 +20,6 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod deps;
-pub(crate) mod host;
 pub mod logs;
 pub mod perf;
 pub(crate) mod reconcile;

@@ -35,6 +35,7 @@ pub mod procstat;
 pub mod reap;
 pub(crate) mod sd_notify;
 pub mod spawn;
+pub(crate) mod unit_host;
 
 pub use cgroup::{Cgroup, CgroupRoot};
 pub use kill::{

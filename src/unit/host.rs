@@ -3,7 +3,7 @@
 //! the host answers the same.
 //!
 //! Two hosts exist:
-//! - `crate::host::RealHost` (outside `unit`, the only place with the I/O): the daemon's.
+//! - `crate::runtime::unit_host::RealHost` (outside `unit`, the only place with the I/O): the daemon's.
 //!   Absolute `EnvironmentFile=` paths are read from this machine at load time and their
 //!   bytes are part of the content hash; specifiers such as `%H`, `%m`, `%o` are this
 //!   machine's.

@@ -4,7 +4,7 @@
 //! returns); [`load_tree`] reads a [`FileTree`](crate::tree::FileTree) only, and
 //! [`load_tree_with`] asks an injected [`host::Host`] for absolute `EnvironmentFile=` paths.
 //! Host facts (`%H`, `%m`, ...) come in as a [`SpecifierContext`]. The real machine is
-//! `crate::host::RealHost`, outside this module; see [`host`] for what `check` and `plan`
+//! `crate::runtime::unit_host::RealHost`, outside this module; see [`host`] for what `check` and `plan`
 //! do instead.
 //!
 //! Modules, in the order data flows: [`syntax`] (lexer) -> [`directives`] (which keys exist)

@@ -9,7 +9,7 @@ use super::model::UnitName;
 use super::name::{unescape, unescape_path};
 
 /// Host and manager facts the specifiers expand to. The daemon gets them from the machine
-/// (`SpecifierContext::detect`, in `crate::host`); `check`, `plan`, tests and benches use
+/// (`SpecifierContext::detect`, in `crate::runtime::unit_host`); `check`, `plan`, tests and benches use
 /// [`Default`] or fill it by hand: parsing never reads the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecifierContext {

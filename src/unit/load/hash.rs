@@ -3,7 +3,9 @@
 //! today compares equal tomorrow.
 //!
 //! [`Fnv128`] is the unit content hash ([`LoadedUnit::content_hash`](super::LoadedUnit)),
-//! stored in `state.json` and compared across daemon versions.
+//! stored in `state.json` and compared across daemon versions; [`fnv1a_64`] is the short
+//! form for a name derived from a path (a state directory's cgroup, `runtime::cgroup`),
+//! where 16 hex digits are enough. Same algorithm, two widths.
 
 /// A stable 128-bit FNV-1a hash over length-framed parts.
 pub(crate) struct Fnv128(u128);
@@ -37,9 +39,26 @@ impl Fnv128 {
     }
 }
 
+/// 64-bit FNV-1a of `data` (unframed): for short stable names, not for unit content.
+pub(crate) fn fnv1a_64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fnv1a_64_matches_the_published_test_vectors() {
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
 
     #[test]
     fn parts_are_length_framed() {

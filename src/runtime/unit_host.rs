@@ -1,5 +1,6 @@
 //! The real machine, as the unit loader sees it: the one place where host facts and host
-//! files are read for loading (the daemon's [`Host`]). `gitproc check` and `gitproc plan`
+//! files are read for loading (the daemon's [`Host`]). The event loop's own questions to the
+//! host (conditions, PID files) are in [`super::host`]. `gitproc check` and `gitproc plan`
 //! use [`FixedHost`](crate::unit::host::FixedHost) instead, so their results never depend
 //! on the machine they run on; see [`crate::unit::host`] for what each host answers.
 //!
@@ -61,8 +62,9 @@ impl SpecifierContext {
         {
             c.hostname = h;
         }
-        if let Some(m) = read_trimmed("/etc/machine-id") {
-            c.machine_id = m;
+        let machine_id = super::host::machine_id();
+        if !machine_id.trim().is_empty() {
+            c.machine_id = machine_id.trim().to_string();
         }
         if let Some(b) = read_trimmed("/proc/sys/kernel/random/boot_id") {
             c.boot_id = b.replace('-', "");
