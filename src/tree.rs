@@ -2,6 +2,10 @@
 //!
 //! Both sources produce the same [`FileTree`], so the unit loader never knows (or cares)
 //! whether it reads a commit or a development directory.
+//!
+//! The path rules of a tree live here once: [`normalize_path`] (how a directory given by an
+//! operator, e.g. `units_dir`, becomes a tree key) and [`stays_below`] (a relative name that
+//! cannot leave its base: `--units-dir`-relative reads, `RuntimeDirectory=` names).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -56,6 +60,45 @@ impl FileTree {
         match self.entries.get(path) {
             Some(Entry::File(bytes)) => Some(bytes),
             _ => None,
+        }
+    }
+}
+
+/// A path as a tree keys it: `/`-separated, without empty or `.` components, so `.`, `./`
+/// and `` name the root (`""`) and `./units/` is `units`. `..` is kept (see [`stays_below`]).
+pub fn normalize_path(p: &str) -> String {
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    parts.join("/")
+}
+
+/// True for a non-empty relative path without `.` or `..` components: joined to a base
+/// directory, it names something below it.
+pub fn stays_below(p: &str) -> bool {
+    !p.is_empty() && !p.starts_with('/') && !p.split('/').any(|c| c == ".." || c == ".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_dir_is_normalised() {
+        assert_eq!(normalize_path("."), "");
+        assert_eq!(normalize_path("./"), "");
+        assert_eq!(normalize_path(""), "");
+        assert_eq!(normalize_path("./units/"), "units");
+        assert_eq!(normalize_path("a//b/./c"), "a/b/c");
+    }
+
+    #[test]
+    fn only_relative_paths_without_dot_components_stay_below() {
+        assert!(stays_below("a"));
+        assert!(stays_below("a/b"));
+        for bad in ["", "/a", "..", "a/../b", "./a", "a/."] {
+            assert!(!stays_below(bad), "{bad}");
         }
     }
 }

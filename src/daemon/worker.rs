@@ -254,7 +254,11 @@ impl Worker {
             .map_err(|e| (e.kind().to_string(), e.to_string()))?;
         let info = git.commit_info(&tip).ok();
         let parse_started = Instant::now();
-        let units = crate::unit::load_tree(&tree, &self.config.ctx);
+        let units = crate::unit::load_tree_with(
+            &tree,
+            &self.config.ctx,
+            &crate::runtime::unit_host::RealHost,
+        );
         let snapshot = Snapshot {
             commit: Some(tip.clone()),
             subject: info.as_ref().map(|i| i.subject.clone()),
@@ -287,7 +291,11 @@ impl Worker {
                 format!("cannot read units directory {}: {e}", dir.display()),
             )
         })?;
-        let units = crate::unit::load_tree(&tree, &self.config.ctx);
+        let units = crate::unit::load_tree_with(
+            &tree,
+            &self.config.ctx,
+            &crate::runtime::unit_host::RealHost,
+        );
         let hashes: BTreeMap<String, String> = units
             .iter()
             .map(|(name, u)| (name.clone(), u.content_hash.clone()))
