@@ -1,7 +1,7 @@
 //! `gitproc check PATH...`: parse unit files like `systemd-analyze verify` and print
 //! `file:line:col: error|warning: message` (or JSON with `--json`).
 //!
-//! A directory is loaded like a unit directory ([`FileTree::from_dir`] + [`load_tree`]);
+//! A directory is loaded like a unit directory ([`crate::source::dir::read_tree`] + [`load_tree`]);
 //! templates without instances are checked too (with an empty instance). A file is loaded
 //! with its sibling `NAME.d/*.conf` drop-ins. Exit code: 0 without errors (warnings allowed),
 //! 1 when any unit has an error, 2 when a path cannot be read (usage error).
@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use super::CheckArgs;
 use super::exit;
-use crate::tree::FileTree;
 use crate::unit::name::dropin_file_name_ok;
 use crate::unit::{self, FixedHost, Host, LoadedUnit, Lookup, SpecifierContext};
 
@@ -88,7 +87,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
 fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, String> {
     let meta = std::fs::metadata(p).map_err(|e| format!("cannot read: {e}"))?;
     if meta.is_dir() {
-        let tree = FileTree::from_dir(p).map_err(|e| format!("cannot read directory: {e}"))?;
+        let tree =
+            crate::source::dir::read_tree(p).map_err(|e| format!("cannot read directory: {e}"))?;
         let mut all: Vec<LoadedUnit> = unit::load_tree_with(&tree, ctx, &FixedHost)
             .into_values()
             .collect();
