@@ -85,7 +85,9 @@ pub fn load_tree_with(
     ctx: &SpecifierContext,
     host: &dyn Host,
 ) -> BTreeMap<String, LoadedUnit> {
-    load::load_tree_with(tree, ctx, host)
+    let mut units = load::load_tree_with(tree, ctx, host);
+    refuse_oversized(tree, &mut units);
+    units
 }
 
 /// Parses one unit from its bytes plus drop-ins `(path, bytes)` (applied in the given order).

@@ -208,7 +208,10 @@ fn a_failed_save_is_in_the_operators_reply_and_in_status_until_a_save_succeeds()
         .state
         .path()
         .join(format!(".state.json.tmp-{}", daemon.pid()));
-    std::fs::create_dir(&blocker).expect("create the blocking directory");
+    // A save in progress has its temp file there for a moment: retry until it is gone.
+    wait_for("the blocking directory to be created", WAIT, || {
+        std::fs::create_dir(&blocker).ok()
+    });
     std::fs::write(blocker.join("keep"), "x").expect("make it non-empty");
 
     let out = daemon.cli(&["stop", "a"]);
