@@ -158,6 +158,13 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         },
     };
     let socket_path = state_dir.join(crate::control::SOCKET_NAME);
+    if socket_answers(&socket_path) {
+        eprintln!(
+            "gitproc: another gitproc daemon answers on {}; not replacing its control socket (stop that daemon first)",
+            socket_path.display()
+        );
+        return Ok(exit::FAILURE);
+    }
     crate::control::server::start(&socket_path, policy, control_tx)
         .with_context(|| format!("control socket {}", socket_path.display()))?;
 
@@ -267,6 +274,14 @@ fn acquire_lock(state_dir: &Path) -> Result<DaemonLock, LockError> {
             other => return other,
         }
     }
+}
+
+/// Whether something accepts connections on `path`. We hold the lock, so a listener there
+/// is a daemon that no longer holds it (its state directory was moved or recreated, or it
+/// predates the directory lock): replacing its socket would leave two daemons running the
+/// same services with one of them unreachable. A refused or missing socket is stale.
+fn socket_answers(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
