@@ -45,6 +45,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 hash: old.content_hash.clone(),
                 held_stopped,
                 alive_main,
+                failed_hash: old.failed_hash.clone(),
             };
             (name.clone(), recorded)
         })
@@ -322,6 +323,17 @@ struct Summary {
 /// has it now, say so: that process is not touched.
 fn restore(m: &mut Managed, old: &UnitState, name: &str, adopted: bool) {
     m.operator_override = old.operator_override.clone();
+    // The rolled-back mark survives the restart. When the adopted process runs the last
+    // good version while git still carries the failed one, the unit keeps the hash (and
+    // commit) of what runs, so a commit going back to the good version changes nothing.
+    if old.failed_hash.is_some() && old.failed_hash == m.hash {
+        m.failed_hash = old.failed_hash.clone();
+        m.failed_commit = old.failed_commit.clone();
+        if adopted {
+            m.hash = old.content_hash.clone();
+            m.commit = old.commit.clone();
+        }
+    }
     if let Some(svc) = m.service.as_mut() {
         let result = old.result.parse().unwrap_or(ServiceResult::Success);
         svc.restore(old.n_restarts, result);

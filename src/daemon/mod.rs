@@ -5,9 +5,11 @@
 //!   carries out its actions (versions, errors, starts, stops, adoptions).
 //! - [`worker`]: the source thread (git fetch, parse) so the loop never waits on git.
 //! - [`reaper`]: collecting exits without stealing the worker's subprocesses.
+//! - [`discovery`]: finding the processes a previous daemon left, stopping what is not adopted.
 //! - [`signals`]: the signal thread. [`managed`]: what the loop keeps per unit.
 
 pub(crate) mod apply;
+pub(crate) mod discovery;
 pub(crate) mod managed;
 pub(crate) mod reaper;
 pub(crate) mod signals;
@@ -227,6 +229,11 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         std::process::id(),
         state_dir.display()
     );
+    let instance = crate::runtime::cgroup::cgroup_name(
+        &state_dir,
+        &crate::state::default_state_dir(),
+    );
+    let restored_for_discovery = restored.clone();
     let supervisor = Supervisor::new(
         Settings {
             fallback_reap: config.fallback_reap(),
@@ -238,6 +245,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
             repo: repo_label,
             branch: config.branch.clone(),
             state_dir: state_dir.clone(),
+            instance: instance.clone(),
         },
         worker_tx,
         logs,
@@ -245,6 +253,14 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         writer,
         restored,
     );
+    // Before the loop runs (it blocks while strays exit): nothing of a previous daemon
+    // that will not be adopted may still run when the first unit set starts units.
+    discovery::stop_strays(
+        &instance,
+        supervisor.cgroup_root(),
+        restored_for_discovery.as_ref(),
+    );
+    drop(restored_for_discovery);
     let code = supervisor.run(Inputs {
         signals: signal_rx,
         control: control_rx,

@@ -74,10 +74,7 @@ impl DaemonLock {
             pid: read_pid(file),
             dir: state_dir.to_owned(),
         };
-        let dir_err = |op: &'static str| {
-            let path = state_dir.to_owned();
-            move |source| LockError::Io { op, path, source }
-        };
+        let dir_err = io_err;
         let dir = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY)

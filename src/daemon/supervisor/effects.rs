@@ -149,8 +149,16 @@ impl Supervisor {
             main_pid
         };
         request.cgroup = m.tracker.cgroup();
-        // Values read by the loader from EnvironmentFile=s in the commit.
-        request.extra_env = &unit.service.environment_from_files;
+        // Values read by the loader from EnvironmentFile=s in the commit, then the marker
+        // a later daemon finds this process by (`daemon::discovery`).
+        let extra_env: Vec<(String, String)> = unit
+            .service
+            .environment_from_files
+            .iter()
+            .cloned()
+            .chain(crate::daemon::discovery::marker_env(name, &self.settings.instance))
+            .collect();
+        request.extra_env = &extra_env;
         let started = Instant::now();
         let result = crate::runtime::spawn::spawn(&request);
         self.perf.record(Op::Spawn, started.elapsed());
