@@ -55,7 +55,11 @@ pub fn discover(instance: &str, cgroups: Option<&CgroupRoot>) -> BTreeMap<String
     let me = std::process::id() as i32;
     let mut found: BTreeMap<String, Vec<Found>> = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if pid == me {
@@ -78,7 +82,11 @@ pub fn discover(instance: &str, cgroups: Option<&CgroupRoot>) -> BTreeMap<String
             .push(Found { id, invocation });
     }
     if let Some(root) = cgroups {
-        for dir in std::fs::read_dir(root.path()).into_iter().flatten().flatten() {
+        for dir in std::fs::read_dir(root.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let Some(unit) = dir.file_name().to_str().map(str::to_string) else {
                 continue;
             };
@@ -140,7 +148,11 @@ pub fn strays(
 
 /// Finds and stops every process of a previous daemon that will not be adopted (see the
 /// module docs). Blocks for up to [`TERM_GRACE`] plus a moment: run it before the loop.
-pub fn stop_strays(instance: &str, cgroups: Option<&CgroupRoot>, restored: Option<&PersistedState>) {
+pub fn stop_strays(
+    instance: &str,
+    cgroups: Option<&CgroupRoot>,
+    restored: Option<&PersistedState>,
+) {
     let mut stopped = 0usize;
     for round in 0..2 {
         if round > 0 {
@@ -230,7 +242,8 @@ mod tests {
 
     #[test]
     fn without_a_state_file_every_process_is_a_stray() {
-        let found: BTreeMap<_, _> = [("a.service".to_string(), vec![found(10, 1, Some("x"))])].into();
+        let found: BTreeMap<_, _> =
+            [("a.service".to_string(), vec![found(10, 1, Some("x"))])].into();
         assert_eq!(strays(&found, None).len(), 1);
     }
 
@@ -258,7 +271,9 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].1.pid, 12);
         // A reused pid (other start time) is not the recorded main: all are strays.
-        state.units.get_mut("a.service").map(|u| u.main_pid_start_time = Some(9));
+        if let Some(u) = state.units.get_mut("a.service") {
+            u.main_pid_start_time = Some(9);
+        }
         assert_eq!(strays(&found, Some(&state)).len(), 3);
     }
 }

@@ -112,7 +112,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         Ok(LoadOutcome::Corrupt { moved_to, error }) => {
             // `error` already names the file and why it is unusable.
             tracing::error!(
-                "{error}; moved it to {} and starting from git (services it recorded are not re-adopted)",
+                "{error}; moved it to {} and starting from git (processes a previous daemon left running are found by their marker and stopped before their units start fresh)",
                 moved_to.display()
             );
             None
@@ -229,10 +229,8 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         std::process::id(),
         state_dir.display()
     );
-    let instance = crate::runtime::cgroup::cgroup_name(
-        &state_dir,
-        &crate::state::default_state_dir(),
-    );
+    let instance =
+        crate::runtime::cgroup::cgroup_name(&state_dir, &crate::state::default_state_dir());
     let restored_for_discovery = restored.clone();
     let supervisor = Supervisor::new(
         Settings {

@@ -71,7 +71,11 @@ fn sweep_by_pid(out: &mut Vec<(i32, ExitInfo)>) {
         return;
     };
     for task in tasks.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<i32>().ok()) else {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok())
+        else {
             continue;
         };
         if waiting.contains(&tid) {
@@ -86,7 +90,10 @@ fn sweep_by_pid(out: &mut Vec<(i32, ExitInfo)>) {
 }
 
 fn waiting_threads() -> Vec<i32> {
-    WAITING_THREADS.lock().map(|t| t.clone()).unwrap_or_default()
+    WAITING_THREADS
+        .lock()
+        .map(|t| t.clone())
+        .unwrap_or_default()
 }
 
 /// The children of the waiting threads right now.
@@ -100,7 +107,11 @@ fn others_children() -> Vec<i32> {
 /// `/proc/self/task/<tid>/children`: the pids of the children `tid` forked (or inherited).
 fn children_of_thread(tid: i32) -> Vec<i32> {
     std::fs::read_to_string(format!("/proc/self/task/{tid}/children"))
-        .map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -165,7 +176,9 @@ mod tests {
                 .expect("spawn /bin/true");
             forked_tx.send(child.id() as i32).expect("send pid");
             go_rx.recv().expect("go");
-            child.wait().expect("the worker can still wait for its child")
+            child
+                .wait()
+                .expect("the worker can still wait for its child")
         });
         let worker_child = forked_rx.recv().expect("worker pid");
         // Not in `known`: stands for an orphan re-parented to the daemon.

@@ -26,7 +26,7 @@ pub fn invocations(unit: &str) -> BTreeMap<String, Vec<i32>> {
             continue;
         };
         let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
-        if !vars.iter().any(|v| *v == want.as_bytes()) || !crate::support::alive(pid) {
+        if !vars.contains(&want.as_bytes()) || !crate::support::alive(pid) {
             continue;
         }
         let id = vars
@@ -139,12 +139,19 @@ fn twenty_kill9_during_churn_leave_no_unit_running_twice() {
     // Nothing lost or unsupervised either: each long-running unit runs once, as status says.
     for unit in [&steady, &churn] {
         let pid = daemon.wait_running(unit);
-        let inv = wait_for(&format!("{unit} to run one invocation"), crate::support::WAIT, || {
-            let inv = invocations(unit);
-            (inv.len() == 1).then_some(inv)
-        });
+        let inv = wait_for(
+            &format!("{unit} to run one invocation"),
+            crate::support::WAIT,
+            || {
+                let inv = invocations(unit);
+                (inv.len() == 1).then_some(inv)
+            },
+        );
         let pids: BTreeSet<i32> = inv.into_values().flatten().collect();
-        assert!(pids.contains(&pid), "{unit}: status pid {pid} is not among its processes {pids:?}");
+        assert!(
+            pids.contains(&pid),
+            "{unit}: status pid {pid} is not among its processes {pids:?}"
+        );
     }
 }
 
@@ -184,8 +191,14 @@ fn a_deleted_or_corrupt_state_file_stops_the_old_processes_before_starting_fresh
             );
         }
         let new_a = daemon.wait_running(&a);
-        assert_ne!(old_a, new_a, "{what}: the old process could not be told apart, so it is stopped");
-        assert!(!crate::support::alive(old_a), "{what}: the old process still runs");
+        assert_ne!(
+            old_a, new_a,
+            "{what}: the old process could not be told apart, so it is stopped"
+        );
+        assert!(
+            !crate::support::alive(old_a),
+            "{what}: the old process still runs"
+        );
         assert!(started.elapsed() < Duration::from_secs(15));
     }
 }

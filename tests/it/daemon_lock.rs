@@ -50,7 +50,10 @@ fn deleting_daemon_lock_does_not_admit_a_second_daemon() {
     std::fs::remove_file(daemon.state.path().join("daemon.lock")).expect("delete daemon.lock");
     let out = second_daemon(repo.path(), daemon.state.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "refused with a failure status: {stderr}");
+    assert!(
+        !out.status.success(),
+        "refused with a failure status: {stderr}"
+    );
     assert!(
         stderr.contains("another gitproc daemon") && stderr.contains("holds"),
         "the refusal says why: {stderr}"

@@ -4,7 +4,6 @@
 //! good at the first one.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::support::{Daemon, Repo, WAIT, cmdline, service, unique, wait_for};
 
@@ -40,7 +39,11 @@ fn stat_of(pid: i32) -> Option<(char, i32)> {
 fn children(ppid: i32, argv: &str) -> (Vec<i32>, Vec<i32>) {
     let (mut zombies, mut live) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         match stat_of(pid) {

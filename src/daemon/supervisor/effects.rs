@@ -156,7 +156,10 @@ impl Supervisor {
             .environment_from_files
             .iter()
             .cloned()
-            .chain(crate::daemon::discovery::marker_env(name, &self.settings.instance))
+            .chain(crate::daemon::discovery::marker_env(
+                name,
+                &self.settings.instance,
+            ))
             .collect();
         request.extra_env = &extra_env;
         let started = Instant::now();
