@@ -170,7 +170,16 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 changed,
                 held_stopped,
             } => {
-                sup.begin_trial(&name, commit.clone());
+                // A unit still marked rolled back runs its last good version, whose text
+                // this daemon does not have: no trial, which would promote the failed
+                // version's text to "last good" and clear the mark.
+                let rolled_back = sup
+                    .units_mut()
+                    .get(&name)
+                    .is_some_and(|m| m.failed_hash.is_some());
+                if !rolled_back {
+                    sup.begin_trial(&name, commit.clone());
+                }
                 sup.adopt(&name, pid, start_time);
                 if held_stopped {
                     sup.request_stop(&name);
