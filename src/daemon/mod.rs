@@ -5,12 +5,15 @@
 //!   carries out its actions (versions, errors, starts, stops, adoptions).
 //! - [`worker`]: the source thread (git fetch, parse) so the loop never waits on git.
 //! - [`reaper`]: collecting exits without stealing the worker's subprocesses.
+//! - [`spawner`]: the thread pool that spawns and does the other host I/O of starts and
+//!   stops, so the loop never blocks on it.
 //! - [`signals`]: the signal thread. [`managed`]: what the loop keeps per unit.
 
 pub(crate) mod apply;
 pub(crate) mod managed;
 pub(crate) mod reaper;
 pub(crate) mod signals;
+pub(crate) mod spawner;
 pub(crate) mod supervisor;
 pub(crate) mod worker;
 

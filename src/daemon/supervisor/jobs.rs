@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::{Supervisor, Waiter, unix_now};
+use super::{JobSave, Supervisor, Waiter, unix_now};
 use crate::control::protocol::{JobRequest, Reply, Verb, exit};
 use crate::control::server::{ControlRequest, Peer};
 use crate::runtime::host::user_name;
 use crate::service::{ActiveState, Event, Service};
+use crate::state::StateError;
 use crate::state::format::{Override, OverrideKind};
 
 /// Most a blocking job waits before answering "still running" (the job goes on).
@@ -113,25 +114,55 @@ impl Supervisor {
             }
         }
         self.process_queues();
-        // Operator start/stop is durable before we answer.
+        // Operator start/stop is durable before we answer: the save's result comes back
+        // through the loop's select (`job_saved`), the loop does not wait for the fsync.
         self.writer.submit(self.persisted());
         self.dirty = false;
-        if let Err(err) = self.writer.flush_async().recv().unwrap_or(Ok(())) {
-            tracing::error!("state save after operator {} failed: {err}", kind.verb());
-        }
         let waiter = Waiter {
             units: job.units.clone(),
             stopping: matches!(kind, JobKind::Stop),
             reply,
             deadline: Instant::now() + JOB_WAIT_LIMIT,
         };
-        if job.wait {
+        self.job_saves.push(JobSave {
+            saved: self.writer.flush_async(),
+            verb: kind.verb(),
+            waiter,
+            wait: job.wait,
+        });
+    }
+
+    /// The forced save of an operator job is on disk (or failed): answer the job, or wait
+    /// for its units to settle.
+    pub(super) fn job_saved(
+        &mut self,
+        verb: &str,
+        waiter: Waiter,
+        wait: bool,
+        result: Result<(), StateError>,
+    ) {
+        if let Err(err) = result {
+            tracing::error!("state save after operator {verb} failed: {err}");
+        }
+        if wait {
             self.waiters.push(waiter);
             self.settle_waiters(Instant::now());
         } else {
             let _ = waiter.reply.send(Reply::ok(serde_json::json!({
-                "queued": job.units,
+                "queued": waiter.units,
             })));
+        }
+    }
+
+    /// At shutdown: answers the jobs whose save is still on its way (the final save has
+    /// been flushed by then, so these channels have their answer).
+    pub(super) fn drain_job_saves(&mut self) {
+        for save in std::mem::take(&mut self.job_saves) {
+            let result = save
+                .saved
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or(Err(StateError::WriterGone));
+            self.job_saved(save.verb, save.waiter, false, result);
         }
     }
 
