@@ -114,44 +114,46 @@ impl Supervisor {
             }
         }
         self.process_queues();
-        // Operator start/stop is durable before we answer: the save's result comes back
-        // through the loop's select (`job_saved`), the loop does not wait for the fsync.
-        self.writer.submit(self.persisted());
-        self.dirty = false;
+        // Operator start/stop is durable before we answer: the answer goes out once the
+        // forced save that follows it is on disk, its result coming back through the loop's
+        // select (`job_saved`); the loop never waits for the fsync. A blocking job is saved
+        // when its units have settled, so that the state on disk is the one answered.
         let waiter = Waiter {
             units: job.units.clone(),
             stopping: matches!(kind, JobKind::Stop),
             reply,
             deadline: Instant::now() + JOB_WAIT_LIMIT,
         };
-        self.job_saves.push(JobSave {
-            saved: self.writer.flush_async(),
-            verb: kind.verb(),
-            waiter,
-            wait: job.wait,
-        });
-    }
-
-    /// The forced save of an operator job is on disk (or failed): answer the job, or wait
-    /// for its units to settle.
-    pub(super) fn job_saved(
-        &mut self,
-        verb: &str,
-        waiter: Waiter,
-        wait: bool,
-        result: Result<(), StateError>,
-    ) {
-        if let Err(err) = result {
-            tracing::error!("state save after operator {verb} failed: {err}");
-        }
-        if wait {
+        if job.wait {
+            self.dirty = true;
             self.waiters.push(waiter);
             self.settle_waiters(Instant::now());
         } else {
-            let _ = waiter.reply.send(Reply::ok(serde_json::json!({
-                "queued": waiter.units,
-            })));
+            let answer = Reply::ok(serde_json::json!({
+                "queued": job.units,
+            }));
+            self.answer_after_save(format!("operator {}", kind.verb()), waiter.reply, answer);
         }
+    }
+
+    /// Forces a save of the current state and sends `answer` once it is on disk.
+    fn answer_after_save(&mut self, what: String, reply: Sender<Reply>, answer: Reply) {
+        self.writer.submit(self.persisted());
+        self.dirty = false;
+        self.job_saves.push(JobSave {
+            saved: self.writer.flush_async(),
+            what,
+            reply,
+            answer,
+        });
+    }
+
+    /// The forced save of an operator job is on disk (or failed): answer the job.
+    pub(super) fn job_saved(&mut self, save: JobSave, result: Result<(), StateError>) {
+        if let Err(err) = result {
+            tracing::error!("state save after {} failed: {err}", save.what);
+        }
+        let _ = save.reply.send(save.answer);
     }
 
     /// At shutdown: answers the jobs whose save is still on its way (the final save has
@@ -162,7 +164,7 @@ impl Supervisor {
                 .saved
                 .recv_timeout(Duration::from_secs(5))
                 .unwrap_or(Err(StateError::WriterGone));
-            self.job_saved(save.verb, save.waiter, false, result);
+            self.job_saved(save, result);
         }
     }
 
@@ -247,7 +249,8 @@ impl Supervisor {
                     data,
                 )
             };
-            let _ = w.reply.send(reply);
+            let what = format!("operator job on {}", w.units.join(", "));
+            self.answer_after_save(what, w.reply, reply);
         }
     }
 }

@@ -104,13 +104,13 @@ struct Waiter {
     deadline: Instant,
 }
 
-/// An operator job whose forced save is on its way to disk: the job is answered (or starts
-/// waiting for its units) once `saved` yields, through the loop's select.
+/// The answer to an operator job, held until the forced save that makes the job durable is
+/// on disk: `saved` yields through the loop's select, then `answer` goes out.
 struct JobSave {
     saved: Receiver<Result<(), StateError>>,
-    verb: &'static str,
-    waiter: Waiter,
-    wait: bool,
+    what: String,
+    reply: Sender<Reply>,
+    answer: Reply,
 }
 
 /// One input of the loop's select.
@@ -241,7 +241,7 @@ impl Supervisor {
                 Input::Spawner(report) => self.on_spawner_report(report),
                 Input::Saved(index, result) => {
                     let save = self.job_saves.remove(index);
-                    self.job_saved(save.verb, save.waiter, save.wait, result);
+                    self.job_saved(save, result);
                 }
                 Input::Tick => {}
             }
@@ -254,7 +254,7 @@ impl Supervisor {
             self.check_trials(now);
             self.settle_waiters(now);
             self.feed_watchdog(now);
-            if self.dirty {
+            if self.dirty && self.save_held_until(now).is_none() {
                 self.writer.submit(self.persisted());
                 self.dirty = false;
             }
@@ -333,6 +333,9 @@ impl Supervisor {
         }
         if let Some((period, last)) = self.watchdog {
             consider(Some(last + period));
+        }
+        if self.dirty {
+            consider(self.save_held_until(now));
         }
         next
     }

@@ -13,7 +13,7 @@
 //! cyclically, so a pid freed before that cannot be the new process's).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Supervisor;
 use crate::daemon::managed::new_invocation_id;
@@ -27,11 +27,19 @@ use crate::unit::model::{ExecCommand, ServiceType};
 /// Most unclaimed exits kept (orphans reaped as subreaper while spawns were in flight).
 const UNCLAIMED_EXITS_KEPT: usize = 256;
 
+/// How long a change of state waits to be handed to the state writer while a main process
+/// is being spawned. The writer saves the first change at once and later ones batched
+/// (seconds apart); without the wait, a start would be saved as `activating` without its
+/// pid, and a daemon killed in the next seconds would not know the process to adopt. A
+/// spawn takes about a millisecond; one stuck longer than this does not hold saves up.
+pub(super) const SAVE_HOLD: Duration = Duration::from_millis(100);
+
 /// The spawn a unit's machine waits for.
 pub(super) struct PendingSpawn {
     pub(super) id: u64,
     pub(super) role: ProcessRole,
     pub(super) progress: Arc<SpawnProgress>,
+    pub(super) asked: Instant,
 }
 
 impl Supervisor {
@@ -101,6 +109,7 @@ impl Supervisor {
                 id,
                 role,
                 progress,
+                asked: Instant::now(),
             },
         );
         None
@@ -125,6 +134,17 @@ impl Supervisor {
             );
             self.spawns.remove(name);
         }
+    }
+
+    /// Until when the state save waits for a main pid being spawned (see [`SAVE_HOLD`]);
+    /// `None` when it need not wait.
+    pub(super) fn save_held_until(&self, now: Instant) -> Option<Instant> {
+        self.spawns
+            .values()
+            .filter(|p| p.role == ProcessRole::Main)
+            .map(|p| p.asked + SAVE_HOLD)
+            .filter(|&until| until > now)
+            .max()
     }
 
     pub(super) fn on_spawner_report(&mut self, report: Report) {
