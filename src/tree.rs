@@ -1,10 +1,14 @@
 //! A snapshot of the files a unit set is read from: a directory on disk or a git tree.
 //!
-//! Both sources produce the same [`FileTree`], so the unit loader never knows (or cares)
-//! whether it reads a commit or a development directory.
+//! Both sources produce the same [`FileTree`] (`source::git` from a commit, `source::dir` from
+//! a directory), so the unit loader never knows (or cares) whether it reads a commit or a
+//! development directory. This module is pure data: it reads nothing itself.
+//!
+//! The path rules of a tree live here once: [`normalize_path`] (how a directory given by an
+//! operator, e.g. `units_dir`, becomes a tree key) and [`stays_below`] (a relative name that
+//! cannot leave its base: `--units-dir`-relative reads, `RuntimeDirectory=` names).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// One entry of a [`FileTree`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,40 +26,50 @@ pub struct FileTree {
 }
 
 impl FileTree {
-    /// Reads every file below `root` (recursively; symlinks are not followed but recorded).
-    pub fn from_dir(root: &Path) -> std::io::Result<FileTree> {
-        let mut tree = FileTree::default();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir)? {
-                let entry = entry?;
-                let path = entry.path();
-                let rel = match path.strip_prefix(root) {
-                    Ok(rel) => rel.to_string_lossy().replace('\\', "/"),
-                    Err(_) => continue,
-                };
-                let kind = entry.file_type()?;
-                if kind.is_symlink() {
-                    let target = std::fs::read_link(&path)?;
-                    tree.entries
-                        .insert(rel, Entry::Symlink(target.to_string_lossy().into_owned()));
-                } else if kind.is_dir() {
-                    if entry.file_name() != ".git" {
-                        stack.push(path);
-                    }
-                } else if kind.is_file() {
-                    tree.entries.insert(rel, Entry::File(std::fs::read(&path)?));
-                }
-            }
-        }
-        Ok(tree)
-    }
-
     /// The bytes of a regular file, if the path names one.
     pub fn file(&self, path: &str) -> Option<&[u8]> {
         match self.entries.get(path) {
             Some(Entry::File(bytes)) => Some(bytes),
             _ => None,
+        }
+    }
+}
+
+/// A path as a tree keys it: `/`-separated, without empty or `.` components, so `.`, `./`
+/// and `` name the root (`""`) and `./units/` is `units`. `..` is kept (see [`stays_below`]).
+pub fn normalize_path(p: &str) -> String {
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    parts.join("/")
+}
+
+/// True for a non-empty relative path without `.` or `..` components: joined to a base
+/// directory, it names something below it.
+pub fn stays_below(p: &str) -> bool {
+    !p.is_empty() && !p.starts_with('/') && !p.split('/').any(|c| c == ".." || c == ".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_dir_is_normalised() {
+        assert_eq!(normalize_path("."), "");
+        assert_eq!(normalize_path("./"), "");
+        assert_eq!(normalize_path(""), "");
+        assert_eq!(normalize_path("./units/"), "units");
+        assert_eq!(normalize_path("a//b/./c"), "a/b/c");
+    }
+
+    #[test]
+    fn only_relative_paths_without_dot_components_stay_below() {
+        assert!(stays_below("a"));
+        assert!(stays_below("a/b"));
+        for bad in ["", "/a", "..", "a/../b", "./a", "a/."] {
+            assert!(!stays_below(bad), "{bad}");
         }
     }
 }

@@ -1,18 +1,22 @@
 //! `gitproc check PATH...`: parse unit files like `systemd-analyze verify` and print
 //! `file:line:col: error|warning: message` (or JSON with `--json`).
 //!
-//! A directory is loaded like a unit directory ([`FileTree::from_dir`] + [`load_tree`]);
+//! A directory is loaded like a unit directory ([`crate::source::dir::read_tree`] + [`load_tree`]);
 //! templates without instances are checked too (with an empty instance). A file is loaded
 //! with its sibling `NAME.d/*.conf` drop-ins. Exit code: 0 without errors (warnings allowed),
 //! 1 when any unit has an error, 2 when a path cannot be read (usage error).
+//!
+//! The result never depends on the machine `check` runs on: units load on the
+//! [`FixedHost`] (fixed specifier facts; absolute `EnvironmentFile=` paths not read), see
+//! [`crate::unit::host`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::CheckArgs;
 use super::exit;
-use crate::tree::FileTree;
-use crate::unit::{self, LoadedUnit, SpecifierContext};
+use crate::unit::name::dropin_file_name_ok;
+use crate::unit::{self, FixedHost, Host, LoadedUnit, Lookup, SpecifierContext};
 
 /// Runs the check; returns the exit code.
 pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
@@ -25,7 +29,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             return Ok(exit::USAGE);
         }
     }
-    let ctx = SpecifierContext::detect();
+    let ctx = FixedHost.specifier_context();
     let mut units: Vec<LoadedUnit> = Vec::new();
     for p in &args.paths {
         match check_path(p, &ctx) {
@@ -83,9 +87,12 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
 fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, String> {
     let meta = std::fs::metadata(p).map_err(|e| format!("cannot read: {e}"))?;
     if meta.is_dir() {
-        let tree = FileTree::from_dir(p).map_err(|e| format!("cannot read directory: {e}"))?;
-        let mut all: Vec<LoadedUnit> = unit::load_tree(&tree, ctx).into_values().collect();
-        all.extend(unit::load::load_templates(&tree, ctx).into_values());
+        let tree =
+            crate::source::dir::read_tree(p).map_err(|e| format!("cannot read directory: {e}"))?;
+        let mut all: Vec<LoadedUnit> = unit::load_tree_with(&tree, ctx, &FixedHost)
+            .into_values()
+            .collect();
+        all.extend(unit::load::load_templates_with(&tree, ctx, &FixedHost).into_values());
         for u in &mut all {
             prefix_paths(u, p);
         }
@@ -130,7 +137,7 @@ fn check_file(p: &Path, ctx: &SpecifierContext) -> Result<LoadedUnit, String> {
         };
         for e in rd.flatten() {
             let fname = e.file_name().to_string_lossy().into_owned();
-            if fname.ends_with(".conf") {
+            if dropin_file_name_ok(&fname) {
                 by_name.insert(fname, e.path());
             }
         }
@@ -142,15 +149,17 @@ fn check_file(p: &Path, ctx: &SpecifierContext) -> Result<LoadedUnit, String> {
         dropins.push((path.display().to_string(), b));
     }
     let env_dir = dir.clone();
-    let env_file = move |f: &str| -> Option<Vec<u8>> {
+    // Relative files are part of what is checked (next to the unit); absolute ones are the
+    // host's, left to the fixed host (not read).
+    let env_file = move |f: &str| -> Lookup {
         if f.starts_with('/') {
-            std::fs::read(f).ok()
+            FixedHost.read_file(f)
         } else {
-            std::fs::read(env_dir.join(f)).ok()
+            std::fs::read(env_dir.join(f)).ok().into()
         }
     };
     let shown = p.display().to_string();
-    let mut u = unit::parse_unit(&name, &shown, &bytes, &dropins, ctx, &env_file);
+    let mut u = unit::load::parse_resolved(&name, &shown, &bytes, &dropins, ctx, &env_file);
     // Relative environment files were read next to the unit: name them so.
     for d in &mut u.diagnostics {
         if !d.file.starts_with('/') && d.file != shown && !d.file.contains(".d/") {

@@ -5,6 +5,9 @@
 //! revisions in git's syntax (`HEAD~1`, `origin/main`, a commit id). `--from` defaults to the
 //! first parent of `--to`, which defaults to `HEAD`; a root commit is planned against an empty
 //! set.
+//!
+//! Units load on the [`FixedHost`](crate::unit::host::FixedHost), as in `gitproc check`:
+//! the plan depends on the commits only, never on the machine it runs on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use anyhow::Context;
 
 use super::{PlanArgs, exit};
 use crate::source::git::read_units_in;
-use crate::unit::{LoadedUnit, SpecifierContext};
+use crate::unit::{FixedHost, Host, LoadedUnit};
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
     let repo = gix::discover(&args.repo)
@@ -24,16 +27,16 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
         Some(rev) => Some(resolve(&repo, rev)?),
         None => first_parent(&repo, &to)?,
     };
-    let ctx = SpecifierContext::detect();
+    let ctx = FixedHost.specifier_context();
     let load = |commit: &str| -> anyhow::Result<BTreeMap<String, LoadedUnit>> {
         let tree = read_units_in(&repo, &url, commit, &args.units_dir)?;
-        Ok(crate::unit::load_tree(&tree, &ctx))
+        Ok(crate::unit::load_tree_with(&tree, &ctx, &FixedHost))
     };
     let new = load(&to)?;
     // A `from` commit that predates the units directory plans from an empty set.
     let old = match &from {
         Some(c) => match read_units_in(&repo, &url, c, &args.units_dir) {
-            Ok(tree) => crate::unit::load_tree(&tree, &ctx),
+            Ok(tree) => crate::unit::load_tree_with(&tree, &ctx, &FixedHost),
             Err(crate::source::SourceError::UnitsDirMissing { .. }) => BTreeMap::new(),
             Err(err) => return Err(err.into()),
         },

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::source::{GitSource, PollSchedule, SignaturePolicy, SourceConfig};
-use crate::tree::FileTree;
 use crate::unit::{LoadedUnit, SpecifierContext};
 
 /// Where units come from.
@@ -96,7 +95,7 @@ struct Worker {
 
 impl Worker {
     fn new(config: WorkerConfig, updates: Sender<SourceUpdate>) -> Worker {
-        let schedule = PollSchedule::with_entropy(config.poll);
+        let schedule = PollSchedule::new(config.poll, entropy_seed());
         let (watch_tx, watch_rx) = crossbeam_channel::bounded(1);
         let mut worker = Worker {
             config,
@@ -254,7 +253,11 @@ impl Worker {
             .map_err(|e| (e.kind().to_string(), e.to_string()))?;
         let info = git.commit_info(&tip).ok();
         let parse_started = Instant::now();
-        let units = crate::unit::load_tree(&tree, &self.config.ctx);
+        let units = crate::unit::load_tree_with(
+            &tree,
+            &self.config.ctx,
+            &crate::runtime::unit_host::RealHost,
+        );
         let snapshot = Snapshot {
             commit: Some(tip.clone()),
             subject: info.as_ref().map(|i| i.subject.clone()),
@@ -281,13 +284,17 @@ impl Worker {
         dir: &std::path::Path,
     ) -> Result<(Option<String>, Option<Snapshot>), (String, String)> {
         let parse_started = Instant::now();
-        let tree = FileTree::from_dir(dir).map_err(|e| {
+        let tree = crate::source::dir::read_tree(dir).map_err(|e| {
             (
                 "dir".to_string(),
                 format!("cannot read units directory {}: {e}", dir.display()),
             )
         })?;
-        let units = crate::unit::load_tree(&tree, &self.config.ctx);
+        let units = crate::unit::load_tree_with(
+            &tree,
+            &self.config.ctx,
+            &crate::runtime::unit_host::RealHost,
+        );
         let hashes: BTreeMap<String, String> = units
             .iter()
             .map(|(name, u)| (name.clone(), u.content_hash.clone()))
@@ -336,6 +343,17 @@ pub fn local_repo_path(url: &str) -> Option<PathBuf> {
         return None;
     }
     Some(PathBuf::from(url))
+}
+
+/// A poll-jitter seed from the process id and the wall clock, so machines (and restarts)
+/// started at the same moment still drift apart. (The schedule itself is pure: the seed is
+/// its only source of randomness.)
+fn entropy_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
 }
 
 #[cfg(test)]

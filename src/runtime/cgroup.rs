@@ -175,12 +175,8 @@ pub fn cgroup_name(state_dir: &Path, default_state_dir: &Path) -> String {
     if canonical(default_state_dir) == state_dir {
         return "gitproc".to_string();
     }
-    // FNV-1a (64 bit): stable across builds, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in state_dir.as_os_str().as_encoded_bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    // The project's one hash (FNV-1a), 64 bits wide: stable across builds.
+    let h = crate::unit::load::hash::fnv1a_64(state_dir.as_os_str().as_encoded_bytes());
     format!("gitproc-{h:016x}")
 }
 

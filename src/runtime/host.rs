@@ -61,7 +61,7 @@ pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
 
 /// This machine's id (`/etc/machine-id`, untrimmed), or empty when there is none:
 /// `ConditionHost=` matches it as well as the host name.
-fn machine_id() -> String {
+pub(crate) fn machine_id() -> String {
     std::fs::read_to_string("/etc/machine-id").unwrap_or_default()
 }
 

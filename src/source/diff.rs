@@ -1,7 +1,8 @@
 //! Which units a new commit adds, removes or changes, by effective content (pure).
 //!
-//! The caller hashes each unit's effective content (unit bytes plus the bytes of the repo
-//! files it references, see the parser's `LoadedUnit::content_hash`) and hands both maps in;
+//! The loader hashes each unit's effective content (unit bytes, drop-ins and the environment
+//! files it read, with the one hash of `unit::load::hash`; see `LoadedUnit::content_hash`)
+//! and the caller hands both maps of those hashes in;
 //! this module only compares the hash strings, so it is trivially testable and costs
 //! O(n) over two sorted maps.
 

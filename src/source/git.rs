@@ -89,7 +89,7 @@ impl GitSource {
     /// Creates (or reopens) the bare mirror. Contacts no remote.
     pub fn open(mut cfg: SourceConfig) -> Result<GitSource, SourceError> {
         cfg.url = normalize_url(&cfg.url)?;
-        cfg.units_dir = normalize_units_dir(&cfg.units_dir);
+        cfg.units_dir = crate::tree::normalize_path(&cfg.units_dir);
         let (remote_ref, local_ref) = match &cfg.branch {
             Some(b) => {
                 let b = b.trim();
@@ -257,8 +257,8 @@ impl GitSource {
         let tree = repo
             .find_tree(tree_id)
             .map_err(|e| self.object_error(commit, tree_id, &e))?;
-        let rel = normalize_units_dir(path);
-        if rel.is_empty() || rel.split('/').any(|p| p == "..") {
+        let rel = crate::tree::normalize_path(path);
+        if !crate::tree::stays_below(&rel) {
             return Ok(None);
         }
         let Some(entry) = tree
@@ -403,7 +403,7 @@ pub fn read_units_in(
             url: url.to_string(),
             rev: commit.to_string(),
         })?;
-    let units_dir = normalize_units_dir(units_dir);
+    let units_dir = crate::tree::normalize_path(units_dir);
     let commit_obj = repo
         .find_commit(commit_id)
         .map_err(|e| object_error(url, commit, commit_id, &e))?;
@@ -523,14 +523,6 @@ fn normalize_url(url: &str) -> Result<String, SourceError> {
     Ok(trimmed.to_string())
 }
 
-fn normalize_units_dir(dir: &str) -> String {
-    let parts: Vec<&str> = dir
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    parts.join("/")
-}
-
 fn local_path_of(url: &str) -> Option<PathBuf> {
     let parsed = gix::url::parse(url.as_bytes().as_bstr()).ok()?;
     if parsed.scheme != gix::url::Scheme::File {
@@ -552,15 +544,6 @@ mod tests {
         fn assert_send<T: Send>() {}
         assert_send::<GitSource>();
         assert_send::<crate::source::RefWatcher>();
-    }
-
-    #[test]
-    fn units_dir_is_normalised() {
-        assert_eq!(normalize_units_dir("."), "");
-        assert_eq!(normalize_units_dir("./"), "");
-        assert_eq!(normalize_units_dir(""), "");
-        assert_eq!(normalize_units_dir("./units/"), "units");
-        assert_eq!(normalize_units_dir("a//b/./c"), "a/b/c");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`git`]: [`GitSource`] fetches the branch tip into `<state-dir>/repo.git` (only when the
 //!   tip moved, after one cheap ref advertisement) and reads the units directory of a commit.
 //! - [`poll`]: [`PollSchedule`], the pure adaptive poll timer.
+//! - [`dir`]: a plain directory read as a [`crate::tree::FileTree`] (check, `--dir`).
 //! - [`diff`]: [`diff()`], the pure comparison of two unit sets by content hash.
 //! - [`watch`]: [`RefWatcher`], the inotify fast path for repositories on the local disk.
 //! - [`signature`]: opt-in verification of signed commits with explicit trust roots.
@@ -21,6 +22,7 @@
 use std::path::PathBuf;
 
 pub mod diff;
+pub mod dir;
 pub mod git;
 pub mod poll;
 pub mod signature;

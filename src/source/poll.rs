@@ -96,17 +96,6 @@ impl PollSchedule {
         }
     }
 
-    /// A schedule seeded from the process id and the wall clock, so machines (and restarts)
-    /// started at the same moment still drift apart.
-    pub fn with_entropy(config: PollConfig) -> PollSchedule {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let seed = nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
-        PollSchedule::new(config, seed)
-    }
-
     /// The current base interval, without jitter (what `gitproc status` shows): the failure
     /// backoff while checks fail, else the adaptive interval.
     pub fn interval(&self) -> Duration {

@@ -1,57 +1,34 @@
 //! The unit file parser: systemd's syntax in, a typed [`model::Unit`] and diagnostics out.
 //!
 //! Pure: [`parse_unit`] reads only the bytes it is given (plus what its `env_file` callback
-//! returns); [`load_tree`] reads a [`FileTree`](crate::tree::FileTree) and, for absolute
-//! `EnvironmentFile=` paths only, the host filesystem.
+//! returns); [`load_tree`] reads a [`FileTree`](crate::tree::FileTree) only, and
+//! [`load_tree_with`] asks an injected [`host::Host`] for absolute `EnvironmentFile=` paths.
+//! Host facts (`%H`, `%m`, ...) come in as a [`SpecifierContext`]. The real machine is
+//! `crate::runtime::unit_host::RealHost`, outside this module; see [`host`] for what `check` and `plan`
+//! do instead.
 //!
 //! Modules, in the order data flows: [`syntax`] (lexer) -> [`directives`] (which keys exist)
 //! -> [`value`], [`exec`], [`environment`], [`specifier`], [`name`] (value types) -> [`load`]
 //! (the typed model, drop-ins, templates) -> [`diagnostic`] (what is reported).
 
-pub mod diagnostic;
+pub(crate) mod diagnostic;
 pub mod directives;
 pub mod environment;
-pub mod exec;
+pub(crate) mod exec;
+pub(crate) mod host;
 pub mod load;
 pub mod model;
-pub mod name;
-pub mod specifier;
-pub mod syntax;
+pub(crate) mod name;
+pub(crate) mod specifier;
+pub(crate) mod syntax;
 pub mod value;
 
 use std::collections::BTreeMap;
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use host::{FixedHost, Host, Lookup};
+pub use load::LoadedUnit;
 pub use specifier::SpecifierContext;
-
-/// One unit after loading.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct LoadedUnit {
-    /// Unit name, e.g. `web.service` or `worker@1.service`.
-    pub name: String,
-    /// Path of the main file read (for an instance: its template's path).
-    pub path: String,
-    /// The typed unit; `None` when any diagnostic is an error.
-    #[serde(skip)]
-    pub unit: Option<model::Unit>,
-    /// Every diagnostic, errors and warnings, in file order.
-    pub diagnostics: Vec<Diagnostic>,
-    /// Effective content hash: 32 hex digits of a stable 128-bit FNV-1a over the unit's name,
-    /// bytes, its drop-ins (paths and bytes) and every environment file it read. Equal hashes
-    /// mean the unit would behave the same; it is stable across runs and gitproc versions
-    /// (until the framing constant `gitproc-unit-v1` changes).
-    pub content_hash: String,
-    /// Tree paths read: the instance symlink (if any), the unit file, drop-ins and relative
-    /// `EnvironmentFile=`s.
-    pub inputs: Vec<String>,
-}
-
-impl LoadedUnit {
-    /// True when the unit has at least one error (and so `unit` is `None`).
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
-    }
-}
 
 /// Every top-level `*.service` of the tree (like a systemd unit directory; not recursive),
 /// with `name.service.d/*.conf` drop-ins applied in lexical order, and symlinks
@@ -60,13 +37,25 @@ impl LoadedUnit {
 /// with an error is present with `unit: None`; it never affects another unit.
 ///
 /// `EnvironmentFile=` paths: relative ones are read from the tree (so they are versioned with
-/// the units); absolute ones from the host filesystem at load time (host configuration such
-/// as `/etc/default/ssh`, which Debian's units use).
+/// the units); absolute ones are host configuration (such as `/etc/default/ssh`, which
+/// Debian's units use) and are *not read* here ([`FixedHost`]): use [`load_tree_with`] to
+/// read them from a host.
 pub fn load_tree(
     tree: &crate::tree::FileTree,
     ctx: &SpecifierContext,
 ) -> BTreeMap<String, LoadedUnit> {
     load::load_tree(tree, ctx)
+}
+
+/// [`load_tree`], asking `host` for absolute `EnvironmentFile=` paths (the daemon passes the
+/// real machine: their bytes are then part of the content hash, so a change to them is
+/// noticed at the next load).
+pub fn load_tree_with(
+    tree: &crate::tree::FileTree,
+    ctx: &SpecifierContext,
+    host: &dyn Host,
+) -> BTreeMap<String, LoadedUnit> {
+    load::load_tree_with(tree, ctx, host)
 }
 
 /// Parses one unit from its bytes plus drop-ins `(path, bytes)` (applied in the given order).

@@ -56,6 +56,34 @@ pub fn is_template(name: &str) -> bool {
         .is_some_and(|dot| name[..dot].ends_with('@') && name[..dot].len() > 1)
 }
 
+/// What a top-level file of a units directory is, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitFile {
+    /// `name.service` or `name@instance.service`: a unit to load.
+    Service,
+    /// `name@.service`: only loaded through its instances (and by `check`).
+    Template,
+}
+
+/// The one check of "is this path a unit file of the directory" (the loader, `check`):
+/// a `.service` name directly in the directory (no `/`). `None` for anything else: other
+/// unit types, drop-in directories, environment files. The name itself is validated when
+/// the unit is parsed ([`parse_unit_name`]), so a bad name is reported, not skipped.
+pub fn unit_file_kind(path: &str) -> Option<UnitFile> {
+    if path.contains('/') || !path.ends_with(".service") {
+        None
+    } else if is_template(path) {
+        Some(UnitFile::Template)
+    } else {
+        Some(UnitFile::Service)
+    }
+}
+
+/// A drop-in of a `NAME.d/` directory: `*.conf` directly in it (systemd.unit(5)).
+pub fn dropin_file_name_ok(file: &str) -> bool {
+    !file.contains('/') && file.ends_with(".conf")
+}
+
 /// For `prefix@instance.suffix` returns the template `prefix@.suffix`.
 pub fn template_of(name: &str) -> Option<String> {
     let dot = name.rfind('.')?;
@@ -146,6 +174,18 @@ mod tests {
         assert_eq!(template_of("a@b.service").as_deref(), Some("a@.service"));
         assert_eq!(template_of("a@.service"), None);
         assert_eq!(template_of("a.service"), None);
+    }
+
+    #[test]
+    fn unit_files_and_dropins_of_a_directory() {
+        assert_eq!(unit_file_kind("a.service"), Some(UnitFile::Service));
+        assert_eq!(unit_file_kind("a@1.service"), Some(UnitFile::Service));
+        assert_eq!(unit_file_kind("a@.service"), Some(UnitFile::Template));
+        assert_eq!(unit_file_kind("d/a.service"), None);
+        assert_eq!(unit_file_kind("a.socket"), None);
+        assert!(dropin_file_name_ok("10-x.conf"));
+        assert!(!dropin_file_name_ok("x.conf.bak"));
+        assert!(!dropin_file_name_ok("sub/x.conf"));
     }
 
     #[test]

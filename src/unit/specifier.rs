@@ -1,5 +1,6 @@
 //! `%` specifiers (systemd.unit(5), "Specifiers"): `%n`, `%i`, `%H`, `%t`, ... resolved at load
-//! time. Host facts come from a [`SpecifierContext`] detected once, so parsing stays pure.
+//! time. Host facts come from a [`SpecifierContext`] built once by the injected
+//! [`Host`](super::host::Host), so parsing stays pure.
 //!
 //! `%h %u %U %g %G %s` are the *manager's* user (the user gitproc runs as), not `User=`,
 //! exactly as in systemd. An unknown specifier is an error.
@@ -7,8 +8,9 @@
 use super::model::UnitName;
 use super::name::{unescape, unescape_path};
 
-/// Host and manager facts the specifiers expand to. Build it with [`SpecifierContext::detect`]
-/// (the daemon, `check`) or fill it by hand (tests, benches): parsing never reads the host.
+/// Host and manager facts the specifiers expand to. The daemon gets them from the machine
+/// (`SpecifierContext::detect`, in `crate::runtime::unit_host`); `check`, `plan`, tests and benches use
+/// [`Default`] or fill it by hand: parsing never reads the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecifierContext {
     /// `%H`.
@@ -92,99 +94,6 @@ fn arch_name() -> &'static str {
         "s390x" => "s390x",
         "loongarch64" => "loongarch64",
         other => other,
-    }
-}
-
-fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-fn os_release_value(text: &str, key: &str) -> String {
-    for line in text.lines() {
-        if let Some(v) = line
-            .trim()
-            .strip_prefix(key)
-            .and_then(|r| r.strip_prefix('='))
-        {
-            return v.trim().trim_matches(['"', '\'']).to_string();
-        }
-    }
-    String::new()
-}
-
-impl SpecifierContext {
-    /// Reads the host: hostname, /etc/machine-id, the boot id, kernel release, os-release, and
-    /// the effective user and group (from the password database). Tolerant: a missing file or
-    /// entry leaves the field at its [`Default`] (or empty) value.
-    pub fn detect() -> SpecifierContext {
-        let mut c = SpecifierContext::default();
-        if let Some(h) = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .filter(|h| !h.is_empty())
-            .or_else(|| read_trimmed("/proc/sys/kernel/hostname"))
-        {
-            c.hostname = h;
-        }
-        if let Some(m) = read_trimmed("/etc/machine-id") {
-            c.machine_id = m;
-        }
-        if let Some(b) = read_trimmed("/proc/sys/kernel/random/boot_id") {
-            c.boot_id = b.replace('-', "");
-        }
-        c.kernel_release = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let os = std::fs::read_to_string("/etc/os-release")
-            .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
-            .unwrap_or_default();
-        c.os_id = os_release_value(&os, "ID");
-        c.os_version_id = os_release_value(&os, "VERSION_ID");
-        c.os_build_id = os_release_value(&os, "BUILD_ID");
-        c.os_variant_id = os_release_value(&os, "VARIANT_ID");
-        c.os_image_id = os_release_value(&os, "IMAGE_ID");
-        c.os_image_version = os_release_value(&os, "IMAGE_VERSION");
-
-        let uid = nix::unistd::geteuid();
-        let gid = nix::unistd::getegid();
-        c.uid = uid.as_raw();
-        c.gid = gid.as_raw();
-        match nix::unistd::User::from_uid(uid) {
-            Ok(Some(u)) => {
-                c.user_name = u.name;
-                c.home = u.dir.to_string_lossy().into_owned();
-                c.shell = u.shell.to_string_lossy().into_owned();
-            }
-            _ => {
-                c.user_name = c.uid.to_string();
-                c.home = std::env::var("HOME").unwrap_or_else(|_| "/".into());
-            }
-        }
-        c.group_name = match nix::unistd::Group::from_gid(gid) {
-            Ok(Some(g)) => g.name,
-            _ => c.gid.to_string(),
-        };
-        if c.uid != 0 {
-            // A user manager: the XDG directories (systemd.unit(5), specifier table).
-            let env = |k: &str| std::env::var(k).ok().filter(|v| v.starts_with('/'));
-            let home = c.home.clone();
-            c.runtime_dir =
-                env("XDG_RUNTIME_DIR").unwrap_or_else(|| format!("/run/user/{}", c.uid));
-            c.state_dir = env("XDG_STATE_HOME").unwrap_or_else(|| format!("{home}/.local/state"));
-            c.cache_dir = env("XDG_CACHE_HOME").unwrap_or_else(|| format!("{home}/.cache"));
-            c.logs_dir = format!("{}/log", c.state_dir);
-            c.config_dir = env("XDG_CONFIG_HOME").unwrap_or_else(|| format!("{home}/.config"));
-        }
-        if let Ok(t) = std::env::var("TMPDIR")
-            && t.starts_with('/')
-        {
-            c.tmp_dir = t.clone();
-            if c.uid != 0 {
-                c.var_tmp_dir = t;
-            }
-        }
-        c
     }
 }
 
@@ -356,12 +265,5 @@ mod tests {
             ex("x.service", "no specifiers").ok().as_deref(),
             Some("no specifiers")
         );
-    }
-
-    #[test]
-    fn detect_does_not_panic_and_fills_user() {
-        let c = SpecifierContext::detect();
-        assert!(!c.user_name.is_empty());
-        assert!(!c.hostname.is_empty());
     }
 }

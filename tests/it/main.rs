@@ -57,6 +57,8 @@ mod runtime_notify;
 mod runtime_spawn;
 // The log collector.
 mod logs_collector;
+// The source tree itself: the layering rule of ARCHITECTURE.md.
+mod layering;
 // The pure per-service state machine on a simulated clock.
 mod service_machine;
 // Packaging and operator tools.

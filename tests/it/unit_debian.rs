@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gitproc::tree::FileTree;
 use gitproc::unit::load::load_templates;
 use gitproc::unit::model::{KillMode, RestartPolicy, ServiceType, StdOutput, Unit};
 use gitproc::unit::{LoadedUnit, SpecifierContext, load_tree};
@@ -39,7 +38,7 @@ fn load_all(dir: &Path) -> BTreeMap<String, LoadedUnit> {
         .unwrap_or_default();
     pkgs.sort();
     for pkg in pkgs {
-        let tree = match FileTree::from_dir(&pkg) {
+        let tree = match gitproc::source::dir::read_tree(&pkg) {
             Ok(t) => t,
             Err(e) => panic!("reading {}: {e}", pkg.display()),
         };

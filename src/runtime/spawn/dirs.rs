@@ -74,7 +74,7 @@ pub(super) fn create_directories(
         }
         let mut paths = Vec::new();
         for name in names {
-            if !is_relative_name(name) {
+            if !crate::tree::stays_below(name) {
                 return Err(SpawnError::setup(
                     format!("{setting}={name}"),
                     "must be a relative path without . or .. components",
@@ -107,7 +107,7 @@ pub fn remove_runtime_directories(service: &ServiceSection, dirs: &Dirs) -> io::
     let mut names: Vec<&String> = service.runtime_directory.iter().collect();
     names.sort_by_key(|n| std::cmp::Reverse(n.matches('/').count()));
     for name in names {
-        if !is_relative_name(name) {
+        if !crate::tree::stays_below(name) {
             continue;
         }
         let path = dirs.runtime.join(name);
@@ -118,9 +118,4 @@ pub fn remove_runtime_directories(service: &ServiceSection, dirs: &Dirs) -> io::
         }
     }
     Ok(())
-}
-
-/// A directory name that stays under its base: relative, non-empty, no `.` or `..`.
-fn is_relative_name(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('/') && !name.split('/').any(|c| c == ".." || c == ".")
 }

@@ -1,0 +1,68 @@
+//! Whole-unit rules (systemd.service(5)): the checks no single entry can make, run after
+//! every entry of every file is applied. `Type=oneshot` decides most of them: the start
+//! timeout default, how many `ExecStart=` lines are allowed, whether `ExecStart=` may be
+//! missing, and which `Restart=` policies are allowed.
+
+use super::Builder;
+use crate::unit::diagnostic::Diagnostic;
+use crate::unit::model::{RestartPolicy, ServiceType};
+
+/// Applies the rules to the finished unit; errors point at the line that decided them.
+pub(super) fn check(b: &mut Builder<'_>, has_service_section: bool) {
+    let oneshot = b.unit.service.service_type == ServiceType::Oneshot;
+    if oneshot && !b.timeout_start_set {
+        // systemd disables the start timeout for oneshot services unless one is set.
+        b.unit.service.timeout_start = None;
+    }
+    let s = &b.unit.service;
+    if s.exec_start.len() > 1 && !oneshot {
+        let (f, l, c) = b
+            .exec_start_lines
+            .get(1)
+            .cloned()
+            .unwrap_or((b.path.to_string(), 1, 1));
+        b.diags.push(Diagnostic::error(
+            &f,
+            l,
+            c,
+            format!(
+                "ExecStart= given {} times: only Type=oneshot services may have more than one command (reset with an empty ExecStart= in a drop-in to replace it)",
+                s.exec_start.len()
+            ),
+        ));
+    }
+    if s.exec_start.is_empty() && !b.diags.iter().any(|d| d.is_error()) {
+        if !oneshot {
+            let (f, l, c) = (b.type_pos.clone())
+                .or_else(|| b.service_pos.clone())
+                .unwrap_or((b.path.to_string(), 1, 1));
+            b.diags.push(Diagnostic::error(
+                &f,
+                l,
+                c,
+                if has_service_section {
+                    "service has no ExecStart=: only Type=oneshot services may omit it".to_string()
+                } else {
+                    "unit has no [Service] section with ExecStart=".to_string()
+                },
+            ));
+        } else if s.exec_stop.is_empty() {
+            let (f, l, c) = b.type_pos.clone().unwrap_or((b.path.to_string(), 1, 1));
+            b.diags.push(Diagnostic::error(
+                &f,
+                l,
+                c,
+                "service has neither ExecStart= nor ExecStop=: nothing to run",
+            ));
+        }
+    }
+    if oneshot && matches!(s.restart, RestartPolicy::Always | RestartPolicy::OnSuccess) {
+        let (f, l, c) = b.restart_pos.clone().unwrap_or((b.path.to_string(), 1, 1));
+        b.diags.push(Diagnostic::error(
+            &f,
+            l,
+            c,
+            "Restart=always and Restart=on-success are not allowed for Type=oneshot services",
+        ));
+    }
+}
