@@ -58,10 +58,18 @@ pub struct SpawnJob {
 pub enum Task {
     Spawn(Box<SpawnJob>),
     /// `PIDFile=` of a `Type=forking` service, `id` to tell a fresh answer from a stale one.
-    ReadPidFile { id: u64, path: String },
-    RemovePidFile { path: String },
+    ReadPidFile {
+        id: u64,
+        path: String,
+    },
+    RemovePidFile {
+        path: String,
+    },
     /// `RuntimeDirectory=` of a service that stopped.
-    RemoveRuntimeDirectories { unit: Arc<Unit>, dirs: Dirs },
+    RemoveRuntimeDirectories {
+        unit: Arc<Unit>,
+        dirs: Dirs,
+    },
 }
 
 /// The answer to one [`Task`]; every task gets exactly one.
@@ -177,7 +185,9 @@ struct Pool {
 }
 
 fn lock(state: &Mutex<PoolState>) -> std::sync::MutexGuard<'_, PoolState> {
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Pool {
@@ -291,8 +301,7 @@ fn run(unit: String, task: Task) -> Report {
             Report::Done { unit }
         }
         Task::RemoveRuntimeDirectories { unit: u, dirs } => {
-            if let Err(err) = crate::runtime::spawn::remove_runtime_directories(&u.service, &dirs)
-            {
+            if let Err(err) = crate::runtime::spawn::remove_runtime_directories(&u.service, &dirs) {
                 tracing::warn!("{unit}: removing RuntimeDirectory=: {err}");
             }
             Report::Done { unit }
@@ -366,11 +375,18 @@ mod tests {
         spawner.finished("ok.service");
         assert!(spawner.is_busy(), "stuck.service still has its tasks");
         // Unblock the stuck read: open the FIFO for writing and close it (EOF).
-        drop(std::fs::OpenOptions::new().write(true).open(&fifo).expect("open fifo"));
+        drop(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .expect("open fifo"),
+        );
         let second = reports.recv_timeout(Duration::from_secs(10)).expect("read");
         assert!(matches!(second, Report::PidFile { id: 1, .. }));
         spawner.finished("stuck.service");
-        let third = reports.recv_timeout(Duration::from_secs(10)).expect("removal");
+        let third = reports
+            .recv_timeout(Duration::from_secs(10))
+            .expect("removal");
         assert!(matches!(third, Report::Done { .. }));
         spawner.finished("stuck.service");
         assert!(!spawner.is_busy());

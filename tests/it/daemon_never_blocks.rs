@@ -35,7 +35,7 @@ fn assert_status_prompt(daemon: &Daemon, calls: usize) {
 
 #[test]
 fn a_fifo_with_no_reader_as_standard_output_fails_the_unit_at_its_start_timeout_and_wedges_nothing()
- {
+{
     let fifo_dir = tempfile::tempdir().expect("tempdir");
     let fifo = fifo_dir.path().join("out.fifo");
     mkfifo(&fifo);
@@ -121,7 +121,10 @@ fn a_fifo_standard_output_starts_the_unit_once_a_reader_comes() {
         &name,
         &service(
             "/bin/sh -c 'echo hello-through-the-fifo; exec sleep 1000'",
-            &format!("StandardOutput=file:{}\nTimeoutStartSec=60s", fifo.display()),
+            &format!(
+                "StandardOutput=file:{}\nTimeoutStartSec=60s",
+                fifo.display()
+            ),
         ),
     );
     repo.commit("a unit writing into a FIFO");
@@ -164,7 +167,10 @@ fn an_operator_stop_of_a_unit_whose_spawn_hangs_is_answered_and_cancels_the_spaw
         &name,
         &service(
             &format!("/bin/sleep {secs}"),
-            &format!("StandardOutput=file:{}\nTimeoutStartSec=60s", fifo.display()),
+            &format!(
+                "StandardOutput=file:{}\nTimeoutStartSec=60s",
+                fifo.display()
+            ),
         ),
     );
     repo.commit("a unit whose spawn hangs");

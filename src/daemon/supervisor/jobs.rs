@@ -9,7 +9,6 @@ use crossbeam_channel::Sender;
 use super::{JobSave, Supervisor, Waiter, unix_now};
 use crate::control::protocol::{JobRequest, Reply, Verb, exit};
 use crate::control::server::{ControlRequest, Peer};
-use crate::runtime::host::user_name;
 use crate::service::{ActiveState, Event, Service};
 use crate::state::StateError;
 use crate::state::format::{Override, OverrideKind};
@@ -19,7 +18,12 @@ const JOB_WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 impl Supervisor {
     pub(super) fn on_control(&mut self, req: ControlRequest) {
-        let ControlRequest { verb, peer, reply } = req;
+        let ControlRequest {
+            verb,
+            peer,
+            peer_name,
+            reply,
+        } = req;
         let answer = match verb {
             Verb::Ping => Reply::ok(serde_json::json!({"pong": true})),
             Verb::Status { units } => self.status_reply(&units),
@@ -31,15 +35,18 @@ impl Supervisor {
                 self.request_check(Some(token));
                 return;
             }
-            Verb::Start(job) => return self.job(job, JobKind::Start, peer, reply),
-            Verb::Stop(job) => return self.job(job, JobKind::Stop, peer, reply),
-            Verb::Restart(job) => return self.job(job, JobKind::Restart, peer, reply),
-            Verb::Reload(job) => return self.job(job, JobKind::Reload, peer, reply),
+            Verb::Start(job) => return self.job(job, JobKind::Start, by(peer, peer_name), reply),
+            Verb::Stop(job) => return self.job(job, JobKind::Stop, by(peer, peer_name), reply),
+            Verb::Restart(job) => {
+                return self.job(job, JobKind::Restart, by(peer, peer_name), reply);
+            }
+            Verb::Reload(job) => return self.job(job, JobKind::Reload, by(peer, peer_name), reply),
         };
         let _ = reply.send(answer);
     }
 
-    fn job(&mut self, job: JobRequest, kind: JobKind, peer: Peer, reply: Sender<Reply>) {
+    /// `by`: the operator's user name (looked up by the control server, off the loop).
+    fn job(&mut self, job: JobRequest, kind: JobKind, by: String, reply: Sender<Reply>) {
         if self.shutting_down {
             let _ = reply.send(Reply::error(exit::FAILURE, "the daemon is shutting down"));
             return;
@@ -71,7 +78,6 @@ impl Supervisor {
             ));
             return;
         }
-        let by = user_name(peer.uid);
         for name in &job.units {
             let Some(m) = self.units.get_mut(name) else {
                 continue;
@@ -253,6 +259,11 @@ impl Supervisor {
             self.answer_after_save(what, w.reply, reply);
         }
     }
+}
+
+/// Who asked, as overrides and log lines name them.
+fn by(peer: Peer, name: Option<String>) -> String {
+    name.unwrap_or_else(|| format!("uid {}", peer.uid))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -201,8 +201,7 @@ impl Supervisor {
         if role == ProcessRole::Main {
             m.main_start_time = Some((pid, spawned.start_time));
             if let Some(exited) = m.exited_at.take() {
-                self.perf
-                    .record(Op::ReapToRestart, exited.elapsed());
+                self.perf.record(Op::ReapToRestart, exited.elapsed());
             }
         }
         self.pids.insert(pid, name.to_string());

@@ -80,8 +80,7 @@ impl Stdio {
     pub(super) fn open(req: &SpawnRequest, exe: &Path) -> Result<Stdio, SpawnError> {
         let devnull_in = open_devnull(libc::O_RDONLY).map_err(|e| SpawnError::os(exe, e))?;
         let devnull_out = open_devnull(libc::O_WRONLY).map_err(|e| SpawnError::os(exe, e))?;
-        let (stdout, stdout_read) =
-            open_output(&req.stdout, "StandardOutput", exe, req.progress)?;
+        let (stdout, stdout_read) = open_output(&req.stdout, "StandardOutput", exe, req.progress)?;
         let (stderr, stderr_read) = open_output(&req.stderr, "StandardError", exe, req.progress)?;
         Ok(Stdio {
             devnull_in,
@@ -179,8 +178,13 @@ fn open_output(
     progress: Option<&SpawnProgress>,
 ) -> Result<(Option<OwnedFd>, Option<OwnedFd>), SpawnError> {
     let open = |p: &Path, mode: &str, opts: &mut OpenOptions| {
-        open_file(p, &format!("{setting}={mode}:{}", p.display()), opts, progress)
-            .map(|fd| (Some(fd), None))
+        open_file(
+            p,
+            &format!("{setting}={mode}:{}", p.display()),
+            opts,
+            progress,
+        )
+        .map(|fd| (Some(fd), None))
     };
     match target {
         OutputTarget::Pipe => {
