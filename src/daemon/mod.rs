@@ -6,6 +6,8 @@
 //! - [`worker`]: the source thread (git fetch, parse) so the loop never waits on git.
 //! - [`reaper`]: collecting exits without stealing the worker's subprocesses.
 //! - [`discovery`]: finding the processes a previous daemon left, stopping what is not adopted.
+//! - [`spawner`]: the thread pool that spawns and does the other host I/O of starts and
+//!   stops, so the loop never blocks on it.
 //! - [`signals`]: the signal thread. [`managed`]: what the loop keeps per unit.
 
 pub(crate) mod apply;
@@ -13,6 +15,7 @@ pub(crate) mod discovery;
 pub(crate) mod managed;
 pub(crate) mod reaper;
 pub(crate) mod signals;
+pub(crate) mod spawner;
 pub(crate) mod supervisor;
 pub(crate) mod worker;
 

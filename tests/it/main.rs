@@ -25,6 +25,7 @@ mod cli_sync;
 mod daemon_control_socket;
 mod daemon_duplicates;
 mod daemon_lock;
+mod daemon_never_blocks;
 mod daemon_pid1;
 mod daemon_reaping;
 mod daemon_recovery;
