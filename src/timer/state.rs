@@ -183,7 +183,13 @@ impl TimerState {
     /// One step at `now`: `service_busy` is whether the triggered service is active,
     /// activating or queued to start. Records the service's transitions (`OnUnit*Sec=`),
     /// leaves *running* once the service is inactive again, and fires when due.
-    pub fn tick(&mut self, now: Stamp, service_busy: bool, host: &HostClock, entropy: u64) -> Action {
+    pub fn tick(
+        &mut self,
+        now: Stamp,
+        service_busy: bool,
+        host: &HostClock,
+        entropy: u64,
+    ) -> Action {
         let mut changed = false;
         if service_busy != self.service_busy {
             self.service_busy = service_busy;

@@ -20,7 +20,9 @@ fn at(secs: f64) -> Stamp {
     let d = Duration::from_secs_f64(secs);
     let base: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
     Stamp {
-        wall: base.checked_add(jiff::SignedDuration::try_from(d).unwrap()).unwrap(),
+        wall: base
+            .checked_add(jiff::SignedDuration::try_from(d).unwrap())
+            .unwrap(),
         mono: Duration::from_secs(100) + d,
     }
 }
@@ -78,11 +80,17 @@ fn a_change_reschedules_from_now_without_firing() {
     t.start(at(0.5), &h, 0);
     assert_eq!(t.tick(at(0.6), false, &h, 0), Action::Nothing);
     // Long after a trigger, the schedule changes to every 2 s: nothing fires at once.
-    t.last_trigger = Some(LastTrigger { wall: at(0.6).wall, mono: Some(at(0.6).mono) });
+    t.last_trigger = Some(LastTrigger {
+        wall: at(0.6).wall,
+        mono: Some(at(0.6).mono),
+    });
     t.change(every_2s(), at(601.0), &h, 0);
     assert_eq!(t.tick(at(601.0), false, &h, 0), Action::Nothing);
     let wake = t.wake().unwrap();
-    assert!(wake > at(601.0).mono && wake <= at(602.001).mono, "{wake:?}");
+    assert!(
+        wake > at(601.0).mono && wake <= at(602.001).mono,
+        "{wake:?}"
+    );
 }
 
 #[test]
@@ -101,7 +109,14 @@ fn one_shot_elapses_and_stops_without_remain_after_elapse() {
     t.tick(at(1.5), false, &h, 0);
     assert_eq!(t.sub_state(), TimerSub::Dead);
 
-    let mut t = TimerState::new(TimerSettings { remain_after_elapse: true, ..settings }, 0, None);
+    let mut t = TimerState::new(
+        TimerSettings {
+            remain_after_elapse: true,
+            ..settings
+        },
+        0,
+        None,
+    );
     t.start(at(0.0), &h, 0);
     t.tick(at(1.01), false, &h, 0);
     t.tick(at(1.02), true, &h, 0);

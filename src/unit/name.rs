@@ -180,12 +180,24 @@ mod tests {
 
     #[test]
     fn unit_files_and_dropins_of_a_directory() {
-        assert_eq!(unit_file_kind_of("a.service", ".service"), Some(UnitFile::Service));
-        assert_eq!(unit_file_kind_of("a@1.service", ".service"), Some(UnitFile::Service));
-        assert_eq!(unit_file_kind_of("a@.service", ".service"), Some(UnitFile::Template));
+        assert_eq!(
+            unit_file_kind_of("a.service", ".service"),
+            Some(UnitFile::Service)
+        );
+        assert_eq!(
+            unit_file_kind_of("a@1.service", ".service"),
+            Some(UnitFile::Service)
+        );
+        assert_eq!(
+            unit_file_kind_of("a@.service", ".service"),
+            Some(UnitFile::Template)
+        );
         assert_eq!(unit_file_kind_of("d/a.service", ".service"), None);
         assert_eq!(unit_file_kind_of("a.socket", ".service"), None);
-        assert_eq!(unit_file_kind_of("a@.timer", ".timer"), Some(UnitFile::Template));
+        assert_eq!(
+            unit_file_kind_of("a@.timer", ".timer"),
+            Some(UnitFile::Template)
+        );
         assert!(dropin_file_name_ok("10-x.conf"));
         assert!(!dropin_file_name_ok("x.conf.bak"));
         assert!(!dropin_file_name_ok("sub/x.conf"));

@@ -62,6 +62,7 @@ fn persisted_state() -> impl Strategy<Value = PersistedState> {
                     last_check: nums[2],
                 },
                 units,
+                timers: BTreeMap::new(),
             },
         )
 }

@@ -43,6 +43,9 @@ impl Supervisor {
             let _ = reply.send(Reply::error(exit::FAILURE, "the daemon is shutting down"));
             return;
         }
+        if job.units.iter().any(|u| u.ends_with(".timer")) {
+            return self.timer_job(&job.units, kind.verb(), peer, reply);
+        }
         let unknown: Vec<&String> = job
             .units
             .iter()

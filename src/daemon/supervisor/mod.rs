@@ -13,6 +13,7 @@
 //! - [`source`]: asking the source worker for a check, and what its updates bring;
 //! - [`jobs`]: control requests, operator jobs and the replies waiting for them;
 //! - [`trial`]: versions on trial, their promotion to "last good" and rollback;
+//! - [`timers`]: timer units (their own kind: a pure state each, one deadline each);
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
 //! - [`shutdown`]: stopping everything in reverse dependency order, the final save.
 
@@ -24,6 +25,7 @@ mod queues;
 mod shutdown;
 mod source;
 mod status;
+mod timers;
 mod trial;
 
 use std::collections::{BTreeMap, HashMap};
@@ -121,6 +123,10 @@ pub struct Supervisor {
     first_applied: bool,
     watchdog: Option<(Duration, Instant)>,
     cgroups: Option<crate::runtime::cgroup::CgroupRoot>,
+    /// Timer units, by name; and those that never loaded, with their error.
+    timers: BTreeMap<String, timers::ManagedTimer>,
+    broken_timers: BTreeMap<String, String>,
+    timer_clock: timers::TimerClock,
 }
 
 impl Supervisor {
@@ -160,6 +166,9 @@ impl Supervisor {
                 &settings_state_dir,
                 &crate::state::default_state_dir(),
             )),
+            timers: BTreeMap::new(),
+            broken_timers: BTreeMap::new(),
+            timer_clock: timers::TimerClock::read(),
         }
     }
 
@@ -203,6 +212,7 @@ impl Supervisor {
             // every wakeup, which also covers the periodic tick.
             self.reap();
             self.fire_timers(now);
+            self.tick_timers();
             self.process_queues();
             self.check_trials(now);
             self.settle_waiters(now);
@@ -243,6 +253,7 @@ impl Supervisor {
         if let Some((period, last)) = self.watchdog {
             consider(Some(last + period));
         }
+        consider(self.timers_deadline());
         next
     }
 

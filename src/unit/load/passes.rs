@@ -66,10 +66,8 @@ pub(super) fn lex<'a>(
                         ),
                     ))
                 }
-                SectionKind::Timer => {
-                    if out.timer_pos.is_none() {
-                        out.timer_pos = Some((file.to_string(), s.line, s.column));
-                    }
+                SectionKind::Timer if out.timer_pos.is_none() => {
+                    out.timer_pos = Some((file.to_string(), s.line, s.column));
                 }
                 SectionKind::Service => {
                     out.has_service_section = true;

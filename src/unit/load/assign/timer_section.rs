@@ -81,9 +81,7 @@ impl Builder<'_> {
                 } else {
                     let name = parse_unit_name(v)?;
                     if name.suffix != "service" {
-                        return Err(format!(
-                            "{v}: gitproc timers can only start .service units"
-                        ));
+                        return Err(format!("{v}: gitproc timers can only start .service units"));
                     }
                     if name.instance.as_deref() == Some("") {
                         return Err(format!(
