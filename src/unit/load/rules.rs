@@ -78,7 +78,7 @@ pub(super) fn check_timer(b: &mut Builder<'_>, timer_pos: Option<&super::Pos>) {
         && s.on_startup_sec.is_empty()
         && s.on_unit_active_sec.is_empty()
         && s.on_unit_inactive_sec.is_empty();
-    if none {
+    if none && !b.diags.iter().any(Diagnostic::is_error) {
         let (f, l, c) = timer_pos.cloned().unwrap_or((b.path.to_string(), 1, 1));
         b.diags.push(Diagnostic::error(
             &f,
