@@ -23,8 +23,6 @@ use jiff::tz::TimeZone;
 
 use super::{Supervisor, unix_now};
 use crate::control::protocol::{Reply, exit};
-use crate::control::server::Peer;
-use crate::runtime::host::user_name;
 use crate::state::format::{Override, OverrideKind, TimerState as TimerRecord};
 use crate::timer::schedule::{LastTrigger, Next, Stamp, fixed_delay_seed, perturbation};
 use crate::timer::state::{Action, HostClock, TimerState};
@@ -322,7 +320,7 @@ impl Supervisor {
         &mut self,
         units: &[String],
         verb: &str,
-        peer: Peer,
+        by: String,
         reply: Sender<Reply>,
     ) {
         if let Some(name) = units.iter().find(|u| !u.ends_with(".timer")) {
@@ -344,7 +342,6 @@ impl Supervisor {
             let _ = reply.send(Reply::error(exit::FAILURE, "timers cannot be reloaded"));
             return;
         }
-        let by = user_name(peer.uid);
         let now = self.timer_clock.now();
         for name in units {
             let entropy = self.timer_clock.entropy();
@@ -368,14 +365,8 @@ impl Supervisor {
                 t.state.start(now, &host, entropy);
             }
         }
-        self.writer.submit(self.persisted());
-        self.dirty = false;
-        if let Err(err) = self.writer.flush_async().recv().unwrap_or(Ok(())) {
-            tracing::error!("state save after operator {verb} failed: {err}");
-        }
-        let _ = reply.send(Reply::ok(
-            serde_json::json!({ "units": units, "failed": [] }),
-        ));
+        let answer = Reply::ok(serde_json::json!({ "units": units, "failed": [] }));
+        self.answer_after_save(format!("operator {verb}"), reply, answer);
     }
 
     /// What `state.json` keeps of the timers.
