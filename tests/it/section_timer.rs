@@ -314,7 +314,8 @@ fn missed_while_down(persistent: bool) -> usize {
     wait_for("the first run", Duration::from_secs(15), || {
         (runs(&file).len() == 1).then_some(())
     });
-    let (second, second_at) = calendar_in(2);
+    // 5 s: room for the sync and the kill when the machine is loaded (the full suite).
+    let (second, second_at) = calendar_in(5);
     repo.write("p.timer", &timer(&second));
     let c = repo.commit("another run soon");
     daemon.sync_to(&c);
