@@ -204,6 +204,13 @@ fn print_unit(u: &Value, color: bool) {
     if let Some(ovr) = u["override"].as_str() {
         println!("   Override: {ovr} by operator (until `gitproc start`)");
     }
+    if u["kind"].as_str() == Some("timer") {
+        super::timers::print_status_lines(u);
+        if let Some(err) = u["error"].as_str() {
+            println!("      Error: {}", paint(err, "31", color));
+        }
+        return;
+    }
     if let Some(pid) = u["main_pid"].as_i64() {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         println!("   Main PID: {pid} ({})", comm.trim());

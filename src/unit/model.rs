@@ -53,6 +53,8 @@ pub struct Unit {
     pub unit: UnitSection,
     pub service: ServiceSection,
     pub install: InstallSection,
+    /// `[Timer]`: set for `.timer` units only (their `service` stays at its defaults).
+    pub timer: TimerSection,
     /// `[X-*]` sections (gitproc's extensions), kept raw: section -> key -> values.
     pub extensions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
@@ -418,4 +420,14 @@ pub struct InstallSection {
     pub wanted_by: Vec<String>,
     pub required_by: Vec<String>,
     pub alias: Vec<String>,
+}
+
+/// `[Timer]` (systemd.timer(5)) of a `.timer` unit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TimerSection {
+    /// What the timer starts: `Unit=`, else the service of the same name (for
+    /// `backup@db.timer`, `backup@db.service`). Filled in by the loader's rules.
+    pub unit: String,
+    /// The schedule, as the pure [`crate::timer::schedule`] computes with it.
+    pub settings: crate::timer::schedule::TimerSettings,
 }

@@ -15,6 +15,7 @@ mod cli_completions;
 mod cli_daemon;
 mod cli_daemon_dir;
 mod cli_list;
+mod cli_list_timers;
 mod cli_logs;
 mod cli_perf;
 mod cli_plan;
@@ -45,6 +46,7 @@ mod section_service_kill;
 mod section_service_kill_no_cgroup;
 mod section_service_restart;
 mod section_service_type;
+mod section_timer;
 // The state file, its writer, the lock, process identity.
 mod state_file;
 mod state_file_props;

@@ -13,6 +13,7 @@
 //! - [`source`]: asking the source worker for a check, and what its updates bring;
 //! - [`jobs`]: control requests, operator jobs and the replies waiting for them;
 //! - [`trial`]: versions on trial, their promotion to "last good" and rollback;
+//! - [`timers`]: timer units (their own kind: a pure state each, one deadline each);
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
 //! - [`shutdown`]: stopping everything in reverse dependency order, the final save;
 //! - [`spawns`]: spawns in flight on the spawner's threads, their reports, and the
@@ -31,6 +32,7 @@ mod shutdown;
 mod source;
 mod spawns;
 mod status;
+mod timers;
 mod trial;
 
 use std::collections::{BTreeMap, HashMap};
@@ -154,6 +156,10 @@ pub struct Supervisor {
     first_applied: bool,
     watchdog: Option<(Duration, Instant)>,
     cgroups: Option<crate::runtime::cgroup::CgroupRoot>,
+    /// Timer units, by name; and those that never loaded, with their error.
+    timers: BTreeMap<String, timers::ManagedTimer>,
+    broken_timers: BTreeMap<String, String>,
+    timer_clock: timers::TimerClock,
     spawner: Spawner,
     /// The spawn each unit's machine waits for (see `spawns`).
     spawns: HashMap<String, spawns::PendingSpawn>,
@@ -200,6 +206,9 @@ impl Supervisor {
             first_applied: false,
             watchdog,
             cgroups,
+            timers: BTreeMap::new(),
+            broken_timers: BTreeMap::new(),
+            timer_clock: timers::TimerClock::read(),
             spawner: Spawner::start(),
             spawns: HashMap::new(),
             pid_reads: HashMap::new(),
@@ -249,6 +258,7 @@ impl Supervisor {
             // every wakeup, which also covers the periodic tick.
             self.reap();
             self.fire_timers(now);
+            self.tick_timers();
             self.process_queues();
             self.check_trials(now);
             self.settle_waiters(now);
@@ -333,6 +343,7 @@ impl Supervisor {
         if let Some((period, last)) = self.watchdog {
             consider(Some(last + period));
         }
+        consider(self.timers_deadline());
         if self.dirty {
             consider(self.save_held_until(now));
         }

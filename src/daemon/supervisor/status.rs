@@ -65,19 +65,20 @@ pub(crate) fn unit_json(name: &str, m: &Managed) -> serde_json::Value {
 
 impl Supervisor {
     pub(super) fn status_reply(&self, names: &[String]) -> Reply {
-        let units: Vec<serde_json::Value> = self
+        let mut units: Vec<serde_json::Value> = self
             .units
             .iter()
             .filter(|(name, _)| names.is_empty() || names.contains(name))
             .map(|(name, m)| unit_json(name, m))
             .collect();
+        units.extend(self.timers_json(names));
         let data = serde_json::json!({
             "daemon": self.daemon_json(),
             "units": units,
         });
         let missing: Vec<&String> = names
             .iter()
-            .filter(|n| !self.units.contains_key(*n))
+            .filter(|n| !self.units.contains_key(*n) && !self.has_timer(n))
             .collect();
         if let Some(name) = missing.first() {
             return Reply::partial(
