@@ -236,6 +236,8 @@ const UNIT_NOT_ENFORCED: &[&str] = &[
 
 /// [Service] keys gitproc acts on.
 const SERVICE_ENFORCED: &[&str] = &[
+    "AmbientCapabilities",
+    "CapabilityBoundingSet",
     "Environment",
     "EnvironmentFile",
     "ExecCondition",
@@ -247,6 +249,7 @@ const SERVICE_ENFORCED: &[&str] = &[
     "ExecStopPost",
     "FinalKillSignal",
     "Group",
+    "IgnoreSIGPIPE",
     "KillMode",
     "KillSignal",
     "LimitAS",
@@ -313,7 +316,6 @@ const SERVICE_INFORMATIONAL: &[&str] = &[];
 const SERVICE_NOT_ENFORCED: &[&str] = &[
     "AllowedCPUs",
     "AllowedMemoryNodes",
-    "AmbientCapabilities",
     "AppArmorProfile",
     "BindLogSockets",
     "BindPaths",
@@ -337,7 +339,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "CacheDirectory",
     "CacheDirectoryMode",
     "Capabilities",
-    "CapabilityBoundingSet",
     "ConfigurationDirectory",
     "ConfigurationDirectoryMode",
     "CoredumpFilter",
@@ -377,7 +378,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "IPCNamespacePath",
     "IPEgressFilterPath",
     "IPIngressFilterPath",
-    "IgnoreSIGPIPE",
     "ImportCredential",
     "InaccessibleDirectories",
     "InaccessiblePaths",
@@ -591,7 +591,7 @@ mod tests {
         );
         assert_eq!(
             classify(SectionKind::Service, "CapabilityBoundingSet"),
-            Some(Support::NotEnforced)
+            Some(Support::Enforced)
         );
         assert_eq!(
             classify(SectionKind::Unit, "Documentation"),

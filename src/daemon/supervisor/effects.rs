@@ -105,12 +105,14 @@ impl Supervisor {
             return Event::SpawnFailed {
                 role,
                 error: "unit vanished".into(),
+                exit_status: crate::service::exit_code::EXEC,
             };
         };
         let Some(svc) = m.service.as_ref() else {
             return Event::SpawnFailed {
                 role,
                 error: "unit not loaded".into(),
+                exit_status: crate::service::exit_code::EXEC,
             };
         };
         let unit = Arc::clone(svc.unit());
@@ -157,6 +159,10 @@ impl Supervisor {
         match result {
             Ok(spawned) => {
                 let pid = spawned.pid;
+                for warning in &spawned.warnings {
+                    tracing::warn!("{name}: {warning}");
+                    let _ = self.logs.note(name, &format!("gitproc: {warning}"));
+                }
                 m.tracker.add_session(pid);
                 if role == ProcessRole::Main {
                     m.main_start_time = Some((pid, spawned.start_time));
@@ -178,7 +184,11 @@ impl Supervisor {
                 let error = err.to_string();
                 tracing::error!("{name}: {error}");
                 let _ = self.logs.note(name, &format!("gitproc: {error}"));
-                Event::SpawnFailed { role, error }
+                Event::SpawnFailed {
+                    role,
+                    error,
+                    exit_status: err.exit_status(),
+                }
             }
         }
     }

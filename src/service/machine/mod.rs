@@ -145,7 +145,11 @@ impl Service {
             Event::Restart => self.op_restart(now, &mut fx),
             Event::Reload => self.op_reload(now, &mut fx),
             Event::Spawned { role, pid } => self.spawned(role, pid, now, &mut fx),
-            Event::SpawnFailed { role, error } => self.spawn_failed(role, error, now, &mut fx),
+            Event::SpawnFailed {
+                role,
+                error,
+                exit_status,
+            } => self.spawn_failed(role, error, exit_status, now, &mut fx),
             Event::Exited { pid, status } => {
                 if self.run.main_pid == Some(pid) {
                     self.main_exited(status, now, &mut fx);
