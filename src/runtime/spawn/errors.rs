@@ -243,10 +243,12 @@ fn exit_status_of_step(step: Step, index: usize) -> i32 {
 }
 
 /// The unit-log warning for a `Limit*=` the child clamped to the daemon's hard limit
-/// (systemd's `setrlimit_closest()`): the key, what was asked and what was used.
+/// (systemd's `setrlimit_closest()`): the key, what was asked and what was used. The
+/// kernel refuses a hard limit above the current one without CAP_SYS_RESOURCE, and any
+/// NOFILE above fs.nr_open.
 pub(super) fn clamped_limit_warning(key: &str, asked: &RLimit, used: &RLimit) -> String {
     format!(
-        "Limit{key}={}: above the hard limit, which may not be raised here (no CAP_SYS_RESOURCE); using {} as systemd does",
+        "Limit{key}={}: above the hard limit, which may not be raised here; using {} as systemd does",
         fmt_rlimit(asked),
         fmt_rlimit(used)
     )
@@ -277,13 +279,17 @@ pub(super) fn warnings_of(started: &Started, plan: &ChildPlan, req: &SpawnReques
     out
 }
 
-/// `1024:infinity`, as a `Limit*=` value.
+/// `1024:infinity`, or `65535` when soft and hard agree, as a `Limit*=` value.
 pub(super) fn fmt_rlimit(l: &RLimit) -> String {
     let f = |v: Option<u64>| {
         v.map(|n| n.to_string())
             .unwrap_or_else(|| "infinity".into())
     };
-    format!("{}:{}", f(l.soft), f(l.hard))
+    if l.soft == l.hard {
+        f(l.soft)
+    } else {
+        format!("{}:{}", f(l.soft), f(l.hard))
+    }
 }
 
 #[cfg(test)]
@@ -339,7 +345,7 @@ mod tests {
         };
         assert_eq!(
             clamped_limit_warning("NOFILE", &asked, &used),
-            "LimitNOFILE=65535:65535: above the hard limit, which may not be raised here (no CAP_SYS_RESOURCE); using 20000:20000 as systemd does"
+            "LimitNOFILE=65535: above the hard limit, which may not be raised here; using 20000 as systemd does"
         );
         assert_eq!(
             oom_ignored_warning(-500, libc::EPERM),
