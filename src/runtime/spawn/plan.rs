@@ -160,7 +160,10 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
     let svc = req.service;
     let cmd = req.command;
     let privileged = cmd.flags.full_privileges;
-    let apply_creds = !(privileged || cmd.flags.no_setuid || cmd.flags.ambient_fallback);
+    // `!!` is `!` only where the kernel lacks ambient capabilities (before Linux 4.3);
+    // gitproc applies AmbientCapabilities=, so there `!!` changes nothing, as in systemd.
+    let no_setuid = cmd.flags.no_setuid && !cmd.flags.ambient_fallback;
+    let apply_creds = !(privileged || no_setuid);
 
     let creds = creds::resolve_credentials(svc)?;
     let env = env::build_environment(req, creds.as_ref())?;
