@@ -243,6 +243,8 @@ const UNIT_NOT_ENFORCED: &[&str] = &[
 
 /// [Service] keys gitproc acts on.
 const SERVICE_ENFORCED: &[&str] = &[
+    "AmbientCapabilities",
+    "CapabilityBoundingSet",
     "Environment",
     "EnvironmentFile",
     "ExecCondition",
@@ -254,6 +256,7 @@ const SERVICE_ENFORCED: &[&str] = &[
     "ExecStopPost",
     "FinalKillSignal",
     "Group",
+    "IgnoreSIGPIPE",
     "KillMode",
     "KillSignal",
     "LimitAS",
@@ -320,7 +323,6 @@ const SERVICE_INFORMATIONAL: &[&str] = &[];
 const SERVICE_NOT_ENFORCED: &[&str] = &[
     "AllowedCPUs",
     "AllowedMemoryNodes",
-    "AmbientCapabilities",
     "AppArmorProfile",
     "BindLogSockets",
     "BindPaths",
@@ -344,7 +346,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "CacheDirectory",
     "CacheDirectoryMode",
     "Capabilities",
-    "CapabilityBoundingSet",
     "ConfigurationDirectory",
     "ConfigurationDirectoryMode",
     "CoredumpFilter",
@@ -384,7 +385,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "IPCNamespacePath",
     "IPEgressFilterPath",
     "IPIngressFilterPath",
-    "IgnoreSIGPIPE",
     "ImportCredential",
     "InaccessibleDirectories",
     "InaccessiblePaths",
@@ -630,7 +630,7 @@ mod tests {
         );
         assert_eq!(
             classify(SectionKind::Service, "CapabilityBoundingSet"),
-            Some(Support::NotEnforced)
+            Some(Support::Enforced)
         );
         assert_eq!(
             classify(SectionKind::Unit, "Documentation"),

@@ -344,6 +344,14 @@ pub struct ServiceSection {
     pub nice: Option<i32>,
     pub oom_score_adjust: Option<i32>,
     pub no_new_privileges: bool,
+    /// `IgnoreSIGPIPE=` (default yes, as systemd): SIGPIPE is ignored in the new process.
+    pub ignore_sigpipe: bool,
+    /// `AmbientCapabilities=` as a mask of capability numbers (see [`crate::unit::capability`]):
+    /// raised in the ambient set, so that a `User=` service keeps them across execve.
+    pub ambient_capabilities: u64,
+    /// `CapabilityBoundingSet=`: the capabilities kept in the bounding set; `None` when not
+    /// set (the bounding set is left alone).
+    pub capability_bounding_set: Option<u64>,
     pub runtime_directory: Vec<String>,
     pub runtime_directory_mode: u32,
     pub state_directory: Vec<String>,
@@ -401,6 +409,9 @@ impl Default for ServiceSection {
             nice: None,
             oom_score_adjust: None,
             no_new_privileges: false,
+            ignore_sigpipe: true,
+            ambient_capabilities: 0,
+            capability_bounding_set: None,
             runtime_directory: Vec::new(),
             runtime_directory_mode: defaults::DIRECTORY_MODE,
             state_directory: Vec::new(),

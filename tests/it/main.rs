@@ -42,6 +42,7 @@ mod git_source;
 // `[Unit]` directives, end to end.
 mod section_unit_conditions;
 // `[Service]` directives, end to end.
+mod section_service_exec;
 mod section_service_kill;
 mod section_service_kill_no_cgroup;
 mod section_service_restart;

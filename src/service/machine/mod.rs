@@ -148,9 +148,13 @@ impl Service {
                 self.spawn_answered(role);
                 self.spawned(role, pid, now, &mut fx)
             }
-            Event::SpawnFailed { role, error } => {
+            Event::SpawnFailed {
+                role,
+                error,
+                exit_status,
+            } => {
                 self.spawn_answered(role);
-                self.spawn_failed(role, error, now, &mut fx)
+                self.spawn_failed(role, error, exit_status, now, &mut fx)
             }
             Event::Exited { pid, status } => {
                 if self.run.main_pid == Some(pid) {
