@@ -74,7 +74,11 @@ fn huge_time_spans_are_accepted_and_leave_the_daemon_serving() {
         let status = daemon.status();
         assert_eq!(status["daemon"]["commit"], commit, "{status:#}");
     }
-    assert_eq!(daemon.main_pid(&good), Some(good_pid), "good unit restarted");
+    assert_eq!(
+        daemon.main_pid(&good),
+        Some(good_pid),
+        "good unit restarted"
+    );
     assert_eq!(
         daemon.unit(&restarts)["sub_state"],
         "auto-restart",
@@ -87,6 +91,10 @@ fn huge_time_spans_are_accepted_and_leave_the_daemon_serving() {
     daemon.cli_ok(&["stop", &restarts]);
     let unit = daemon.wait_unit(&restarts, "stopped", |u| u["active_state"] == "inactive");
     assert_eq!(unit["sub_state"], "dead", "{unit:#}");
-    assert_eq!(daemon.main_pid(&good), Some(good_pid), "good unit restarted");
+    assert_eq!(
+        daemon.main_pid(&good),
+        Some(good_pid),
+        "good unit restarted"
+    );
     assert!(daemon.try_status().is_some(), "daemon stopped answering");
 }

@@ -55,7 +55,9 @@ impl Service {
         if let Some(extend) = msg.extend_timeout {
             let phase_has_timeout = self.sub.active_state() != ActiveState::Active;
             if let (true, Some(deadline)) = (phase_has_timeout, self.deadline) {
-                self.deadline = Some(deadline.max(now + extend));
+                // An extension past what the clock holds removes the deadline.
+                self.deadline =
+                    crate::sys::time::deadline(now, extend).map(|extended| deadline.max(extended));
             }
         }
         if msg.watchdog_trigger {
