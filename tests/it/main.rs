@@ -28,6 +28,7 @@ mod daemon_reaping;
 mod daemon_recovery;
 mod daemon_spawn_fault;
 // Desired state from git: sources, deploys, rollback, signatures.
+mod git_bad_repos;
 mod git_deploy;
 mod git_remotes;
 mod git_rollback;
