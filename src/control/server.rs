@@ -38,6 +38,10 @@ pub struct Peer {
 pub struct ControlRequest {
     pub verb: Verb,
     pub peer: Peer,
+    /// The peer's user name for the jobs that record who asked (`stop` leaves an override
+    /// naming the operator): looked up here, on the connection's thread, because an NSS
+    /// lookup may wait on a directory server and the event loop must not.
+    pub peer_name: Option<String>,
     pub reply: Sender<Reply>,
 }
 
@@ -261,6 +265,11 @@ fn dispatch(verb: Verb, peer: Peer, to_loop: &Sender<ControlRequest>) -> Reply {
     let (reply_tx, reply_rx): (Sender<Reply>, Receiver<Reply>) = bounded(1);
     if to_loop
         .send(ControlRequest {
+            peer_name: matches!(
+                verb,
+                Verb::Start(_) | Verb::Stop(_) | Verb::Restart(_) | Verb::Reload(_)
+            )
+            .then(|| crate::runtime::host::user_name(peer.uid)),
             verb,
             peer,
             reply: reply_tx,

@@ -23,7 +23,11 @@ mod cli_status;
 mod cli_sync;
 // The daemon as a whole: reaping, crash recovery, the control socket.
 mod daemon_control_socket;
+mod daemon_duplicates;
 mod daemon_hostile_units;
+mod daemon_lock;
+mod daemon_never_blocks;
+mod daemon_pid1;
 mod daemon_reaping;
 mod daemon_recovery;
 mod daemon_spawn_fault;
