@@ -554,6 +554,7 @@ impl Sim {
                 hash: Some(m.hash),
                 held_stopped: m.held_stopped,
                 alive_main,
+                failed_hash: None,
             };
             restored.insert(name, rec);
         }
