@@ -18,6 +18,7 @@
 //!
 //! Compiled for tests and with the `fuzzing` feature only; not part of the API.
 
+mod lifecycle;
 mod sim;
 #[cfg(test)]
 mod tests;

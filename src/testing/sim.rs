@@ -17,41 +17,41 @@ use crate::unit::model::Unit;
 
 /// A fake process: who it belongs to and what has happened to it.
 #[derive(Debug)]
-struct Proc {
-    unit: String,
+pub(super) struct Proc {
+    pub(super) unit: String,
     /// The unit's main process (spawned as main, read from its PID file, named by
     /// `MAINPID=` or adopted); cleared when another pid takes the role.
-    main: bool,
+    pub(super) main: bool,
     /// It got a signal that ends it (it exits at shutdown, or sooner).
-    signalled: bool,
+    pub(super) signalled: bool,
     /// It got SIGKILL: its exit is queued.
     killed: bool,
 }
 
 /// What the loop keeps per unit around the pure `Service` (cf. `daemon::managed`).
-struct Managed {
-    svc: Option<Service>,
-    hash: String,
-    loaded: bool,
-    held_stopped: bool,
+pub(super) struct Managed {
+    pub(super) svc: Option<Service>,
+    pub(super) hash: String,
+    pub(super) loaded: bool,
+    pub(super) held_stopped: bool,
     /// Gone from git: forgotten once stopped.
     removed: bool,
 }
 
 pub struct Sim {
-    now: Instant,
-    group_tracking: bool,
-    next_pid: i32,
+    pub(super) now: Instant,
+    pub(super) group_tracking: bool,
+    pub(super) next_pid: i32,
     /// Processes not reaped yet (zombies included), by pid.
-    procs: BTreeMap<i32, Proc>,
-    units: BTreeMap<String, Managed>,
-    graph: Graph,
+    pub(super) procs: BTreeMap<i32, Proc>,
+    pub(super) units: BTreeMap<String, Managed>,
+    pub(super) graph: Graph,
     /// Exits to deliver before the next step (SIGKILL is immediate).
-    exits: VecDeque<(i32, ExitStatus)>,
+    pub(super) exits: VecDeque<(i32, ExitStatus)>,
     /// `Effect::ReadPidFile`s not answered yet.
-    pid_reads: Vec<String>,
+    pub(super) pid_reads: Vec<String>,
     /// The last events and effects, for the message of a violated invariant.
-    trace: VecDeque<String>,
+    pub(super) trace: VecDeque<String>,
 }
 
 impl Sim {
@@ -69,7 +69,7 @@ impl Sim {
         }
     }
 
-    fn note(&mut self, line: String) {
+    pub(super) fn note(&mut self, line: String) {
         if self.trace.len() >= 60 {
             self.trace.pop_front();
         }
@@ -77,7 +77,7 @@ impl Sim {
     }
 
     /// The recent history, one line each.
-    fn history(&self) -> String {
+    pub(super) fn history(&self) -> String {
         self.trace.iter().map(|l| format!("\n  {l}")).collect()
     }
 
@@ -101,7 +101,7 @@ impl Sim {
         self.apply_with(files, &BTreeMap::new());
     }
 
-    fn apply_with(
+    pub(super) fn apply_with(
         &mut self,
         files: &BTreeMap<String, Vec<u8>>,
         restored: &BTreeMap<String, Recorded>,
@@ -233,7 +233,7 @@ impl Sim {
     }
 
     /// Feeds one event to a unit's machine and performs what it answers.
-    fn feed(&mut self, name: &str, event: Event) {
+    pub(super) fn feed(&mut self, name: &str, event: Event) {
         let now = self.now;
         let Some(svc) = self.units.get_mut(name).and_then(|m| m.svc.as_mut()) else {
             return;
@@ -324,7 +324,7 @@ impl Sim {
     }
 
     /// Delivers the exits that are due (SIGKILL), as the loop reaps right away.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         let mut rounds = 0;
         while let Some((pid, status)) = self.exits.pop_front() {
             rounds += 1;
@@ -344,7 +344,7 @@ impl Sim {
         });
     }
 
-    fn reap(&mut self, pid: i32, status: ExitStatus) {
+    pub(super) fn reap(&mut self, pid: i32, status: ExitStatus) {
         let Some(p) = self.procs.remove(&pid) else {
             return;
         };
@@ -478,7 +478,7 @@ impl Sim {
     }
 
     /// The clock jumps to the earliest deadline any service asked for.
-    pub fn advance_to_next_deadline(&mut self) {
+    pub(super) fn advance_to_next_deadline(&mut self) {
         let next = self
             .units
             .values()
@@ -507,156 +507,5 @@ impl Sim {
             self.feed(&name, Event::Timer);
         }
         self.settle();
-    }
-
-    /// The daemon dies and a new one starts: it knows only what the state file would say
-    /// (hash, operator stop, restart count, result, a main pid still running) and must
-    /// adopt, not duplicate.
-    ///
-    /// Known gap, left out of the scenarios (reported with issue 10, item 3): when a unit's
-    /// current version does not load and its main process still runs, the new daemon
-    /// (`reconcile`: `Broken`) neither adopts nor stops that process, and the next loadable
-    /// version starts a second copy. The driver does not restart the daemon then.
-    pub fn restart_daemon(&mut self, files: &BTreeMap<String, Vec<u8>>) {
-        let broken_and_running = self.units.iter().any(|(name, m)| {
-            let loads = crate::unit::parse_unit(
-                name,
-                name,
-                files.get(name).map_or(&[][..], Vec::as_slice),
-                &[],
-                &SpecifierContext::default(),
-                &|_| None,
-            )
-            .unit
-            .is_some();
-            !loads
-                && m.svc
-                    .as_ref()
-                    .is_some_and(|s| s.status().main_pid.is_some())
-        });
-        if broken_and_running {
-            return;
-        }
-        self.note("--- daemon restart ---".to_string());
-        let mut restored = BTreeMap::new();
-        let mut results = BTreeMap::new();
-        for (name, m) in std::mem::take(&mut self.units) {
-            let status = m.svc.as_ref().map(Service::status);
-            let alive_main = status
-                .as_ref()
-                .and_then(|s| s.main_pid)
-                .filter(|pid| self.procs.contains_key(pid))
-                .map(|pid| (pid, 0));
-            if let Some(s) = &status {
-                results.insert(name.clone(), (s.n_restarts, s.result));
-            }
-            let rec = Recorded {
-                hash: Some(m.hash),
-                held_stopped: m.held_stopped,
-                alive_main,
-                failed_hash: None,
-            };
-            restored.insert(name, rec);
-        }
-        self.pid_reads.clear();
-        self.graph = Graph::default();
-        // The new daemon restores counters before it applies the snapshot.
-        self.apply_restored(files, &restored, &results);
-    }
-
-    fn apply_restored(
-        &mut self,
-        files: &BTreeMap<String, Vec<u8>>,
-        restored: &BTreeMap<String, Recorded>,
-        results: &BTreeMap<String, (u32, crate::service::ServiceResult)>,
-    ) {
-        self.apply_with(files, restored);
-        for (name, (n, result)) in results {
-            if let Some(svc) = self.units.get_mut(name).and_then(|m| m.svc.as_mut()) {
-                svc.restore(*n, *result);
-            }
-        }
-    }
-
-    /// After every step: the machine's main pid is a process of that unit, not yet reaped,
-    /// and the role it gives that process is the one the loop recorded.
-    pub fn check(&mut self) {
-        let mains: Vec<(String, i32)> = self
-            .units
-            .iter()
-            .filter_map(|(n, m)| Some((n.clone(), m.svc.as_ref()?.status().main_pid?)))
-            .collect();
-        for (name, pid) in mains {
-            let owner = self.procs.get(&pid).map(|p| p.unit.clone());
-            assert_eq!(
-                owner.as_deref(),
-                Some(name.as_str()),
-                "{name}: main pid {pid} is not a live process of the unit{}",
-                self.history()
-            );
-            // The process named main now is the unit's one main process (a `MAINPID=`
-            // handed the role on: the previous one is just a process of the unit now).
-            for (other, p) in self.procs.iter_mut() {
-                if p.unit == name {
-                    p.main = *other == pid;
-                }
-            }
-        }
-    }
-
-    /// Stop everything, then let every process end: signalled ones die, helpers finish,
-    /// PID files are missing, timers fire. Every unit must end inactive or failed.
-    pub fn shutdown(&mut self) {
-        let names: Vec<String> = self.units.keys().cloned().collect();
-        for n in self.graph.stop_order(&names) {
-            self.feed(&n, Event::Stop);
-        }
-        self.settle();
-        for _ in 0..64 {
-            for read in std::mem::take(&mut self.pid_reads) {
-                let name = read.split('\n').next().unwrap_or_default().to_string();
-                self.feed(&name, Event::PidFile(Err("gone".into())));
-            }
-            let pids: Vec<i32> = self.procs.keys().copied().collect();
-            for pid in pids {
-                let signalled = self.procs.get(&pid).is_some_and(|p| p.signalled);
-                let status = if signalled {
-                    ExitStatus::Signaled {
-                        signal: libc::SIGTERM,
-                        core_dumped: false,
-                    }
-                } else {
-                    ExitStatus::Exited(0)
-                };
-                self.reap(pid, status);
-            }
-            self.settle();
-            self.check();
-            if self.all_down() {
-                return;
-            }
-            self.advance_to_next_deadline();
-        }
-        let left: Vec<String> = self
-            .units
-            .iter()
-            .filter_map(|(n, m)| {
-                let s = m.svc.as_ref()?.status();
-                (!matches!(s.active_state, ActiveState::Inactive | ActiveState::Failed))
-                    .then(|| format!("{n}: {}/{}", s.active_state, s.sub_state))
-            })
-            .collect();
-        panic!("after shutdown, units still up: {left:?}{}", self.history());
-    }
-
-    fn all_down(&self) -> bool {
-        self.units.values().all(|m| {
-            m.svc.as_ref().is_none_or(|s| {
-                matches!(
-                    s.status().active_state,
-                    ActiveState::Inactive | ActiveState::Failed
-                )
-            })
-        })
     }
 }
