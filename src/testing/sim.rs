@@ -111,6 +111,7 @@ impl Sim {
                 .iter()
                 .map(|(k, v)| (k.clone(), Entry::File(v.clone())))
                 .collect(),
+            ..FileTree::default()
         };
         let loaded = crate::unit::load_tree(&tree, &SpecifierContext::default());
         let parsed: BTreeMap<String, Arc<Unit>> = loaded
