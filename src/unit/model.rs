@@ -301,6 +301,7 @@ pub struct ServiceSection {
     pub remain_after_exit: bool,
     pub pid_file: Option<String>,
     pub restart: RestartPolicy,
+    /// `Duration::MAX` is infinity: the restart is never due (`sys::time::deadline` is `None`).
     pub restart_sec: Duration,
     /// `RestartSteps=`: 0 means no backoff.
     pub restart_steps: u32,

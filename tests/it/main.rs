@@ -26,6 +26,7 @@ mod cli_sync;
 mod daemon_control_abuse;
 mod daemon_control_socket;
 mod daemon_duplicates;
+mod daemon_hostile_units;
 mod daemon_lock;
 mod daemon_never_blocks;
 mod daemon_pid1;
@@ -33,6 +34,7 @@ mod daemon_reaping;
 mod daemon_recovery;
 mod daemon_spawn_fault;
 // Desired state from git: sources, deploys, rollback, signatures.
+mod git_bad_repos;
 mod git_deploy;
 mod git_oversized_files;
 mod git_remotes;

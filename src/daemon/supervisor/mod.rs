@@ -58,6 +58,7 @@ use crate::service::{Event, Service};
 use crate::state::StateError;
 use crate::state::format::PersistedState;
 use crate::state::writer::StateWriter;
+use crate::sys::time::deadline;
 pub(crate) use trial::TRIAL_PERIOD;
 
 /// Everything the loop receives from.
@@ -319,7 +320,10 @@ impl Supervisor {
     }
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let mut next = self.settings.fallback_reap.map(|tick| now + tick);
+        let mut next = self
+            .settings
+            .fallback_reap
+            .and_then(|tick| deadline(now, tick));
         let mut consider = |at: Option<Instant>| {
             if let Some(at) = at {
                 next = Some(next.map_or(at, |n: Instant| n.min(at)));
@@ -334,14 +338,14 @@ impl Supervisor {
                 ..
             }) = &m.trial
             {
-                consider(Some(*since + TRIAL_PERIOD));
+                consider(deadline(*since, TRIAL_PERIOD));
             }
         }
         if !self.waiters.is_empty() {
-            consider(Some(now + Duration::from_millis(50)));
+            consider(deadline(now, Duration::from_millis(50)));
         }
         if let Some((period, last)) = self.watchdog {
-            consider(Some(last + period));
+            consider(deadline(last, period));
         }
         consider(self.timers_deadline());
         if self.dirty {
@@ -382,7 +386,7 @@ impl Supervisor {
 
     fn feed_watchdog(&mut self, now: Instant) {
         if let Some((period, last)) = self.watchdog
-            && now >= last + period
+            && deadline(last, period).is_some_and(|due| now >= due)
         {
             sd_notify("WATCHDOG=1");
             self.watchdog = Some((period, now));

@@ -95,6 +95,9 @@ fn is_deactivating(s: SubState) -> bool {
 }
 
 fn secs(d: Duration) -> String {
+    if d == Duration::MAX {
+        return "infinity".to_string();
+    }
     format!("{}s", d.as_secs_f64())
 }
 

@@ -121,7 +121,9 @@ impl Builder<'_> {
                 s.restart_sec = if v.is_empty() {
                     defaults::RESTART_SEC
                 } else {
-                    timespan(v)?.ok_or("RestartSec= must be finite")?
+                    // infinity (or a span that saturates there): the restart never comes
+                    // due, the unit waits in auto-restart (as systemd's timer never fires).
+                    timespan(v)?.unwrap_or(std::time::Duration::MAX)
                 }
             }
             "RestartSteps" => {
