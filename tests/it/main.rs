@@ -40,6 +40,7 @@ mod section_service_kill_no_cgroup;
 mod section_service_restart;
 mod section_service_type;
 // The state file, its writer, the lock, process identity.
+mod state_faults;
 mod state_file;
 mod state_file_props;
 mod state_identity;
