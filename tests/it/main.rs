@@ -23,6 +23,7 @@ mod cli_status;
 mod cli_sync;
 // The daemon as a whole: reaping, crash recovery, the control socket.
 mod daemon_control_socket;
+mod daemon_crash_loops;
 mod daemon_reaping;
 mod daemon_recovery;
 mod daemon_spawn_fault;
