@@ -19,6 +19,9 @@
 //!   first (earlier) occurrence. These are the cases systemd's test suite pins down
 //!   ("2017-09-24 02:30:00 Pacific/Auckland" never elapses; "2017-04-02 02:30:00
 //!   Pacific/Auckland" elapses once).
+//!
+//! One file of ~1,100 lines on purpose: the grammar, the normalized printing and the elapse
+//! search all work on the same private component type; split, each would need its internals.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,6 +1,8 @@
 //! Table tests against systemd's own vectors: the normalized forms in systemd.time(7) and
 //! src/test/test-calendarspec.c (`test_one`), and the next elapses of `test_next` (local
 //! zone `""` there is UTC), plus DST cases of our own for Europe/Berlin and America/New_York.
+//!
+//! Over 600 lines because it is a table: one row per systemd vector.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;

@@ -17,6 +17,8 @@
 //! e.g. `$MAINPID` in `ExecReload=/bin/kill -HUP $MAINPID`) and `PassEnvironment=` names are
 //! left verbatim unless the unit sets them, listed in [`ExecCommand::runtime_vars`]; the
 //! runtime substitutes them with [`expand_runtime`]. `UnsetEnvironment=` names expand to empty.
+//!
+//! A little over 600 lines: the quoting rules and their tests read best side by side.
 
 use super::model::{ExecCommand, ExecFlags};
 

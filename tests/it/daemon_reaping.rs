@@ -3,19 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{Daemon, Repo, WAIT, alive, service, wait_for};
+use crate::support::{Daemon, Repo, WAIT, alive, all_pids, service, wait_for};
 
 /// Zombie processes whose parent is `ppid`.
 fn zombie_children(ppid: i32) -> Vec<i32> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids() {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };

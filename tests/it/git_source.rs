@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::git_fixture::{GitFixture, HttpGitServer, git_command, git_in};
+use crate::support::git_fixture::{
+    GitFixture, HttpGitServer, git_command, git_in, ssh_signing_key,
+};
 use gitproc::source::signature::{SignatureError, SignaturePolicy, verify_commit_signature};
 use gitproc::source::{GitSource, SourceConfig, SourceError};
 use gitproc::tree::Entry;
@@ -389,55 +391,13 @@ fn ref_watcher_wakes_on_commits_but_not_on_our_own_fetch() {
     await_wakeup(&rx2, "a push into the bare repository");
 }
 
-struct SshKey {
-    key: PathBuf,
-    public: String,
-}
-
-fn ssh_key(dir: &Path, name: &str) -> SshKey {
-    let key = dir.join(name);
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .output()
-        .expect("run ssh-keygen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    SshKey {
-        key,
-        public: public.trim().to_string(),
-    }
-}
-
-fn signed_commit(fx: &GitFixture, key: &SshKey, message: &str) -> String {
-    fx.git(&["add", "-A"]);
-    fx.git(&[
-        "-c",
-        "gpg.format=ssh",
-        "-c",
-        &format!("user.signingkey={}", key.key.display()),
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-S",
-        "-m",
-        message,
-    ]);
-    fx.push();
-    fx.git(&["rev-parse", "HEAD"])
-}
-
 #[test]
 fn signed_commits_from_allowed_keys_are_accepted_others_refused() {
     let fx = GitFixture::new();
     let keys = fx.path("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    let good = ssh_key(&keys, "good");
-    let evil = ssh_key(&keys, "evil");
+    let good = ssh_signing_key(&keys, "good");
+    let evil = ssh_signing_key(&keys, "evil");
     let allowed = keys.join("allowed_signers");
     std::fs::write(&allowed, format!("ops@example.com {}\n", good.public)).unwrap();
     let policy = SignaturePolicy::Ssh {
@@ -446,11 +406,11 @@ fn signed_commits_from_allowed_keys_are_accepted_others_refused() {
     };
 
     fx.write("a.service", "1");
-    let signed = signed_commit(&fx, &good, "signed by an allowed key");
+    let signed = fx.commit_signed(&good, "signed by an allowed key");
     fx.write("a.service", "2");
     let unsigned = fx.commit("unsigned");
     fx.write("a.service", "3");
-    let wrong = signed_commit(&fx, &evil, "signed by an unknown key");
+    let wrong = fx.commit_signed(&evil, "signed by an unknown key");
 
     let mut src = source(
         fx.bare.to_str().unwrap(),
@@ -501,14 +461,14 @@ fn a_repository_config_cannot_weaken_signature_checks() {
     let fx = GitFixture::new();
     let keys = fx.path("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    let good = ssh_key(&keys, "good");
-    let evil = ssh_key(&keys, "evil");
+    let good = ssh_signing_key(&keys, "good");
+    let evil = ssh_signing_key(&keys, "evil");
     let allowed = keys.join("allowed_signers");
     std::fs::write(&allowed, format!("ops@example.com {}\n", good.public)).unwrap();
     let permissive = keys.join("permissive");
     std::fs::write(&permissive, format!("evil@example.com {}\n", evil.public)).unwrap();
     fx.write("a.service", "1");
-    let wrong = signed_commit(&fx, &evil, "evil");
+    let wrong = fx.commit_signed(&evil, "evil");
     let mirror = fx.path("m.git");
     let mut src = source(fx.bare.to_str().unwrap(), Some("main"), ".", mirror.clone());
     src.check().unwrap();

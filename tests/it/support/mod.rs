@@ -488,19 +488,22 @@ pub fn service(exec_start: &str, extra: &str) -> String {
 
 // ----- added for the recovery tests (tests/daemon_recovery.rs) -----
 
+/// Every pid in `/proc` right now.
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .collect()
+}
+
 /// Live (non-zombie) processes whose command line is exactly `argv`. Services in these
 /// tests get a command line unique to the test process, so this counts copies of a service.
 pub fn pids_with_cmdline(argv: &[&str]) -> Vec<i32> {
     let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
     let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids() {
         if std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want) && alive(pid) {
             out.push(pid);
         }
