@@ -1,7 +1,14 @@
-//! Questions the event loop asks the host it runs on: does a unit's `Condition*=` hold
-//! here, what pid does a `PIDFile=` name, who is a peer uid, which session does a
-//! reported main pid lead. Each reads host files (`/etc/machine-id`, paths, `/proc`,
-//! NSS), which is why they live in the adapter layer and not in the loop.
+//! Questions the daemon asks the host it runs on: does a unit's `Condition*=` hold here,
+//! what pid does a `PIDFile=` name, who is a peer uid, which session does a reported main
+//! pid lead. Each reads host files (`/etc/machine-id`, paths, `/proc`, NSS), which is why
+//! they live in the adapter layer and not in the loop.
+//!
+//! Which thread asks: [`read_pid_file`] runs on the spawner (`daemon::spawner`: a PID file
+//! is a unit-named path, which may be a FIFO or on a hung mount), [`user_name`] on the
+//! control server's connection thread (NSS may wait on a directory server),
+//! [`track_main_session`] on the loop (it reads `/proc` only, which does not block).
+//! [`check_conditions`] still runs on the loop: it reads `/etc/machine-id` and stat()s the
+//! `ConditionPathExists=` paths, which only a hung mount or an automount could delay.
 
 use std::path::Path;
 
@@ -91,7 +98,7 @@ pub fn read_pid_file(path: &str) -> Result<i32, String> {
 }
 
 /// The user name of `uid` (an NSS lookup), or `uid N` when it has none; for the log lines
-/// and overrides that say which operator did what.
+/// and overrides that say which operator did what. May block: not for the event loop.
 pub fn user_name(uid: u32) -> String {
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()

@@ -50,9 +50,12 @@ impl Supervisor {
         }
     }
 
-    fn on_exit(&mut self, pid: i32, status: ExitStatus) {
+    pub(super) fn on_exit(&mut self, pid: i32, status: ExitStatus) {
         let Some(name) = self.pids.remove(&pid) else {
-            return; // an orphaned grandchild we reaped as subreaper
+            // An orphaned grandchild we reaped as subreaper, or a process just spawned
+            // whose report the loop has not read yet (see `spawns`).
+            self.note_unclaimed_exit(pid, status);
+            return;
         };
         if let Some(m) = self.units.get_mut(&name) {
             if m.main_start_time.is_some_and(|(p, _)| p == pid) {
@@ -121,9 +124,8 @@ impl Supervisor {
             let _ = self.logs.add(name, fd, stream);
         }
         tracing::info!("Adopted {name} (pid {pid}) from the previous daemon");
-        let now = Instant::now();
         for effect in effects {
-            if let Some(ev) = self.perform(name, effect, now) {
+            if let Some(ev) = self.perform(name, effect) {
                 self.feed(name, ev);
             }
         }

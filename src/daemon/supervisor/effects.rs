@@ -1,19 +1,19 @@
 //! The effect executor: feeds an event to a unit's pure state machine and carries out the
 //! effects it answers with (spawn, signal, PID files, lifecycle lines), until no event is
 //! left; then the bookkeeping a change of state needs.
+//!
+//! Effects that touch the host beyond a signal or a log line (spawning, reading or removing
+//! a PID file, removing `RuntimeDirectory=`) go to the spawner's threads; their answers come
+//! back later as events (see [`super::spawns`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Supervisor, unix_now};
-use crate::daemon::managed::new_invocation_id;
-use crate::logs::collector::Stream;
-use crate::perf::Op;
-use crate::runtime::host::{read_pid_file, track_main_session};
-use crate::runtime::spawn::SpawnRequest;
-use crate::service::{ActiveState, Effect, Event, KillTarget, ProcessRole, SubState};
-use crate::unit::model::ServiceType;
+use crate::daemon::spawner::Task;
+use crate::runtime::host::track_main_session;
+use crate::service::{ActiveState, Effect, Event, KillTarget, SubState};
 
 impl Supervisor {
     /// Feeds one event to a unit's state machine and performs the effects, including the
@@ -38,15 +38,14 @@ impl Supervisor {
                     after.active_state,
                     ActiveState::Inactive | ActiveState::Failed
                 );
-                // systemd removes RuntimeDirectory= when the service stops; so do we.
+                // systemd removes RuntimeDirectory= when the service stops; so do we (on the
+                // spawner, after this unit's earlier tasks, before its next spawn).
                 if stopped && !svc.unit().service.runtime_directory.is_empty() {
-                    let unit = Arc::clone(svc.unit());
-                    if let Err(err) = crate::runtime::spawn::remove_runtime_directories(
-                        &unit.service,
-                        &self.settings.dirs,
-                    ) {
-                        tracing::warn!("{name}: removing RuntimeDirectory=: {err}");
-                    }
+                    let task = Task::RemoveRuntimeDirectories {
+                        unit: Arc::clone(svc.unit()),
+                        dirs: self.settings.dirs.clone(),
+                    };
+                    self.spawner.submit(name, task);
                 }
             }
             if let Some(pid) = after.main_pid {
@@ -55,8 +54,11 @@ impl Supervisor {
             if let Some(pid) = after.main_pid {
                 track_main_session(&mut m.tracker, pid);
             }
+            let wanted = svc.spawn_pending();
+            let asks_spawn = effects.iter().any(|e| matches!(e, Effect::Spawn { .. }));
+            self.settle_pending_spawn(name, wanted, asks_spawn);
             for effect in effects {
-                if let Some(next) = self.perform(name, effect, now) {
+                if let Some(next) = self.perform(name, effect) {
                     queue.push_back(next);
                 }
             }
@@ -64,18 +66,19 @@ impl Supervisor {
         self.after_change(name);
     }
 
-    pub(super) fn perform(&mut self, name: &str, effect: Effect, now: Instant) -> Option<Event> {
+    pub(super) fn perform(&mut self, name: &str, effect: Effect) -> Option<Event> {
         match effect {
-            Effect::Spawn { role, command } => Some(self.spawn(name, role, &command, now)),
+            Effect::Spawn { role, command } => self.start_spawn(name, role, &command),
             Effect::Signal { target, signal } => self.signal(name, target, signal),
-            Effect::ReadPidFile { path } => Some(Event::PidFile(read_pid_file(&path))),
+            Effect::ReadPidFile { path } => {
+                let id = self.next_task_id;
+                self.next_task_id += 1;
+                self.pid_reads.insert(name.to_string(), id);
+                self.spawner.submit(name, Task::ReadPidFile { id, path });
+                None
+            }
             Effect::RemovePidFile { path } => {
-                match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        tracing::warn!("{name}: cannot remove PIDFile={path}: {e}")
-                    }
-                    _ => {}
-                }
+                self.spawner.submit(name, Task::RemovePidFile { path });
                 None
             }
             Effect::Lifecycle { kind, pid, reason } => {
@@ -90,95 +93,6 @@ impl Supervisor {
             Effect::StatusChanged => {
                 self.dirty = true;
                 None
-            }
-        }
-    }
-
-    fn spawn(
-        &mut self,
-        name: &str,
-        role: ProcessRole,
-        command: &crate::unit::model::ExecCommand,
-        now: Instant,
-    ) -> Event {
-        let Some(m) = self.units.get_mut(name) else {
-            return Event::SpawnFailed {
-                role,
-                error: "unit vanished".into(),
-            };
-        };
-        let Some(svc) = m.service.as_ref() else {
-            return Event::SpawnFailed {
-                role,
-                error: "unit not loaded".into(),
-            };
-        };
-        let unit = Arc::clone(svc.unit());
-        let main_pid = svc.status().main_pid;
-        if role == ProcessRole::Main {
-            m.invocation_id = new_invocation_id();
-        }
-        let wants_notify = unit.service.service_type == ServiceType::Notify
-            || unit.service.watchdog.is_some_and(|w| !w.is_zero());
-        // Variables only known now ($MAINPID, PassEnvironment= names) are expanded at spawn.
-        let expanded;
-        let command = if command.runtime_vars.is_empty() {
-            command
-        } else {
-            let lookup = |var: &str| match var {
-                "MAINPID" => main_pid.map(|p| p.to_string()),
-                _ => std::env::var(var).ok(),
-            };
-            expanded = crate::unit::model::ExecCommand {
-                argv: crate::unit::exec::expand_runtime(command, &lookup),
-                ..command.clone()
-            };
-            &expanded
-        };
-        let mut request = SpawnRequest::new(
-            name,
-            command,
-            &unit.service,
-            &m.invocation_id,
-            &self.settings.dirs,
-        );
-        request.notify_socket = wants_notify.then_some(self.settings.notify_socket.as_path());
-        request.main_pid = if role == ProcessRole::Main {
-            None
-        } else {
-            main_pid
-        };
-        request.cgroup = m.tracker.cgroup();
-        // Values read by the loader from EnvironmentFile=s in the commit.
-        request.extra_env = &unit.service.environment_from_files;
-        let started = Instant::now();
-        let result = crate::runtime::spawn::spawn(&request);
-        self.perf.record(Op::Spawn, started.elapsed());
-        match result {
-            Ok(spawned) => {
-                let pid = spawned.pid;
-                m.tracker.add_session(pid);
-                if role == ProcessRole::Main {
-                    m.main_start_time = Some((pid, spawned.start_time));
-                    if let Some(exited) = m.exited_at.take() {
-                        self.perf
-                            .record(Op::ReapToRestart, now.saturating_duration_since(exited));
-                    }
-                }
-                self.pids.insert(pid, name.to_string());
-                if let Some(fd) = spawned.stdout {
-                    let _ = self.logs.add(name, fd, Stream::Stdout);
-                }
-                if let Some(fd) = spawned.stderr {
-                    let _ = self.logs.add(name, fd, Stream::Stderr);
-                }
-                Event::Spawned { role, pid }
-            }
-            Err(err) => {
-                let error = err.to_string();
-                tracing::error!("{name}: {error}");
-                let _ = self.logs.note(name, &format!("gitproc: {error}"));
-                Event::SpawnFailed { role, error }
             }
         }
     }

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::{Supervisor, Waiter, unix_now};
+use super::{JobSave, Supervisor, Waiter, unix_now};
 use crate::control::protocol::{JobRequest, Reply, Verb, exit};
 use crate::control::server::{ControlRequest, Peer};
-use crate::runtime::host::user_name;
 use crate::service::{ActiveState, Event, Service};
+use crate::state::StateError;
 use crate::state::format::{Override, OverrideKind};
 
 /// Most a blocking job waits before answering "still running" (the job goes on).
@@ -18,7 +18,12 @@ const JOB_WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 impl Supervisor {
     pub(super) fn on_control(&mut self, req: ControlRequest) {
-        let ControlRequest { verb, peer, reply } = req;
+        let ControlRequest {
+            verb,
+            peer,
+            peer_name,
+            reply,
+        } = req;
         let answer = match verb {
             Verb::Ping => Reply::ok(serde_json::json!({"pong": true})),
             Verb::Status { units } => self.status_reply(&units),
@@ -30,15 +35,18 @@ impl Supervisor {
                 self.request_check(Some(token));
                 return;
             }
-            Verb::Start(job) => return self.job(job, JobKind::Start, peer, reply),
-            Verb::Stop(job) => return self.job(job, JobKind::Stop, peer, reply),
-            Verb::Restart(job) => return self.job(job, JobKind::Restart, peer, reply),
-            Verb::Reload(job) => return self.job(job, JobKind::Reload, peer, reply),
+            Verb::Start(job) => return self.job(job, JobKind::Start, by(peer, peer_name), reply),
+            Verb::Stop(job) => return self.job(job, JobKind::Stop, by(peer, peer_name), reply),
+            Verb::Restart(job) => {
+                return self.job(job, JobKind::Restart, by(peer, peer_name), reply);
+            }
+            Verb::Reload(job) => return self.job(job, JobKind::Reload, by(peer, peer_name), reply),
         };
         let _ = reply.send(answer);
     }
 
-    fn job(&mut self, job: JobRequest, kind: JobKind, peer: Peer, reply: Sender<Reply>) {
+    /// `by`: the operator's user name (looked up by the control server, off the loop).
+    fn job(&mut self, job: JobRequest, kind: JobKind, by: String, reply: Sender<Reply>) {
         if self.shutting_down {
             let _ = reply.send(Reply::error(exit::FAILURE, "the daemon is shutting down"));
             return;
@@ -70,7 +78,6 @@ impl Supervisor {
             ));
             return;
         }
-        let by = user_name(peer.uid);
         for name in &job.units {
             let Some(m) = self.units.get_mut(name) else {
                 continue;
@@ -113,12 +120,10 @@ impl Supervisor {
             }
         }
         self.process_queues();
-        // Operator start/stop is durable before we answer.
-        self.writer.submit(self.persisted());
-        self.dirty = false;
-        if let Err(err) = self.writer.flush_async().recv().unwrap_or(Ok(())) {
-            tracing::error!("state save after operator {} failed: {err}", kind.verb());
-        }
+        // Operator start/stop is durable before we answer: the answer goes out once the
+        // forced save that follows it is on disk, its result coming back through the loop's
+        // select (`job_saved`); the loop never waits for the fsync. A blocking job is saved
+        // when its units have settled, so that the state on disk is the one answered.
         let waiter = Waiter {
             units: job.units.clone(),
             stopping: matches!(kind, JobKind::Stop),
@@ -126,12 +131,48 @@ impl Supervisor {
             deadline: Instant::now() + JOB_WAIT_LIMIT,
         };
         if job.wait {
+            self.dirty = true;
             self.waiters.push(waiter);
             self.settle_waiters(Instant::now());
         } else {
-            let _ = waiter.reply.send(Reply::ok(serde_json::json!({
+            let answer = Reply::ok(serde_json::json!({
                 "queued": job.units,
-            })));
+            }));
+            self.answer_after_save(format!("operator {}", kind.verb()), waiter.reply, answer);
+        }
+    }
+
+    /// Forces a save of the current state and sends `answer` once it is on disk.
+    fn answer_after_save(&mut self, what: String, reply: Sender<Reply>, answer: Reply) {
+        self.writer.submit(self.persisted());
+        self.dirty = false;
+        self.job_saves.push(JobSave {
+            saved: self.writer.flush_async(),
+            what,
+            reply,
+            answer,
+        });
+    }
+
+    /// The forced save of an operator job is on disk (or failed): answer the job.
+    pub(super) fn job_saved(&mut self, save: JobSave, result: Result<(), StateError>) {
+        let mut answer = save.answer;
+        if let Err(err) = result {
+            tracing::error!("state save after {} failed: {err}", save.what);
+            answer.warning = Some(save_warning(&err.to_string()));
+        }
+        let _ = save.reply.send(answer);
+    }
+
+    /// At shutdown: answers the jobs whose save is still on its way (the final save has
+    /// been flushed by then, so these channels have their answer).
+    pub(super) fn drain_job_saves(&mut self) {
+        for save in std::mem::take(&mut self.job_saves) {
+            let result = save
+                .saved
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or(Err(StateError::WriterGone));
+            self.job_saved(save, result);
         }
     }
 
@@ -216,9 +257,15 @@ impl Supervisor {
                     data,
                 )
             };
-            let _ = w.reply.send(reply);
+            let what = format!("operator job on {}", w.units.join(", "));
+            self.answer_after_save(what, w.reply, reply);
         }
     }
+}
+
+/// Who asked, as overrides and log lines name them.
+fn by(peer: Peer, name: Option<String>) -> String {
+    name.unwrap_or_else(|| format!("uid {}", peer.uid))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -238,4 +285,11 @@ impl JobKind {
             JobKind::Reload => "reload",
         }
     }
+}
+
+/// What an operator is told when the save that makes a job durable failed.
+fn save_warning(err: &str) -> String {
+    format!(
+        "the state could not be saved: {err} (the change is in effect but will not survive a daemon restart; `gitproc status` shows the save error until a save succeeds)"
+    )
 }

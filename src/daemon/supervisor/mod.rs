@@ -14,7 +14,13 @@
 //! - [`jobs`]: control requests, operator jobs and the replies waiting for them;
 //! - [`trial`]: versions on trial, their promotion to "last good" and rollback;
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
-//! - [`shutdown`]: stopping everything in reverse dependency order, the final save.
+//! - [`shutdown`]: stopping everything in reverse dependency order, the final save;
+//! - [`spawns`]: spawns in flight on the spawner's threads, their reports, and the
+//!   processes of spawns a service gave up on.
+//!
+//! Nothing here blocks: every input is a channel in the select below, and whatever may wait
+//! on the host (spawning, PID files, directories, the fsync of a save) is handed to another
+//! thread whose answer comes back as one more input.
 
 mod children;
 mod effects;
@@ -23,6 +29,7 @@ mod persist;
 mod queues;
 mod shutdown;
 mod source;
+mod spawns;
 mod status;
 mod trial;
 
@@ -30,22 +37,23 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, Select, Sender};
 
 use super::managed::{Managed, Trial};
 use super::signals::SignalEvent;
+use super::spawner::{Report, Spawner};
 use super::worker::{SourceUpdate, WorkerCommand};
 use crate::control::protocol::Reply;
 use crate::control::server::ControlRequest;
 use crate::deps::Graph;
 use crate::logs::collector::LogCollector;
 use crate::perf::{Op, Perf};
-use crate::runtime::cgroup::cgroup_name;
 use crate::runtime::kill::ProcessTracker;
 use crate::runtime::notify_socket::NotifyDatagram;
 use crate::runtime::sd_notify::{sd_notify, watchdog_period};
 use crate::runtime::spawn::Dirs;
 use crate::service::{Event, Service};
+use crate::state::StateError;
 use crate::state::format::PersistedState;
 use crate::state::writer::StateWriter;
 pub(crate) use trial::TRIAL_PERIOD;
@@ -70,6 +78,9 @@ pub struct Settings {
     pub repo: String,
     pub branch: Option<String>,
     pub state_dir: PathBuf,
+    /// This state directory's marker in every service's environment and the name of its
+    /// cgroup (see [`crate::daemon::discovery`]).
+    pub instance: String,
 }
 
 /// Source facts for `status`.
@@ -93,6 +104,28 @@ struct Waiter {
     stopping: bool,
     reply: Sender<Reply>,
     deadline: Instant,
+}
+
+/// The answer to an operator job, held until the forced save that makes the job durable is
+/// on disk: `saved` yields through the loop's select, then `answer` goes out.
+struct JobSave {
+    saved: Receiver<Result<(), StateError>>,
+    what: String,
+    reply: Sender<Reply>,
+    answer: Reply,
+}
+
+/// One input of the loop's select.
+enum Input {
+    Signal(Result<SignalEvent, crossbeam_channel::RecvError>),
+    Control(ControlRequest),
+    Notify(NotifyDatagram),
+    Source(SourceUpdate),
+    AdoptedExit(i32),
+    Spawner(Report),
+    Saved(usize, Result<(), StateError>),
+    /// A deadline passed (or a channel other than the signals' closed).
+    Tick,
 }
 
 pub struct Supervisor {
@@ -121,6 +154,16 @@ pub struct Supervisor {
     first_applied: bool,
     watchdog: Option<(Duration, Instant)>,
     cgroups: Option<crate::runtime::cgroup::CgroupRoot>,
+    spawner: Spawner,
+    /// The spawn each unit's machine waits for (see `spawns`).
+    spawns: HashMap<String, spawns::PendingSpawn>,
+    /// The `PIDFile=` read each unit waits for.
+    pid_reads: HashMap<String, u64>,
+    next_task_id: u64,
+    /// Exits of pids not in the table, reaped while spawns were in flight: a spawned
+    /// process can exit (and be reaped) before its spawn's report arrives.
+    unclaimed_exits: Vec<(i32, crate::service::ExitStatus, Instant)>,
+    job_saves: Vec<JobSave>,
 }
 
 impl Supervisor {
@@ -134,7 +177,7 @@ impl Supervisor {
         restored: Option<PersistedState>,
     ) -> Supervisor {
         let watchdog = watchdog_period().map(|period| (period, Instant::now()));
-        let settings_state_dir = settings.state_dir.clone();
+        let cgroups = crate::runtime::cgroup::CgroupRoot::probe(&settings.instance);
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -156,23 +199,27 @@ impl Supervisor {
             shutting_down: false,
             first_applied: false,
             watchdog,
-            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_name(
-                &settings_state_dir,
-                &crate::state::default_state_dir(),
-            )),
+            cgroups,
+            spawner: Spawner::start(),
+            spawns: HashMap::new(),
+            pid_reads: HashMap::new(),
+            next_task_id: 1,
+            unclaimed_exits: Vec::new(),
+            job_saves: Vec::new(),
         }
     }
 
     /// Runs until shutdown; returns the exit code.
     pub fn run(mut self, inputs: Inputs) -> i32 {
+        let reports = self.spawner.reports();
         loop {
             let now = Instant::now();
             let timeout = self
                 .next_deadline(now)
                 .map(|at| at.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(3600));
-            select! {
-                recv(inputs.signals) -> sig => match sig {
+            match self.wait_input(&inputs, &reports, timeout) {
+                Input::Signal(sig) => match sig {
                     Ok(SignalEvent::Child) => self.reap(),
                     Ok(SignalEvent::Shutdown) => {
                         if self.begin_shutdown() {
@@ -182,21 +229,20 @@ impl Supervisor {
                     Ok(SignalEvent::Reload) => self.request_check(None),
                     Err(_) => return self.finish_shutdown(),
                 },
-                recv(inputs.control) -> req => if let Ok(req) = req {
+                Input::Control(req) => {
                     let started = Instant::now();
                     self.on_control(req);
                     self.perf.record(Op::Control, started.elapsed());
-                },
-                recv(inputs.notify) -> dgram => if let Ok(dgram) = dgram {
-                    self.on_notify(dgram);
-                },
-                recv(inputs.source) -> update => if let Ok(update) = update {
-                    self.on_source_update(update);
-                },
-                recv(inputs.adopted_exits) -> pid => if let Ok(pid) = pid {
-                    self.on_adopted_exit(pid);
-                },
-                default(timeout) => {}
+                }
+                Input::Notify(dgram) => self.on_notify(dgram),
+                Input::Source(update) => self.on_source_update(update),
+                Input::AdoptedExit(pid) => self.on_adopted_exit(pid),
+                Input::Spawner(report) => self.on_spawner_report(report),
+                Input::Saved(index, result) => {
+                    let save = self.job_saves.remove(index);
+                    self.job_saved(save, result);
+                }
+                Input::Tick => {}
             }
             let now = Instant::now();
             // The fallback sweep is cheap (one waitpid when nothing is there): do it on
@@ -207,14 +253,58 @@ impl Supervisor {
             self.check_trials(now);
             self.settle_waiters(now);
             self.feed_watchdog(now);
-            if self.dirty {
+            if self.dirty && self.save_held_until(now).is_none() {
                 self.writer.submit(self.persisted());
                 self.dirty = false;
             }
             self.observe_saves();
-            if self.shutting_down && self.all_stopped() {
+            // A spawn still in flight (cancelled or not) may yet produce a process: wait
+            // for its report, so that the process is killed before the daemon exits.
+            if self.shutting_down && self.all_stopped() && !self.spawner.is_busy() {
                 return self.finish_shutdown();
             }
+        }
+    }
+
+    /// Waits for the next input or `timeout`: the fixed channels, the spawner's reports,
+    /// and the forced saves operator jobs wait for (a dynamic set, hence `Select`).
+    fn wait_input(&self, inputs: &Inputs, reports: &Receiver<Report>, timeout: Duration) -> Input {
+        let saves: Vec<Receiver<Result<(), StateError>>> =
+            self.job_saves.iter().map(|s| s.saved.clone()).collect();
+        let mut sel = Select::new();
+        let signals = sel.recv(&inputs.signals);
+        let control = sel.recv(&inputs.control);
+        let notify = sel.recv(&inputs.notify);
+        let source = sel.recv(&inputs.source);
+        let adopted = sel.recv(&inputs.adopted_exits);
+        let spawner = sel.recv(reports);
+        let first_save = spawner + 1;
+        for rx in &saves {
+            sel.recv(rx);
+        }
+        let Ok(op) = sel.select_timeout(timeout) else {
+            return Input::Tick;
+        };
+        let i = op.index();
+        // A closed channel (other than the signals') reads as a tick, as before.
+        if i == signals {
+            Input::Signal(op.recv(&inputs.signals))
+        } else if i == control {
+            op.recv(&inputs.control).map_or(Input::Tick, Input::Control)
+        } else if i == notify {
+            op.recv(&inputs.notify).map_or(Input::Tick, Input::Notify)
+        } else if i == source {
+            op.recv(&inputs.source).map_or(Input::Tick, Input::Source)
+        } else if i == adopted {
+            op.recv(&inputs.adopted_exits)
+                .map_or(Input::Tick, Input::AdoptedExit)
+        } else if i == spawner {
+            op.recv(reports).map_or(Input::Tick, Input::Spawner)
+        } else {
+            let k = i - first_save;
+            // A writer that went away answers like a failed save.
+            let result = op.recv(&saves[k]).unwrap_or(Err(StateError::WriterGone));
+            Input::Saved(k, result)
         }
     }
 
@@ -243,6 +333,9 @@ impl Supervisor {
         if let Some((period, last)) = self.watchdog {
             consider(Some(last + period));
         }
+        if self.dirty {
+            consider(self.save_held_until(now));
+        }
         next
     }
 
@@ -259,6 +352,13 @@ impl Supervisor {
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
+            // A start timeout that hits a pending spawn names the step it is stuck in.
+            if let Some(p) = self.spawns.get(&name) {
+                let step = p.progress.step();
+                if let Some(svc) = self.units.get_mut(&name).and_then(|m| m.service.as_mut()) {
+                    svc.set_spawn_step(step);
+                }
+            }
             self.feed(&name, Event::Timer);
         }
     }
@@ -289,6 +389,10 @@ impl Supervisor {
     pub(in crate::daemon) fn new_tracker(&self, name: &str) -> ProcessTracker {
         let cgroup = self.cgroups.as_ref().and_then(|root| root.unit(name).ok());
         ProcessTracker::new(cgroup)
+    }
+
+    pub(in crate::daemon) fn cgroup_root(&self) -> Option<&crate::runtime::cgroup::CgroupRoot> {
+        self.cgroups.as_ref()
     }
 
     pub(in crate::daemon) fn take_restored(&mut self) -> Option<PersistedState> {

@@ -45,7 +45,9 @@ impl Supervisor {
                 .reply
                 .send(Reply::error(exit::FAILURE, "the daemon shut down"));
         }
-        if let Err(err) = self.writer.flush_async().recv().unwrap_or(Ok(())) {
+        let saved = self.writer.flush_async().recv().unwrap_or(Ok(()));
+        self.drain_job_saves();
+        if let Err(err) = saved {
             tracing::error!("final state save failed: {err}");
             return exit::FAILURE;
         }

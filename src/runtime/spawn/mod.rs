@@ -34,6 +34,7 @@ mod dirs;
 mod env;
 mod errors;
 mod plan;
+mod progress;
 mod stdio;
 
 use std::os::fd::OwnedFd;
@@ -47,6 +48,7 @@ use super::procstat;
 pub use dirs::{Dirs, remove_runtime_directories};
 pub use env::DEFAULT_PATH;
 pub use errors::SpawnError;
+pub use progress::SpawnProgress;
 pub use stdio::OutputTarget;
 pub(crate) use stdio::reopen_log_pipes;
 
@@ -89,6 +91,9 @@ pub struct SpawnRequest<'a> {
     pub dirs: &'a Dirs,
     /// A cgroup to move the child into before it executes (see [`super::cgroup`]).
     pub cgroup: Option<&'a Cgroup>,
+    /// Where the caller follows the steps and may cancel (see [`SpawnProgress`]); `None`
+    /// for a plain synchronous spawn.
+    pub progress: Option<&'a SpawnProgress>,
     /// Test hook, debug builds only: the child dies by SIGSEGV in the middle of its setup
     /// (see the module docs). [`SpawnRequest::new`] sets it from
     /// `GITPROC_TEST_FAULT_BEFORE_EXEC`.
@@ -119,6 +124,7 @@ impl<'a> SpawnRequest<'a> {
             wait_exec: true,
             dirs,
             cgroup: None,
+            progress: None,
             #[cfg(debug_assertions)]
             fault_before_exec: test_fault_wanted(unit_name),
         }

@@ -68,9 +68,19 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
     let privileged = cmd.flags.full_privileges;
     let apply_creds = !(privileged || cmd.flags.no_setuid || cmd.flags.ambient_fallback);
 
+    let step = |what: &str| {
+        if let Some(p) = req.progress {
+            p.set_step(what);
+        }
+    };
+    if svc.user.is_some() || svc.group.is_some() || !svc.supplementary_groups.is_empty() {
+        step("looking up User=/Group= (NSS)");
+    }
     let creds = creds::resolve_credentials(svc)?;
     let env = env::build_environment(req, creds.as_ref())?;
+    step("creating RuntimeDirectory=/StateDirectory=/LogsDirectory=");
     let dir_env = dirs::create_directories(req, creds.as_ref())?;
+    step("resolving the program");
 
     let path_var = env
         .get("PATH")
@@ -97,6 +107,7 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         )?);
     }
     let stdio = Stdio::open(req, &exe)?;
+    step("starting the process");
     let child = ChildPlan::new(
         req,
         creds.as_ref(),

@@ -8,10 +8,11 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::unit::model::{ServiceSection, StdOutput};
 
-use super::{SpawnError, SpawnRequest};
+use super::{SpawnError, SpawnProgress, SpawnRequest};
 
 /// Where a service's stdout or stderr goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +80,8 @@ impl Stdio {
     pub(super) fn open(req: &SpawnRequest, exe: &Path) -> Result<Stdio, SpawnError> {
         let devnull_in = open_devnull(libc::O_RDONLY).map_err(|e| SpawnError::os(exe, e))?;
         let devnull_out = open_devnull(libc::O_WRONLY).map_err(|e| SpawnError::os(exe, e))?;
-        let (stdout, stdout_read) = open_output(&req.stdout, "StandardOutput", exe)?;
-        let (stderr, stderr_read) = open_output(&req.stderr, "StandardError", exe)?;
+        let (stdout, stdout_read) = open_output(&req.stdout, "StandardOutput", exe, req.progress)?;
+        let (stderr, stderr_read) = open_output(&req.stderr, "StandardError", exe, req.progress)?;
         Ok(Stdio {
             devnull_in,
             devnull_out,
@@ -174,13 +175,16 @@ fn open_output(
     target: &OutputTarget,
     setting: &str,
     exe: &Path,
+    progress: Option<&SpawnProgress>,
 ) -> Result<(Option<OwnedFd>, Option<OwnedFd>), SpawnError> {
     let open = |p: &Path, mode: &str, opts: &mut OpenOptions| {
-        opts.mode(0o644)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
-            .open(p)
-            .map(|f| (Some(OwnedFd::from(f)), None))
-            .map_err(|e| SpawnError::setup(format!("{setting}={mode}:{}", p.display()), e))
+        open_file(
+            p,
+            &format!("{setting}={mode}:{}", p.display()),
+            opts,
+            progress,
+        )
+        .map(|fd| (Some(fd), None))
     };
     match target {
         OutputTarget::Pipe => {
@@ -197,6 +201,78 @@ fn open_output(
             OpenOptions::new().write(true).create(true).truncate(true),
         ),
     }
+}
+
+/// Longest pause between two tries to open a FIFO that has no reader yet.
+const FIFO_RETRY_MAX: Duration = Duration::from_millis(20);
+
+/// Opens a `file:`/`append:`/`truncate:` path without ever blocking in open(2).
+///
+/// A plain `open(O_WRONLY)` of a FIFO blocks until someone opens it for reading: forever, if
+/// nobody does. systemd opens it in the child, so the unit's start hangs until
+/// TimeoutStartSec= kills the child; gitproc keeps those semantics (the service starts as
+/// soon as a reader appears, or fails at its start timeout) but waits in a loop it can call
+/// off: `O_NONBLOCK` makes the open fail at once with ENXIO while the FIFO has no reader, so
+/// it is tried again every few ms until it succeeds or `progress` is cancelled (the loop
+/// does so when the start times out or a stop comes). Without `progress` (a synchronous
+/// caller that cannot cancel) a FIFO with no reader is an error straight away. Once open,
+/// `O_NONBLOCK` is cleared: the service expects ordinary blocking writes.
+fn open_file(
+    path: &Path,
+    what: &str,
+    opts: &mut OpenOptions,
+    progress: Option<&SpawnProgress>,
+) -> Result<OwnedFd, SpawnError> {
+    if let Some(p) = progress {
+        p.set_step(format!("opening {what}"));
+    }
+    opts.mode(0o644)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK);
+    let mut pause = Duration::from_millis(1);
+    let mut said_fifo = false;
+    loop {
+        match opts.open(path) {
+            Ok(file) => {
+                let fd = OwnedFd::from(file);
+                clear_nonblock(&fd).map_err(|e| SpawnError::setup(what, e))?;
+                return Ok(fd);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && is_fifo(path) => {
+                let Some(p) = progress else {
+                    return Err(SpawnError::setup(
+                        what,
+                        "a FIFO with no reader (open a reader first)",
+                    ));
+                };
+                if !said_fifo {
+                    p.set_step(format!("opening {what} (a FIFO with no reader)"));
+                    said_fifo = true;
+                }
+                if p.is_cancelled() {
+                    return Err(SpawnError::setup(
+                        what,
+                        "gave up waiting for a reader of the FIFO",
+                    ));
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(FIFO_RETRY_MAX);
+            }
+            Err(e) => return Err(SpawnError::setup(what, e)),
+        }
+    }
+}
+
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+fn clear_nonblock(fd: &OwnedFd) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    Ok(())
 }
 
 #[cfg(test)]

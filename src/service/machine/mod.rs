@@ -144,8 +144,14 @@ impl Service {
             }
             Event::Restart => self.op_restart(now, &mut fx),
             Event::Reload => self.op_reload(now, &mut fx),
-            Event::Spawned { role, pid } => self.spawned(role, pid, now, &mut fx),
-            Event::SpawnFailed { role, error } => self.spawn_failed(role, error, now, &mut fx),
+            Event::Spawned { role, pid } => {
+                self.spawn_answered(role);
+                self.spawned(role, pid, now, &mut fx)
+            }
+            Event::SpawnFailed { role, error } => {
+                self.spawn_answered(role);
+                self.spawn_failed(role, error, now, &mut fx)
+            }
             Event::Exited { pid, status } => {
                 if self.run.main_pid == Some(pid) {
                     self.main_exited(status, now, &mut fx);
@@ -211,6 +217,23 @@ impl Service {
         }
     }
 
+    /// The role of the spawn whose answer the machine still waits for, if any. The loop
+    /// spawns off its thread: between [`Effect::Spawn`] and [`Event::Spawned`] other events
+    /// arrive (a stop, a timeout, a new version). When this turns `None` (or a new
+    /// [`Effect::Spawn`] is asked for) while the loop still has that spawn in flight, the
+    /// machine has given up on it: the loop cancels it and kills the process if it appears.
+    pub fn spawn_pending(&self) -> Option<ProcessRole> {
+        self.run.spawning
+    }
+
+    /// What the pending spawn is blocked on, in words (`opening StandardOutput=file:/x`),
+    /// for the error of a start timeout that hits it. Ignored when no spawn is pending.
+    pub fn set_spawn_step(&mut self, step: Option<String>) {
+        if self.run.spawning.is_some() {
+            self.run.spawn_step = step;
+        }
+    }
+
     /// Which of our processes `pid` is, so the loop routes exits (and accepts notify
     /// datagrams). `None` for anything else (e.g. reaped orphans of the subreaper).
     pub fn role_of(&self, pid: i32) -> Option<ProcessRole> {
@@ -272,6 +295,13 @@ impl Service {
 
     // ----- internals shared by the submodules ----------------------------------------
 
+    fn spawn_answered(&mut self, role: ProcessRole) {
+        if self.run.spawning == Some(role) {
+            self.run.spawning = None;
+            self.run.spawn_step = None;
+        }
+    }
+
     fn persisted(&self) -> (SubState, ServiceResult, Option<i32>, u32) {
         (
             self.sub,
@@ -306,6 +336,11 @@ impl Service {
     fn set_state(&mut self, new: SubState, now: Instant, fx: &mut Vec<Effect>) {
         let old = self.sub;
         self.sub = new;
+        if old != new {
+            // A spawn asked for by the phase being left is no longer wanted.
+            self.run.spawning = None;
+            self.run.spawn_step = None;
+        }
         if old.active_state() != new.active_state() {
             self.active_enter = Some(now);
         }

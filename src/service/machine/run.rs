@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::service::event::{ExecKind, ExitStatus};
+use crate::service::event::{ExecKind, ExitStatus, ProcessRole};
 use crate::service::state::ServiceResult;
 use crate::unit::model::{ExecCommand, ServiceSection};
 
@@ -69,6 +69,14 @@ pub(crate) struct Run {
     /// Start again once the stop of this run completes (operator restart, or a start
     /// during a stop).
     pub(crate) start_after_stop: bool,
+    /// A spawn was asked for (`Effect::Spawn`) and its answer (`Spawned`/`SpawnFailed`) has
+    /// not come back yet: the loop spawns off its thread, so the answer arrives later, as a
+    /// separate event. Cleared by the answer and by leaving the phase that asked for it
+    /// (the loop then kills the process as soon as its pid arrives).
+    pub(crate) spawning: Option<ProcessRole>,
+    /// What that pending spawn is doing, as the loop last said (e.g. `opening
+    /// StandardOutput=file:/x`), named by the start timeout's error.
+    pub(crate) spawn_step: Option<String>,
 }
 
 impl Run {

@@ -113,6 +113,7 @@ impl Service {
                 self.run.control.kind = Some(kind);
                 self.run.control.ignore = command.flags.ignore_failure;
                 self.group_empty = false;
+                self.spawn_requested(ProcessRole::Control(kind));
                 fx.push(Effect::Spawn {
                     role: ProcessRole::Control(kind),
                     command,
@@ -163,6 +164,7 @@ impl Service {
     pub(super) fn spawn_main(&mut self, command: ExecCommand, fx: &mut Vec<Effect>) {
         self.run.main_ignore = command.flags.ignore_failure;
         self.group_empty = false;
+        self.spawn_requested(ProcessRole::Main);
         fx.push(Effect::Spawn {
             role: ProcessRole::Main,
             command,
@@ -201,6 +203,12 @@ impl Service {
             }
             self.enter_stop(ServiceResult::Success, now, fx);
         }
+    }
+
+    /// Remembers that the answer to a spawn of `role` is awaited (see `Run::spawning`).
+    fn spawn_requested(&mut self, role: ProcessRole) {
+        self.run.spawning = Some(role);
+        self.run.spawn_step = None;
     }
 
     /// Answer to a spawn: records the pid; `Type=simple`/`exec` are started once the main

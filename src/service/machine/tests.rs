@@ -120,3 +120,105 @@ fn a_refused_start_keeps_the_run_that_ended() {
     assert_eq!(st.status_text.as_deref(), Some("busy"));
     assert!(st.error.is_some_and(|e| e.contains("start limit hit")));
 }
+
+fn simple_service(timeout_start: Option<Duration>) -> Service {
+    let exec = ExecCommand {
+        path: "/bin/sleep".to_string(),
+        argv: vec!["/bin/sleep".to_string(), "1000".to_string()],
+        ..Default::default()
+    };
+    let unit = Unit {
+        name: "pending.service".to_string(),
+        service: ServiceSection {
+            exec_start: vec![exec],
+            timeout_start,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Service::new(Arc::new(unit))
+}
+
+fn asks_spawn(fx: &[Effect]) -> bool {
+    fx.iter().any(|e| matches!(e, Effect::Spawn { .. }))
+}
+
+#[test]
+fn a_spawn_is_pending_until_answered() {
+    let t0 = Instant::now();
+    let mut svc = simple_service(None);
+    assert!(asks_spawn(&svc.on_event(Event::Start, t0)));
+    assert_eq!(svc.spawn_pending(), Some(ProcessRole::Main));
+    assert_eq!(svc.sub, SubState::Start);
+    svc.on_event(
+        Event::Spawned {
+            role: ProcessRole::Main,
+            pid: 100,
+        },
+        t0,
+    );
+    assert_eq!(svc.spawn_pending(), None);
+    assert_eq!(svc.sub, SubState::Running);
+}
+
+#[test]
+fn a_stop_while_the_main_spawn_is_pending_gives_it_up_and_stops_at_once() {
+    let t0 = Instant::now();
+    let mut svc = simple_service(None);
+    svc.on_event(Event::Start, t0);
+    svc.set_group_tracking(true);
+    let fx = svc.on_event(Event::Stop, t0);
+    assert_eq!(svc.spawn_pending(), None, "the loop must cancel it: {fx:?}");
+    // Nothing runs yet: the group signal finds nobody and the stop completes.
+    svc.on_event(Event::GroupEmpty, t0);
+    assert_eq!(svc.status().active_state, ActiveState::Inactive);
+}
+
+#[test]
+fn a_restart_while_spawning_asks_for_a_new_spawn() {
+    let t0 = Instant::now();
+    let mut svc = simple_service(None);
+    svc.on_event(Event::Start, t0);
+    svc.set_group_tracking(true);
+    svc.on_event(Event::Restart, t0);
+    let fx = svc.on_event(Event::GroupEmpty, t0);
+    assert!(asks_spawn(&fx), "{fx:?}");
+    assert_eq!(svc.spawn_pending(), Some(ProcessRole::Main));
+}
+
+#[test]
+fn a_start_timeout_that_hits_a_pending_spawn_names_the_step_it_is_stuck_in() {
+    let t0 = Instant::now();
+    let mut svc = simple_service(Some(Duration::from_secs(2)));
+    svc.on_event(Event::Start, t0);
+    svc.set_spawn_step(Some(
+        "opening StandardOutput=file:/x (a FIFO with no reader)".to_string(),
+    ));
+    svc.on_event(Event::Timer, t0 + Duration::from_secs(2));
+    let st = svc.status();
+    assert_eq!(st.result, ServiceResult::Timeout);
+    assert_eq!(
+        st.error.as_deref(),
+        Some(
+            "opening StandardOutput=file:/x (a FIFO with no reader) blocked for 2s; \
+             start timed out after 2s (TimeoutStartSec=)"
+        )
+    );
+    assert_eq!(svc.spawn_pending(), None);
+}
+
+#[test]
+fn the_spawn_step_is_ignored_when_no_spawn_is_pending() {
+    let t0 = Instant::now();
+    let mut svc = simple_service(Some(Duration::from_secs(2)));
+    svc.on_event(Event::Start, t0);
+    svc.on_event(
+        Event::Spawned {
+            role: ProcessRole::Main,
+            pid: 100,
+        },
+        t0,
+    );
+    svc.set_spawn_step(Some("stale".to_string()));
+    assert_eq!(svc.run.spawn_step, None);
+}

@@ -84,6 +84,18 @@ impl Service {
         self.phase_timed_out(now, fx);
     }
 
+    /// The step a pending spawn is stuck in (`opening StandardOutput=file:/x`), or a plain
+    /// "spawning" when the loop has not said.
+    fn pending_spawn_step(&self) -> Option<String> {
+        self.run.spawning?;
+        Some(
+            self.run
+                .spawn_step
+                .clone()
+                .unwrap_or_else(|| "spawning the process".to_string()),
+        )
+    }
+
     /// The deadline of the current phase passed: give up starting, or escalate the stop
     /// (SIGTERM -> SIGKILL, final-sigterm -> final-sigkill), or restart after the delay.
     fn phase_timed_out(&mut self, now: Instant, fx: &mut Vec<Effect>) {
@@ -92,6 +104,9 @@ impl Service {
         match self.sub {
             SubState::Condition | SubState::StartPre | SubState::Start => {
                 let mut msg = format!("start timed out after {timeout_start} (TimeoutStartSec=)");
+                if let Some(step) = self.pending_spawn_step() {
+                    msg = format!("{step} blocked for {timeout_start}; {msg}");
+                }
                 if let Some(e) = self.run.last_pid_file_error.take() {
                     msg = format!("{msg}; PID file not read: {e}");
                 }
@@ -102,8 +117,11 @@ impl Service {
                 self.enter_signal(SubState::StopSigterm, ServiceResult::Timeout, now, fx);
             }
             SubState::StartPost => {
-                let msg =
+                let mut msg =
                     format!("ExecStartPost= timed out after {timeout_start} (TimeoutStartSec=)");
+                if let Some(step) = self.pending_spawn_step() {
+                    msg = format!("{step} blocked for {timeout_start}; {msg}");
+                }
                 self.run.error = Some(msg.clone());
                 self.reason = msg;
                 self.enter_stop(ServiceResult::Timeout, now, fx);

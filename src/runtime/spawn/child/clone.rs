@@ -18,11 +18,41 @@ struct Stack {
     len: usize,
 }
 
-// SAFETY: a plain memory region; the mutex around it serialises its users.
+// SAFETY: a plain memory region; one spawn at a time uses it (taken out of `STACKS`).
 unsafe impl Send for Stack {}
 
-/// Made at the first spawn, never unmapped; the lock is held from clone to execve.
-static STACK: Mutex<Option<Stack>> = Mutex::new(None);
+/// Child stacks not in use. A spawn takes one (or maps a new one), keeps it from clone to
+/// execve and puts it back: spawns run on several threads of the daemon's spawner pool,
+/// and one whose execve is slow (a binary on a hung mount) must not hold up the others.
+/// Never unmapped: there are at most as many as spawns ever ran at the same time.
+static STACKS: Mutex<Vec<Stack>> = Mutex::new(Vec::new());
+
+/// A stack out of [`STACKS`], returned to it on drop.
+struct Borrowed(Option<Stack>);
+
+impl Borrowed {
+    fn take() -> io::Result<Borrowed> {
+        let free = STACKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        Ok(Borrowed(Some(match free {
+            Some(stack) => stack,
+            None => Stack::map()?,
+        })))
+    }
+}
+
+impl Drop for Borrowed {
+    fn drop(&mut self) {
+        if let Some(stack) = self.0.take() {
+            STACKS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(stack);
+        }
+    }
+}
 
 impl Stack {
     fn map() -> io::Result<Stack> {
@@ -76,17 +106,12 @@ impl Stack {
 /// E2BIG, EINVAL; a seccomp filter: EPERM), the first such failure switches to the
 /// `cgroup.procs` write for the daemon's life; any other error is this spawn's error.
 pub(super) fn clone_vfork(ctx: &ChildCtx) -> io::Result<i32> {
-    let mut stack = STACK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if stack.is_none() {
-        *stack = Some(Stack::map()?);
-    }
-    let Some(stack) = stack.as_ref() else {
+    let borrowed = Borrowed::take()?;
+    let Some(stack) = borrowed.0.as_ref() else {
         return Err(io::Error::other("no child stack"));
     };
     let arg: *mut libc::c_void = (ctx as *const ChildCtx).cast_mut().cast();
-    // SAFETY: the child runs on `stack` (ours alone while the lock is held) and only reads
+    // SAFETY: the child runs on `stack` (ours alone while borrowed) and only reads
     // `ctx` (alive until we return) and writes its atomics. The signal masks are restored
     // on every path.
     unsafe {

@@ -1,0 +1,267 @@
+//! Spawns in flight. The loop never spawns itself: [`Effect::Spawn`] becomes a
+//! [`Task::Spawn`] for the spawner's threads, and the machine gets `Spawned`/`SpawnFailed`
+//! when the report arrives, as an event of its own. In between, anything may happen to the
+//! service (a stop, a start timeout, a new version): the machine says whether it still
+//! wants the spawn ([`Service::spawn_pending`]); when it no longer does, the spawn is
+//! cancelled (a FIFO wait gives up at once) and, if it produced a process all the same,
+//! that process is killed the moment its pid arrives.
+//!
+//! One race is the loop's to close: the spawned process may exit, and be reaped by the
+//! loop's sweep, before the report with its pid is read. Exits of unknown pids reaped while
+//! the spawner is busy are kept ([`Supervisor::note_unclaimed_exit`]) and matched to the
+//! pid when it arrives, if they were reaped after its spawn began (pids are allocated
+//! cyclically, so a pid freed before that cannot be the new process's).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Supervisor;
+use crate::daemon::managed::new_invocation_id;
+use crate::daemon::spawner::{Report, SpawnJob, Task};
+use crate::logs::collector::Stream;
+use crate::perf::Op;
+use crate::runtime::spawn::{SpawnProgress, Spawned};
+use crate::service::{Event, ExitStatus, ProcessRole};
+use crate::unit::model::{ExecCommand, ServiceType};
+
+/// Most unclaimed exits kept (orphans reaped as subreaper while spawns were in flight).
+const UNCLAIMED_EXITS_KEPT: usize = 256;
+
+/// How long a change of state waits to be handed to the state writer while a main process
+/// is being spawned. The writer saves the first change at once and later ones batched
+/// (seconds apart); without the wait, a start would be saved as `activating` without its
+/// pid, and a daemon killed in the next seconds would not know the process to adopt. A
+/// spawn takes about a millisecond; one stuck longer than this does not hold saves up.
+pub(super) const SAVE_HOLD: Duration = Duration::from_millis(100);
+
+/// The spawn a unit's machine waits for.
+pub(super) struct PendingSpawn {
+    pub(super) id: u64,
+    pub(super) role: ProcessRole,
+    pub(super) progress: Arc<SpawnProgress>,
+    pub(super) asked: Instant,
+}
+
+impl Supervisor {
+    /// Hands [`Effect::Spawn`] to the spawner. Answers at once only when there is nothing
+    /// to spawn for.
+    pub(super) fn start_spawn(
+        &mut self,
+        name: &str,
+        role: ProcessRole,
+        command: &ExecCommand,
+    ) -> Option<Event> {
+        let Some(m) = self.units.get_mut(name) else {
+            return Some(Event::SpawnFailed {
+                role,
+                error: "unit vanished".into(),
+            });
+        };
+        let Some(svc) = m.service.as_ref() else {
+            return Some(Event::SpawnFailed {
+                role,
+                error: "unit not loaded".into(),
+            });
+        };
+        let unit = Arc::clone(svc.unit());
+        let main_pid = svc.status().main_pid;
+        if role == ProcessRole::Main {
+            m.invocation_id = new_invocation_id();
+        }
+        let wants_notify = unit.service.service_type == ServiceType::Notify
+            || unit.service.watchdog.is_some_and(|w| !w.is_zero());
+        // Variables only known now ($MAINPID, PassEnvironment= names) are expanded at spawn.
+        let command = if command.runtime_vars.is_empty() {
+            command.clone()
+        } else {
+            let lookup = |var: &str| match var {
+                "MAINPID" => main_pid.map(|p| p.to_string()),
+                _ => std::env::var(var).ok(),
+            };
+            ExecCommand {
+                argv: crate::unit::exec::expand_runtime(command, &lookup),
+                ..command.clone()
+            }
+        };
+        let id = self.next_task_id;
+        self.next_task_id += 1;
+        let progress = Arc::new(SpawnProgress::new());
+        let job = SpawnJob {
+            id,
+            role,
+            command,
+            invocation_id: m.invocation_id.clone(),
+            instance: self.settings.instance.clone(),
+            notify_socket: wants_notify.then(|| self.settings.notify_socket.clone()),
+            main_pid: if role == ProcessRole::Main {
+                None
+            } else {
+                main_pid
+            },
+            cgroup: m.tracker.cgroup().cloned(),
+            dirs: self.settings.dirs.clone(),
+            unit,
+            progress: Arc::clone(&progress),
+        };
+        self.spawner.submit(name, Task::Spawn(Box::new(job)));
+        self.spawns.insert(
+            name.to_string(),
+            PendingSpawn {
+                id,
+                role,
+                progress,
+                asked: Instant::now(),
+            },
+        );
+        None
+    }
+
+    /// After an event: gives up the unit's spawn in flight when the machine no longer
+    /// waits for it (`wanted` is what it waits for now; `asks_again`: it asks for a new one).
+    pub(super) fn settle_pending_spawn(
+        &mut self,
+        name: &str,
+        wanted: Option<ProcessRole>,
+        asks_again: bool,
+    ) {
+        let Some(p) = self.spawns.get(name) else {
+            return;
+        };
+        if asks_again || wanted != Some(p.role) {
+            p.progress.cancel();
+            let step = p.progress.step().unwrap_or_default();
+            tracing::info!(
+                "{name}: spawn no longer wanted ({step}); cancelled, its process is killed if it starts"
+            );
+            self.spawns.remove(name);
+        }
+    }
+
+    /// Until when the state save waits for a main pid being spawned (see [`SAVE_HOLD`]);
+    /// `None` when it need not wait.
+    pub(super) fn save_held_until(&self, now: Instant) -> Option<Instant> {
+        self.spawns
+            .values()
+            .filter(|p| p.role == ProcessRole::Main)
+            .map(|p| p.asked + SAVE_HOLD)
+            .filter(|&until| until > now)
+            .max()
+    }
+
+    pub(super) fn on_spawner_report(&mut self, report: Report) {
+        self.spawner.finished(report.unit());
+        match report {
+            Report::Spawn {
+                unit,
+                id,
+                role,
+                result,
+                began,
+                took,
+            } => {
+                self.perf.record(Op::Spawn, took);
+                let wanted = self.spawns.get(&unit).is_some_and(|p| p.id == id);
+                if wanted {
+                    self.spawns.remove(&unit);
+                }
+                match (result, wanted) {
+                    (Ok(spawned), true) => self.spawned(&unit, role, spawned, began),
+                    (Ok(spawned), false) => self.kill_unwanted(&unit, spawned, began),
+                    (Err(err), true) => {
+                        let error = err.to_string();
+                        tracing::error!("{unit}: {error}");
+                        let _ = self.logs.note(&unit, &format!("gitproc: {error}"));
+                        self.feed(&unit, Event::SpawnFailed { role, error });
+                    }
+                    (Err(err), false) => {
+                        tracing::debug!("{unit}: a spawn given up on ended: {err}");
+                    }
+                }
+            }
+            Report::PidFile { unit, id, result } => {
+                if self.pid_reads.get(&unit) == Some(&id) {
+                    self.pid_reads.remove(&unit);
+                    self.feed(&unit, Event::PidFile(result));
+                }
+            }
+            Report::Done { .. } => {}
+        }
+        if !self.spawner.is_busy() {
+            self.unclaimed_exits.clear();
+        }
+    }
+
+    /// A spawn the machine waits for succeeded: record the process, then tell the machine.
+    fn spawned(&mut self, name: &str, role: ProcessRole, spawned: Spawned, began: Instant) {
+        let pid = spawned.pid;
+        let early_exit = self.claim_exit(pid, began);
+        let Some(m) = self.units.get_mut(name) else {
+            return;
+        };
+        m.tracker.add_session(pid);
+        if role == ProcessRole::Main {
+            m.main_start_time = Some((pid, spawned.start_time));
+            if let Some(exited) = m.exited_at.take() {
+                self.perf.record(Op::ReapToRestart, exited.elapsed());
+            }
+        }
+        self.pids.insert(pid, name.to_string());
+        self.attach_logs(name, spawned);
+        self.feed(name, Event::Spawned { role, pid });
+        if let Some(status) = early_exit {
+            self.on_exit(pid, status);
+        }
+    }
+
+    /// A spawn given up on started a process anyway: kill it now (it is ours: we just
+    /// spawned it and hold its start time), and route its exit to the unit, which ignores
+    /// a pid it does not know.
+    fn kill_unwanted(&mut self, name: &str, spawned: Spawned, began: Instant) {
+        let pid = spawned.pid;
+        if self.claim_exit(pid, began).is_some() {
+            return; // already gone and reaped
+        }
+        tracing::info!("{name}: killing pid {pid}: it started after the service gave up on it");
+        if let Some(m) = self.units.get_mut(name) {
+            m.tracker.add_session(pid);
+        }
+        self.pids.insert(pid, name.to_string());
+        if spawned.start_time != 0
+            && let Err(err) =
+                crate::runtime::kill::signal_verified(pid, spawned.start_time, libc::SIGKILL)
+        {
+            tracing::debug!("{name}: SIGKILL to {pid}: {err}");
+        }
+        self.attach_logs(name, spawned);
+    }
+
+    fn attach_logs(&mut self, name: &str, spawned: Spawned) {
+        if let Some(fd) = spawned.stdout {
+            let _ = self.logs.add(name, fd, Stream::Stdout);
+        }
+        if let Some(fd) = spawned.stderr {
+            let _ = self.logs.add(name, fd, Stream::Stderr);
+        }
+    }
+
+    /// The loop reaped `pid` and it is in no table: keep its exit while spawns are in flight
+    /// (it may be a spawned process whose report is not read yet).
+    pub(super) fn note_unclaimed_exit(&mut self, pid: i32, status: ExitStatus) {
+        if !self.spawner.is_busy() {
+            return;
+        }
+        if self.unclaimed_exits.len() >= UNCLAIMED_EXITS_KEPT {
+            self.unclaimed_exits.remove(0);
+        }
+        self.unclaimed_exits.push((pid, status, Instant::now()));
+    }
+
+    /// The exit of `pid` reaped after `began`, if the loop saw one (and forgets it).
+    fn claim_exit(&mut self, pid: i32, began: Instant) -> Option<ExitStatus> {
+        let i = self
+            .unclaimed_exits
+            .iter()
+            .rposition(|&(p, _, at)| p == pid && at >= began)?;
+        Some(self.unclaimed_exits.remove(i).1)
+    }
+}
