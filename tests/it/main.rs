@@ -25,6 +25,7 @@ mod cli_sync;
 // The daemon as a whole: reaping, crash recovery, the control socket.
 mod daemon_control_abuse;
 mod daemon_control_socket;
+mod daemon_crash_loops;
 mod daemon_duplicates;
 mod daemon_hostile_units;
 mod daemon_lock;
@@ -51,6 +52,7 @@ mod section_service_restart;
 mod section_service_type;
 mod section_timer;
 // The state file, its writer, the lock, process identity.
+mod state_faults;
 mod state_file;
 mod state_file_props;
 mod state_identity;
