@@ -170,6 +170,15 @@ impl Supervisor {
                     (Ok(spawned), true) => self.spawned(&unit, role, spawned, began),
                     (Ok(spawned), false) => self.kill_unwanted(&unit, spawned, began),
                     (Err(err), true) => {
+                        // A child that died before exec may have been reaped by the loop's
+                        // sweep before the spawning thread could wait for it.
+                        let err = match err
+                            .unreaped_child()
+                            .and_then(|pid| self.claim_exit(pid, began))
+                        {
+                            Some(status) => err.with_reaped_status(raw_wait_status(status)),
+                            None => err,
+                        };
                         let error = err.to_string();
                         tracing::error!("{unit}: {error}");
                         let _ = self.logs.note(&unit, &format!("gitproc: {error}"));
@@ -278,5 +287,17 @@ impl Supervisor {
             .iter()
             .rposition(|&(p, _, at)| p == pid && at >= began)?;
         Some(self.unclaimed_exits.remove(i).1)
+    }
+}
+
+/// A waitpid(2)-style status for an exit the loop reaped, for [`SpawnError::with_reaped_status`].
+fn raw_wait_status(status: ExitStatus) -> i32 {
+    match status {
+        ExitStatus::Exited(code) => (code & 0xff) << 8,
+        ExitStatus::Signaled {
+            signal,
+            core_dumped,
+        } => (signal & 0x7f) | if core_dumped { 0x80 } else { 0 },
+        ExitStatus::Unknown => 0,
     }
 }

@@ -42,6 +42,11 @@ pub enum SpawnError {
     /// execve; `step` is the setup step it was in, as in [`SpawnError::Setup`].
     #[error("child died before exec: {how} (during {step})")]
     ChildDied {
+        /// The dead child's pid, so a status reaped by another thread can be filled in
+        /// ([`SpawnError::with_reaped_status`]).
+        pid: i32,
+        /// Whether `how` came from our own waitpid.
+        status_known: bool,
         how: String,
         step: String,
         exit_status: i32,
@@ -68,6 +73,39 @@ impl SpawnError {
             SpawnError::Setup { exit_status, .. } | SpawnError::ChildDied { exit_status, .. } => {
                 *exit_status
             }
+        }
+    }
+
+    /// The pid of a child that died before exec whose status someone else reaped (the
+    /// daemon's reaper may collect it before the spawning thread waits for it).
+    pub fn unreaped_child(&self) -> Option<i32> {
+        match self {
+            SpawnError::ChildDied {
+                pid,
+                status_known: false,
+                ..
+            } => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// The same error with the child's wait status as the reaper saw it
+    /// (`WIFSIGNALED`-style raw status), e.g. `signal SIGSEGV` instead of "status unknown".
+    pub fn with_reaped_status(self, raw_status: i32) -> SpawnError {
+        match self {
+            SpawnError::ChildDied {
+                pid,
+                step,
+                exit_status,
+                ..
+            } => SpawnError::ChildDied {
+                pid,
+                status_known: true,
+                how: describe_status(Some(raw_status)),
+                step,
+                exit_status,
+            },
+            other => other,
         }
     }
 
@@ -102,10 +140,13 @@ impl SpawnError {
                 exit_status: exit_status_of_step(step, index),
             },
             ChildReport::Died {
+                pid,
                 step,
                 index,
                 status,
             } => SpawnError::ChildDied {
+                pid,
+                status_known: status.is_some(),
                 how: describe_status(status),
                 step: match step {
                     Some(step) => setting_of(step, index, req),

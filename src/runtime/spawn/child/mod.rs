@@ -134,8 +134,10 @@ pub(super) enum ChildReport {
         errno: i32,
     },
     /// The child died in setup without a report; `step` is `None` if it never started,
-    /// `status` (from waitpid) `None` if another thread reaped it first.
+    /// `status` (from waitpid) `None` if another thread reaped it first (then the reaper has
+    /// its status for `pid`).
     Died {
+        pid: i32,
         step: Option<Step>,
         index: usize,
         status: Option<i32>,
@@ -202,6 +204,7 @@ pub(super) fn spawn(plan: &ChildPlan) -> io::Result<Result<Started, ChildReport>
             oom_ignored_errno: ctx.oom_ignored.load(Ordering::SeqCst),
         })),
         _ => Ok(Err(ChildReport::Died {
+            pid,
             step: progress.map(|p| p.0),
             index: progress.map_or(0, |p| p.1),
             status: reap(pid),
