@@ -38,6 +38,7 @@ mod section_unit_conditions;
 // `[Service]` directives, end to end.
 mod section_service_kill;
 mod section_service_kill_no_cgroup;
+mod section_service_notify;
 mod section_service_restart;
 mod section_service_type;
 // The state file, its writer, the lock, process identity.

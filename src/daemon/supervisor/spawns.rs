@@ -187,6 +187,7 @@ impl Supervisor {
         }
         if !self.spawner.is_busy() {
             self.unclaimed_exits.clear();
+            self.early_notify.clear();
         }
     }
 
@@ -207,6 +208,7 @@ impl Supervisor {
         self.pids.insert(pid, name.to_string());
         self.attach_logs(name, spawned);
         self.feed(name, Event::Spawned { role, pid });
+        self.replay_early_notify();
         if let Some(status) = early_exit {
             self.on_exit(pid, status);
         }
