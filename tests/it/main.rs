@@ -39,6 +39,7 @@ mod section_unit_conditions;
 mod section_service_kill;
 mod section_service_kill_no_cgroup;
 mod section_service_notify;
+mod section_service_pid_file;
 mod section_service_restart;
 mod section_service_type;
 // The state file, its writer, the lock, process identity.

@@ -122,7 +122,17 @@ impl Supervisor {
             );
             return;
         }
-        let message = NotifyMessage::parse(&dgram.data);
+        let mut message = NotifyMessage::parse(&dgram.data);
+        if let Some(main) = message.main_pid
+            && self.pids.get(&main) != Some(&name)
+            && !self.pid_trust(&name).belongs(main)
+        {
+            // systemd: "New main PID does not belong to service, refusing."
+            let text = format!("MAINPID={main} refused: pid {main} does not belong to the service");
+            tracing::warn!("{name}: {text}");
+            let _ = self.logs.note(&name, &format!("gitproc: {text}"));
+            message.main_pid = None;
+        }
         self.feed(
             &name,
             Event::Notify {
@@ -130,6 +140,24 @@ impl Supervisor {
                 message,
             },
         );
+    }
+
+    /// What a main pid named by `PIDFile=` or `MAINPID=` must belong to (see
+    /// [`crate::runtime::main_pid`]).
+    pub(super) fn pid_trust(&self, name: &str) -> crate::runtime::main_pid::PidTrust {
+        let Some(m) = self.units.get(name) else {
+            return Default::default();
+        };
+        let user = m
+            .service
+            .as_ref()
+            .and_then(|s| s.unit().service.user.clone());
+        crate::runtime::main_pid::PidTrust {
+            cgroup: m.tracker.cgroup().map(|c| c.path().to_path_buf()),
+            sessions: m.tracker.sessions().to_vec(),
+            runs_as_root: nix::unistd::geteuid().is_root()
+                && user.is_none_or(|u| u == "root" || u == "0"),
+        }
     }
 
     /// Hands the datagrams kept while a spawn was in flight to [`Self::on_notify`] again, in

@@ -180,7 +180,13 @@ impl Supervisor {
             Report::PidFile { unit, id, result } => {
                 if self.pid_reads.get(&unit) == Some(&id) {
                     self.pid_reads.remove(&unit);
-                    self.feed(&unit, Event::PidFile(result));
+                    use crate::runtime::main_pid::PidRead;
+                    let event = match result {
+                        PidRead::Pid(pid) => Event::PidFile(Ok(pid)),
+                        PidRead::NotYet(e) => Event::PidFile(Err(e)),
+                        PidRead::Refused(e) => Event::PidFileRefused(e),
+                    };
+                    self.feed(&unit, event);
                 }
             }
             Report::Done { .. } => {}
