@@ -40,6 +40,8 @@ fn state_of(n: usize) -> PersistedState {
                 commit: Some(commit.clone()),
                 last_good_hash: Some(hash),
                 last_good_commit: Some(commit.clone()),
+                failed_hash: None,
+                failed_commit: None,
             },
         );
     }

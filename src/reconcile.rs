@@ -44,6 +44,8 @@ pub(crate) struct Recorded {
     /// Its main process, `(pid, start time)`, when that process is still running (the
     /// caller checked pid *and* start time: a reused pid is not it).
     pub alive_main: Option<(i32, u64)>,
+    /// The version the previous daemon rolled back (it runs the last good one instead).
+    pub failed_hash: Option<String>,
 }
 
 /// What to do with one unit.
@@ -172,10 +174,13 @@ fn bring_back(old: Option<&Recorded>, hash: &str) -> Action {
         return Action::Start;
     };
     if let Some((pid, start_time)) = old.alive_main {
+        // Git still carries the version that was rolled back: the adopted process runs
+        // the last good one and stays, as it would have under the previous daemon.
+        let rolled_back = old.failed_hash.as_deref() == Some(hash);
         return Action::Adopt {
             pid,
             start_time,
-            changed: old.hash.as_deref() != Some(hash),
+            changed: old.hash.as_deref() != Some(hash) && !rolled_back,
             held_stopped: old.held_stopped,
         };
     }
@@ -360,6 +365,7 @@ mod tests {
                     hash: Some("1".into()),
                     held_stopped: false,
                     alive_main: Some((100, 7)),
+                    ..Recorded::default()
                 },
             ),
             (
@@ -368,6 +374,7 @@ mod tests {
                     hash: Some("old".into()),
                     held_stopped: false,
                     alive_main: Some((101, 8)),
+                    ..Recorded::default()
                 },
             ),
             (
@@ -376,6 +383,7 @@ mod tests {
                     hash: Some("3".into()),
                     held_stopped: true,
                     alive_main: Some((102, 9)),
+                    ..Recorded::default()
                 },
             ),
             (
@@ -384,6 +392,7 @@ mod tests {
                     hash: Some("4".into()),
                     held_stopped: false,
                     alive_main: None,
+                    ..Recorded::default()
                 },
             ),
             (
@@ -392,6 +401,7 @@ mod tests {
                     hash: Some("5".into()),
                     held_stopped: true,
                     alive_main: None,
+                    ..Recorded::default()
                 },
             ),
             (
@@ -400,6 +410,7 @@ mod tests {
                     hash: Some("6".into()),
                     held_stopped: false,
                     alive_main: Some((103, 10)),
+                    ..Recorded::default()
                 },
             ),
             ("gone-dead".to_string(), Recorded::default()),
@@ -438,6 +449,32 @@ mod tests {
     }
 
     #[test]
+    fn a_rolled_back_version_still_in_git_is_adopted_unchanged_after_a_restart() {
+        let restored = BTreeMap::from([(
+            "a".to_string(),
+            Recorded {
+                hash: Some("good".into()),
+                alive_main: Some((100, 7)),
+                failed_hash: Some("bad".into()),
+                ..Recorded::default()
+            },
+        )]);
+        let plan = reconcile(&snap(&[("a", "bad", true)]), &BTreeMap::new(), &restored);
+        assert_eq!(
+            names(&plan.actions),
+            vec![(
+                "a",
+                Action::Adopt {
+                    pid: 100,
+                    start_time: 7,
+                    changed: false,
+                    held_stopped: false
+                }
+            )]
+        );
+    }
+
+    #[test]
     fn the_restored_state_is_ignored_for_units_already_known() {
         let restored = BTreeMap::from([(
             "a".to_string(),
@@ -445,6 +482,7 @@ mod tests {
                 hash: Some("1".into()),
                 held_stopped: false,
                 alive_main: Some((100, 7)),
+                ..Recorded::default()
             },
         )]);
         let plan = reconcile(

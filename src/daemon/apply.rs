@@ -45,6 +45,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 hash: old.content_hash.clone(),
                 held_stopped,
                 alive_main,
+                failed_hash: old.failed_hash.clone(),
             };
             (name.clone(), recorded)
         })
@@ -169,7 +170,16 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 changed,
                 held_stopped,
             } => {
-                sup.begin_trial(&name, commit.clone());
+                // A unit still marked rolled back runs its last good version, whose text
+                // this daemon does not have: no trial, which would promote the failed
+                // version's text to "last good" and clear the mark.
+                let rolled_back = sup
+                    .units_mut()
+                    .get(&name)
+                    .is_some_and(|m| m.failed_hash.is_some());
+                if !rolled_back {
+                    sup.begin_trial(&name, commit.clone());
+                }
                 sup.adopt(&name, pid, start_time);
                 if held_stopped {
                     sup.request_stop(&name);
@@ -322,6 +332,17 @@ struct Summary {
 /// has it now, say so: that process is not touched.
 fn restore(m: &mut Managed, old: &UnitState, name: &str, adopted: bool) {
     m.operator_override = old.operator_override.clone();
+    // The rolled-back mark survives the restart. When the adopted process runs the last
+    // good version while git still carries the failed one, the unit keeps the hash (and
+    // commit) of what runs, so a commit going back to the good version changes nothing.
+    if old.failed_hash.is_some() && old.failed_hash == m.hash {
+        m.failed_hash = old.failed_hash.clone();
+        m.failed_commit = old.failed_commit.clone();
+        if adopted {
+            m.hash = old.content_hash.clone();
+            m.commit = old.commit.clone();
+        }
+    }
     if let Some(svc) = m.service.as_mut() {
         let result = old.result.parse().unwrap_or(ServiceResult::Success);
         svc.restore(old.n_restarts, result);

@@ -5,11 +5,13 @@
 //!   carries out its actions (versions, errors, starts, stops, adoptions).
 //! - [`worker`]: the source thread (git fetch, parse) so the loop never waits on git.
 //! - [`reaper`]: collecting exits without stealing the worker's subprocesses.
+//! - [`discovery`]: finding the processes a previous daemon left, stopping what is not adopted.
 //! - [`spawner`]: the thread pool that spawns and does the other host I/O of starts and
 //!   stops, so the loop never blocks on it.
 //! - [`signals`]: the signal thread. [`managed`]: what the loop keeps per unit.
 
 pub(crate) mod apply;
+pub(crate) mod discovery;
 pub(crate) mod managed;
 pub(crate) mod reaper;
 pub(crate) mod signals;
@@ -68,7 +70,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
     // Sockets inside it need absolute paths (NOTIFY_SOCKET is read by children in other
     // working directories), so `--state-dir ./st` must work like an absolute one.
     let state_dir = absolute(&state_dir)?;
-    init_tracing(log_file.as_deref(), log_color)?;
+    init_tracing(log_file.as_deref(), log_color, &config.logs)?;
 
     crate::state::ensure_state_dir(&state_dir)?;
     let _lock = match acquire_lock(&state_dir) {
@@ -114,7 +116,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         Ok(LoadOutcome::Corrupt { moved_to, error }) => {
             // `error` already names the file and why it is unusable.
             tracing::error!(
-                "{error}; moved it to {} and starting from git (services it recorded are not re-adopted)",
+                "{error}; moved it to {} and starting from git (processes a previous daemon left running are found by their marker and stopped before their units start fresh)",
                 moved_to.display()
             );
             None
@@ -162,6 +164,13 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         },
     };
     let socket_path = state_dir.join(crate::control::SOCKET_NAME);
+    if socket_answers(&socket_path) {
+        eprintln!(
+            "gitproc: another gitproc daemon answers on {}; not replacing its control socket (stop that daemon first)",
+            socket_path.display()
+        );
+        return Ok(exit::FAILURE);
+    }
     crate::control::server::start(&socket_path, policy, control_tx)
         .with_context(|| format!("control socket {}", socket_path.display()))?;
 
@@ -174,6 +183,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         dir: state_dir.join(crate::state::LOGS_DIR),
         max_bytes: config.logs.max_bytes,
         keep: config.logs.keep,
+        rate_bytes_per_s: config.logs.rate_bytes_per_s,
     })
     .context("starting the log collector")?;
 
@@ -225,6 +235,9 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         std::process::id(),
         state_dir.display()
     );
+    let instance =
+        crate::runtime::cgroup::cgroup_name(&state_dir, &crate::state::default_state_dir());
+    let restored_for_discovery = restored.clone();
     let supervisor = Supervisor::new(
         Settings {
             fallback_reap: config.fallback_reap(),
@@ -236,6 +249,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
             repo: repo_label,
             branch: config.branch.clone(),
             state_dir: state_dir.clone(),
+            instance: instance.clone(),
         },
         worker_tx,
         logs,
@@ -243,6 +257,14 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         writer,
         restored,
     );
+    // Before the loop runs (it blocks while strays exit): nothing of a previous daemon
+    // that will not be adopted may still run when the first unit set starts units.
+    discovery::stop_strays(
+        &instance,
+        supervisor.cgroup_root(),
+        restored_for_discovery.as_ref(),
+    );
+    drop(restored_for_discovery);
     let code = supervisor.run(Inputs {
         signals: signal_rx,
         control: control_rx,
@@ -280,12 +302,26 @@ fn acquire_lock(state_dir: &Path) -> Result<DaemonLock, LockError> {
     }
 }
 
+/// Whether something accepts connections on `path`. We hold the lock, so a listener there
+/// is a daemon that no longer holds it (its state directory was moved or recreated, or it
+/// predates the directory lock): replacing its socket would leave two daemons running the
+/// same services with one of them unreachable. A refused or missing socket is stale.
+fn socket_answers(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
-/// The daemon's own log: stderr, or `--log-file` (appended). `RUST_LOG` refines the level.
-fn init_tracing(log_file: Option<&Path>, color: bool) -> anyhow::Result<()> {
+/// The daemon's own log: stderr, or `--log-file` (appended, rotated by `[logs]
+/// daemon_max_bytes`/`daemon_keep`, repeated messages rate-limited: see
+/// [`crate::logs::daemon_log`]). `RUST_LOG` refines the level.
+fn init_tracing(
+    log_file: Option<&Path>,
+    color: bool,
+    logs: &crate::config::LogsSection,
+) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -293,14 +329,16 @@ fn init_tracing(log_file: Option<&Path>, color: bool) -> anyhow::Result<()> {
         .with_target(false);
     match log_file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            use crate::logs::daemon_log::DaemonLog;
+            DaemonLog::check(path)
                 .with_context(|| format!("opening log file {}", path.display()))?;
             builder
                 .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
+                .with_writer(DaemonLog::new(
+                    path.to_path_buf(),
+                    logs.daemon_max_bytes,
+                    logs.daemon_keep,
+                ))
                 .init();
         }
         None => builder.with_ansi(color).with_writer(std::io::stderr).init(),

@@ -46,6 +46,8 @@ pub struct SpawnJob {
     pub command: ExecCommand,
     pub unit: Arc<Unit>,
     pub invocation_id: String,
+    /// The state directory's marker (see [`super::discovery`]), exported with the unit name.
+    pub instance: String,
     pub notify_socket: Option<PathBuf>,
     pub main_pid: Option<i32>,
     pub cgroup: Option<Cgroup>,
@@ -322,8 +324,17 @@ fn spawn(unit: &str, job: &SpawnJob) -> Result<Spawned, SpawnError> {
     request.notify_socket = job.notify_socket.as_deref();
     request.main_pid = job.main_pid;
     request.cgroup = job.cgroup.as_ref();
-    // Values read by the loader from EnvironmentFile=s in the commit.
-    request.extra_env = &job.unit.service.environment_from_files;
+    // Values read by the loader from EnvironmentFile=s in the commit, then the marker a
+    // later daemon finds this process by.
+    let extra_env: Vec<(String, String)> = job
+        .unit
+        .service
+        .environment_from_files
+        .iter()
+        .cloned()
+        .chain(super::discovery::marker_env(unit, &job.instance))
+        .collect();
+    request.extra_env = &extra_env;
     request.progress = Some(&job.progress);
     crate::runtime::spawn::spawn(&request)
 }

@@ -72,7 +72,11 @@ pub fn start(
 ) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("source".into())
-        .spawn(move || Worker::new(config, updates).run(commands))?;
+        .spawn(move || {
+            // gix forks git-upload-pack, ssh and ssh-keygen here and waits for them.
+            super::reaper::leave_my_children();
+            Worker::new(config, updates).run(commands)
+        })?;
     Ok(())
 }
 

@@ -146,6 +146,14 @@ pub struct UnitState {
     /// Commit of `last_good_hash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_good_commit: Option<String>,
+    /// Hash of a version that failed on trial and was rolled back: a restarted daemon must
+    /// not try it again while git still carries it (added after format 1; optional, so no
+    /// version bump: an older gitproc ignores it, an older file just has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_hash: Option<String>,
+    /// Commit of `failed_hash`, for `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_commit: Option<String>,
 }
 
 impl Default for UnitState {
@@ -163,6 +171,8 @@ impl Default for UnitState {
             commit: None,
             last_good_hash: None,
             last_good_commit: None,
+            failed_hash: None,
+            failed_commit: None,
         }
     }
 }

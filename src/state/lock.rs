@@ -8,6 +8,13 @@
 //!
 //! `flock` locks belong to an open file description: a second `open` + `try_lock` of the same
 //! file conflicts even inside the same process, which the tests rely on.
+//!
+//! The lock that counts is on the state directory itself (an `O_RDONLY|O_DIRECTORY` fd;
+//! Linux `flock`s directories like files): a lock on `daemon.lock` alone was defeated by
+//! deleting the file, after which a second daemon locked a fresh inode and both ran every
+//! service. The directory cannot be replaced while it holds the state, the socket and the
+//! logs, so its lock is the state directory's identity. `daemon.lock` is still locked (an
+//! older gitproc checks only the file) and still carries the holder's pid for the message.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, Write};
@@ -48,6 +55,8 @@ fn fmt_pid(pid: Option<i32>) -> String {
 #[derive(Debug)]
 pub struct DaemonLock {
     file: File,
+    /// The locked state directory (see the module docs); held open for the lock's life.
+    _dir: File,
     path: PathBuf,
 }
 
@@ -61,6 +70,16 @@ impl DaemonLock {
             let path = path.clone();
             move |source| LockError::Io { op, path, source }
         };
+        let held = |file: &mut File| LockError::Held {
+            pid: read_pid(file),
+            dir: state_dir.to_owned(),
+        };
+        let dir_err = io_err;
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(state_dir)
+            .map_err(dir_err("open the state directory for"))?;
         // No truncate: the file may belong to a live holder whose pid we want to report.
         let mut file = OpenOptions::new()
             .read(true)
@@ -70,20 +89,24 @@ impl DaemonLock {
             .mode(0o600)
             .open(&path)
             .map_err(io_err("open"))?;
+        match dir.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(held(&mut file)),
+            Err(TryLockError::Error(e)) => return Err(dir_err("lock the state directory for")(e)),
+        }
         match file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(LockError::Held {
-                    pid: read_pid(&mut file),
-                    dir: state_dir.to_owned(),
-                });
-            }
+            Err(TryLockError::WouldBlock) => return Err(held(&mut file)),
             Err(TryLockError::Error(e)) => return Err(io_err("lock")(e)),
         }
         file.set_len(0).map_err(io_err("truncate"))?;
         file.rewind().map_err(io_err("rewind"))?;
         writeln!(file, "{}", std::process::id()).map_err(io_err("write pid to"))?;
-        Ok(DaemonLock { file, path })
+        Ok(DaemonLock {
+            file,
+            _dir: dir,
+            path,
+        })
     }
 
     /// Path of the lock file.
@@ -106,6 +129,19 @@ fn read_pid(file: &mut File) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deleting_the_lock_file_does_not_release_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = DaemonLock::acquire(dir.path()).expect("first lock");
+        std::fs::remove_file(first.path()).expect("remove daemon.lock");
+        match DaemonLock::acquire(dir.path()) {
+            Err(LockError::Held { .. }) => {}
+            other => panic!("a second lock was admitted after deleting daemon.lock: {other:?}"),
+        }
+        drop(first);
+        DaemonLock::acquire(dir.path()).expect("free again once the holder is gone");
+    }
 
     #[test]
     fn held_message_is_exact() {

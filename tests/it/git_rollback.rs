@@ -147,6 +147,38 @@ fn a_rolled_back_unit_is_not_retried_by_an_unrelated_commit() {
 }
 
 #[test]
+fn the_rolled_back_mark_survives_a_kill9_of_the_daemon() {
+    let (repo, mut daemon, good, pid) = running_good_version(&[]);
+    repo.write(
+        "app.service",
+        &service("/nonexistent/gitproc-test-binary", ""),
+    );
+    let bad = repo.commit("break app");
+    daemon.sync_to(&bad);
+    assert_rolled_back(&daemon, &good, &bad, pid);
+    let app = daemon.main_pid("app.service").unwrap_or_default();
+    crate::support::wait_for("the mark saved in state.json", crate::support::WAIT, || {
+        let state = daemon.try_state_file()?;
+        (state["units"]["app.service"]["failed_commit"] == bad.as_str()).then_some(())
+    });
+    daemon.kill9();
+    daemon.restart();
+    // Adopted as it ran (the last good version), not restarted onto the failed one.
+    let unit = daemon.unit("app.service");
+    assert_eq!(unit["main_pid"], app, "app was not restarted: {unit:#}");
+    assert_eq!(unit["failed_commit"], bad, "{unit:#}");
+    assert_eq!(unit["commit"], good, "{unit:#}");
+    // Still marked after a trial period would have passed, and after an unrelated commit.
+    repo.write("bystander.service", &service("/bin/sleep 1004", ""));
+    let next = repo.commit("change the bystander only");
+    daemon.sync_to(&next);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let unit = daemon.unit("app.service");
+    assert_eq!(unit["main_pid"], app, "{unit:#}");
+    assert_eq!(unit["failed_commit"], bad, "{unit:#}");
+}
+
+#[test]
 fn reverting_a_failed_commit_clears_the_failure_without_a_restart() {
     let (repo, daemon, good, pid) = running_good_version(&[]);
     repo.write(

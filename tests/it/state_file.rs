@@ -40,6 +40,8 @@ fn realistic_state() -> PersistedState {
                 commit: s.daemon.applied_commit.clone(),
                 last_good_hash: Some(format!("{i:064x}")),
                 last_good_commit: s.daemon.applied_commit.clone(),
+                failed_hash: (i == 0).then(|| format!("{:064x}", 99)),
+                failed_commit: (i == 0).then(|| "f".repeat(40)),
             },
         );
     }

@@ -18,7 +18,7 @@ fn unit_state() -> impl Strategy<Value = UnitState> {
             proptest::option::of(any::<u64>()),
         ),
         (any::<u32>(), proptest::option::of(any::<i32>())),
-        proptest::collection::vec(proptest::option::of("[0-9a-f]{0,64}"), 4),
+        proptest::collection::vec(proptest::option::of("[0-9a-f]{0,64}"), 6),
     )
         .prop_map(|(ovr, (a, s, r), (pid, st), (n, status), strs)| UnitState {
             operator_override: ovr.map(|(stopped, by, at)| Override {
@@ -41,6 +41,8 @@ fn unit_state() -> impl Strategy<Value = UnitState> {
             commit: strs[1].clone(),
             last_good_hash: strs[2].clone(),
             last_good_commit: strs[3].clone(),
+            failed_hash: strs[4].clone(),
+            failed_commit: strs[5].clone(),
         })
 }
 

@@ -48,7 +48,6 @@ use crate::control::server::ControlRequest;
 use crate::deps::Graph;
 use crate::logs::collector::LogCollector;
 use crate::perf::{Op, Perf};
-use crate::runtime::cgroup::cgroup_name;
 use crate::runtime::kill::ProcessTracker;
 use crate::runtime::notify_socket::NotifyDatagram;
 use crate::runtime::sd_notify::{sd_notify, watchdog_period};
@@ -79,6 +78,9 @@ pub struct Settings {
     pub repo: String,
     pub branch: Option<String>,
     pub state_dir: PathBuf,
+    /// This state directory's marker in every service's environment and the name of its
+    /// cgroup (see [`crate::daemon::discovery`]).
+    pub instance: String,
 }
 
 /// Source facts for `status`.
@@ -179,7 +181,7 @@ impl Supervisor {
         restored: Option<PersistedState>,
     ) -> Supervisor {
         let watchdog = watchdog_period().map(|period| (period, Instant::now()));
-        let settings_state_dir = settings.state_dir.clone();
+        let cgroups = crate::runtime::cgroup::CgroupRoot::probe(&settings.instance);
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -201,10 +203,7 @@ impl Supervisor {
             shutting_down: false,
             first_applied: false,
             watchdog,
-            cgroups: crate::runtime::cgroup::CgroupRoot::probe(&cgroup_name(
-                &settings_state_dir,
-                &crate::state::default_state_dir(),
-            )),
+            cgroups,
             spawner: Spawner::start(),
             spawns: HashMap::new(),
             pid_reads: HashMap::new(),
@@ -395,6 +394,10 @@ impl Supervisor {
     pub(in crate::daemon) fn new_tracker(&self, name: &str) -> ProcessTracker {
         let cgroup = self.cgroups.as_ref().and_then(|root| root.unit(name).ok());
         ProcessTracker::new(cgroup)
+    }
+
+    pub(in crate::daemon) fn cgroup_root(&self) -> Option<&crate::runtime::cgroup::CgroupRoot> {
+        self.cgroups.as_ref()
     }
 
     pub(in crate::daemon) fn take_restored(&mut self) -> Option<PersistedState> {

@@ -2,6 +2,7 @@
 
 use super::{Supervisor, unix_of};
 use crate::state::format::{DaemonState, PersistedState, UnitState};
+use crate::state::identity::ProcessIdentity;
 
 impl Supervisor {
     pub(super) fn persisted(&self) -> PersistedState {
@@ -23,6 +24,8 @@ impl Supervisor {
                 commit: m.commit.clone(),
                 last_good_hash: m.last_good.as_ref().map(|g| g.hash.clone()),
                 last_good_commit: m.last_good.as_ref().and_then(|g| g.commit.clone()),
+                failed_hash: m.failed_hash.clone(),
+                failed_commit: m.failed_commit.clone(),
                 ..UnitState::default()
             };
             if let Some(svc) = &m.service {
@@ -33,6 +36,9 @@ impl Supervisor {
                 unit.main_pid = st.main_pid;
                 unit.main_pid_start_time = match (st.main_pid, m.main_start_time) {
                     (Some(pid), Some((p, t))) if p == pid => Some(t),
+                    // A main pid from PIDFile= or MAINPID=: not one we spawned, so its
+                    // start time is read now (a procfs read) so the next daemon adopts it.
+                    (Some(pid), _) => ProcessIdentity::read(pid).map(|id| id.start_time),
                     _ => None,
                 };
                 unit.n_restarts = st.n_restarts;

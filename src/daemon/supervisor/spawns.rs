@@ -91,6 +91,7 @@ impl Supervisor {
             role,
             command,
             invocation_id: m.invocation_id.clone(),
+            instance: self.settings.instance.clone(),
             notify_socket: wants_notify.then(|| self.settings.notify_socket.clone()),
             main_pid: if role == ProcessRole::Main {
                 None
