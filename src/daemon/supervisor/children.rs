@@ -100,7 +100,10 @@ impl Supervisor {
                 .and_then(|m| m.service.as_ref())
                 .is_some_and(|s| s.notify_access_allows(dgram.pid))
         });
-        if !allowed && self.spawner.is_busy() {
+        // Also kept while the unit's own spawn is in flight: its main pid is not known yet,
+        // so a READY=1 (even an allowed one, from a child) would find no main process.
+        let spawn_pending = owner.as_ref().is_some_and(|n| self.spawns.contains_key(n));
+        if (!allowed || spawn_pending) && self.spawner.is_busy() {
             if self.early_notify.len() >= EARLY_NOTIFY_KEPT {
                 self.early_notify.remove(0);
             }
