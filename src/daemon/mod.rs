@@ -33,7 +33,8 @@ use crate::state::writer::{StateWriter, WriterConfig};
 use supervisor::{Inputs, Settings, Supervisor};
 use worker::{Origin, WorkerConfig};
 
-/// The notify socket's file name inside the state directory.
+/// The notify socket's file name (in the directory [`crate::runtime::notify_socket::socket_path`]
+/// picks).
 pub const NOTIFY_SOCKET_NAME: &str = "notify.sock";
 
 /// What `gitproc daemon` runs with, resolved by the caller (the CLI merges its flags into
@@ -173,8 +174,9 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
     crate::control::server::start(&socket_path, policy, control_tx)
         .with_context(|| format!("control socket {}", socket_path.display()))?;
 
-    let notify_path = state_dir.join(NOTIFY_SOCKET_NAME);
-    let (_notify_socket, notify_rx) =
+    let (notify_path, notify_dir) =
+        crate::runtime::notify_socket::socket_path(&state_dir, NOTIFY_SOCKET_NAME)?;
+    let (notify_socket, notify_rx) =
         crate::runtime::notify_socket::NotifySocket::bind(&notify_path)?;
 
     let logs = crate::logs::collector::LogCollector::start(crate::logs::collector::LogConfig {
@@ -271,6 +273,12 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         adopted_exits: adopted_rx,
     });
     let _ = std::fs::remove_file(&socket_path);
+    drop(notify_socket);
+    if let Some(dir) = notify_dir {
+        // Empty once the socket is gone; services kept running (--keep-services) lose
+        // nothing: the next daemon on this state directory binds the same path.
+        let _ = std::fs::remove_dir(dir);
+    }
     Ok(code)
 }
 

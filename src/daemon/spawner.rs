@@ -63,6 +63,8 @@ pub enum Task {
     ReadPidFile {
         id: u64,
         path: String,
+        /// What the pid read must belong to (see `runtime::main_pid`).
+        trust: crate::runtime::main_pid::PidTrust,
     },
     RemovePidFile {
         path: String,
@@ -89,7 +91,7 @@ pub enum Report {
     PidFile {
         unit: String,
         id: u64,
-        result: Result<i32, String>,
+        result: crate::runtime::main_pid::PidRead,
     },
     /// A task with nothing to answer (removals); it ends the unit's turn.
     Done { unit: String },
@@ -288,10 +290,10 @@ fn run(unit: String, task: Task) -> Report {
                 took: began.elapsed(),
             }
         }
-        Task::ReadPidFile { id, path } => Report::PidFile {
+        Task::ReadPidFile { id, path, trust } => Report::PidFile {
             unit,
             id,
-            result: crate::runtime::host::read_pid_file(&path),
+            result: crate::runtime::main_pid::read_trusted_pid_file(&path, &trust),
         },
         Task::RemovePidFile { path } => {
             match std::fs::remove_file(&path) {
@@ -355,6 +357,7 @@ mod tests {
             Task::ReadPidFile {
                 id: 1,
                 path: fifo.display().to_string(),
+                trust: Default::default(),
             },
         );
         spawner.submit(
@@ -370,6 +373,10 @@ mod tests {
             Task::ReadPidFile {
                 id: 2,
                 path: pid_file.display().to_string(),
+                trust: crate::runtime::main_pid::PidTrust {
+                    runs_as_root: true,
+                    ..Default::default()
+                },
             },
         );
         let reports = spawner.reports();
@@ -379,7 +386,10 @@ mod tests {
         match &first {
             Report::PidFile { unit, id, result } => {
                 assert_eq!((unit.as_str(), *id), ("ok.service", 2));
-                assert_eq!(result.as_ref().ok(), Some(&(std::process::id() as i32)));
+                assert_eq!(
+                    result,
+                    &crate::runtime::main_pid::PidRead::Pid(std::process::id() as i32)
+                );
             }
             _ => panic!("unexpected report for {}", first.unit()),
         }

@@ -31,6 +31,7 @@
 pub mod cgroup;
 pub(crate) mod host;
 pub mod kill;
+pub mod main_pid;
 pub mod notify_socket;
 pub mod pidfd;
 pub mod reap;

@@ -25,6 +25,78 @@ use crate::sys::{procstat, retry_eintr};
 /// Largest datagram accepted (systemd uses the same bound); longer ones are dropped.
 const MAX_DATAGRAM: usize = 4096;
 
+/// Where the notify socket of the daemon on `state_dir` lives: `<base>/gitproc/<hash of the
+/// state dir>/notify.sock`, `<base>` being `/run` for root, else `$XDG_RUNTIME_DIR`. The
+/// state directory is 0700, so a service with `User=` could not reach a socket there
+/// (sd_notify fails with EACCES and the service never becomes ready); these directories
+/// are created 0755 (searchable by all, writable by us only). The hash keeps daemons on
+/// other state directories apart and is stable, so re-adopted services keep a valid
+/// `NOTIFY_SOCKET`. Without a runtime directory (non-root, no `$XDG_RUNTIME_DIR`) the state
+/// directory is used: services then run as the daemon's own user and can reach it.
+/// Returns the socket path and the directory to remove at exit.
+pub fn socket_path(state_dir: &Path, file_name: &str) -> io::Result<(PathBuf, Option<PathBuf>)> {
+    let base = if nix::unistd::geteuid().is_root() {
+        Some(PathBuf::from("/run"))
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute() && p.is_dir())
+    };
+    let Some(base) = base else {
+        return Ok((state_dir.join(file_name), None));
+    };
+    let top = base.join("gitproc");
+    let h = crate::unit::load::hash::fnv1a_64(state_dir.as_os_str().as_encoded_bytes());
+    let dir = top.join(format!("{h:016x}"));
+    for d in [&top, &dir] {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("creating the notify socket directory {}: {e}", d.display()),
+                ));
+            }
+        }
+        // Never follow a symlink or trust a directory someone else made: the socket's
+        // senders are authenticated, but its path must not be redirected.
+        let meta = fs::symlink_metadata(d)?;
+        let ours = std::os::unix::fs::MetadataExt::uid(&meta) == nix::unistd::geteuid().as_raw();
+        if !meta.is_dir() || !ours {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "notify socket directory {} is not a directory owned by this user; remove it",
+                    d.display()
+                ),
+            ));
+        }
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))
+            .map_err(|e| io::Error::new(e.kind(), format!("chmod 0755 {}: {e}", d.display())))?;
+    }
+    Ok((dir.join(file_name), Some(dir)))
+}
+
+/// Whether a process in cgroup `sender` (as in `/proc/<pid>/cgroup`, relative to the
+/// cgroup2 mount) is inside the unit cgroup at the absolute path `unit`: some ancestor of
+/// `sender` (or itself) of at least two components is a suffix of `unit`. Two components
+/// (`gitproc-<hash>/<unit name>`) name one unit of one daemon; a service's own sub-cgroups
+/// are ancestors' descendants and match too. Works without knowing the cgroup2 mount point.
+pub fn cgroup_within(sender: &str, unit: &Path) -> bool {
+    let mut rel = Path::new(sender.trim_start_matches('/'));
+    while rel.components().count() >= 2 {
+        if unit.ends_with(rel) {
+            return true;
+        }
+        match rel.parent() {
+            Some(p) => rel = p,
+            None => break,
+        }
+    }
+    false
+}
+
 /// One received notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyDatagram {
@@ -34,6 +106,9 @@ pub struct NotifyDatagram {
     pub gid: u32,
     /// The sender's session id when the datagram was received, if it was still alive.
     pub session: Option<i32>,
+    /// The sender's cgroup v2 path (`/proc/<pid>/cgroup`, relative to the cgroup2 mount,
+    /// e.g. `/gitproc-…/a.service`), read with the session for the same reason.
+    pub cgroup: Option<String>,
     /// The raw payload: newline-separated `KEY=VALUE` assignments, parsed by the loop with
     /// `service::notify::NotifyMessage::parse`.
     pub data: Vec<u8>,
@@ -228,16 +303,45 @@ fn recv_one(
         return Ok(None);
     }
     let (pid, uid, gid) = cred.map(|c| (c.pid, c.uid, c.gid)).unwrap_or((0, 0, 0));
-    let session = if pid > 0 {
-        procstat::read_stat(pid).ok().map(|s| s.session)
+    let (session, cgroup) = if pid > 0 {
+        (
+            procstat::read_stat(pid).ok().map(|s| s.session),
+            fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("0::"))
+                        .map(String::from)
+                }),
+        )
     } else {
-        None
+        (None, None)
     };
     Ok(Some(NotifyDatagram {
         pid,
         uid,
         gid,
         session,
+        cgroup,
         data: buf[..n].to_vec(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_matches_its_unit_and_its_sub_cgroups_only() {
+        let unit = Path::new("/sys/fs/cgroup/system.slice/x/gitproc-ab/a.service");
+        assert!(cgroup_within("/system.slice/x/gitproc-ab/a.service", unit));
+        assert!(cgroup_within(
+            "/system.slice/x/gitproc-ab/a.service/sub",
+            unit
+        ));
+        assert!(!cgroup_within("/system.slice/x/gitproc-ab/b.service", unit));
+        assert!(!cgroup_within("/system.slice/x/gitproc-cd/a.service", unit));
+        assert!(!cgroup_within("/", unit));
+        assert!(!cgroup_within("/a.service", unit));
+    }
 }

@@ -98,6 +98,10 @@ pub enum Event {
     Exited { pid: i32, status: ExitStatus },
     /// Answer to [`Effect::ReadPidFile`]: the pid read, or why it could not be read.
     PidFile(Result<i32, String>),
+    /// Answer to [`Effect::ReadPidFile`]: the PID file names a pid that is not the
+    /// service's, or none is usable and nothing of the service is left: the start fails
+    /// with result `protocol` (the message names the pid).
+    PidFileRefused(String),
     /// An sd_notify datagram from one of the service's own processes.
     Notify { pid: i32, message: NotifyMessage },
     /// [`super::Service::next_deadline`] has passed (spurious timers are harmless).

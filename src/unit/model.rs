@@ -133,6 +133,21 @@ pub enum KillMode {
     None,
 }
 
+/// `NotifyAccess=`: which processes of the service may send sd_notify messages. The sender
+/// is always first proven to be a process of the service (pid, cgroup or session); this
+/// narrows it further, as systemd does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyAccess {
+    None,
+    /// Only the main process.
+    Main,
+    /// The main process and the control processes (`ExecStartPre=`, `ExecReload=`, ...).
+    Exec,
+    /// Any process of the service.
+    All,
+}
+
 /// The prefixes of an `Exec*=` line (systemd.service(5), "Command lines").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExecFlags {
@@ -300,6 +315,12 @@ pub struct ServiceSection {
     pub exec_stop_post: Vec<ExecCommand>,
     pub remain_after_exit: bool,
     pub pid_file: Option<String>,
+    /// `NotifyAccess=` as written; `None` takes systemd's default, see
+    /// [`ServiceSection::effective_notify_access`].
+    pub notify_access: Option<NotifyAccess>,
+    /// `GuessMainPID=` (default yes): for `Type=forking` without `PIDFile=`, take the single
+    /// remaining process of the service as its main process once the forking parent exited.
+    pub guess_main_pid: bool,
     pub restart: RestartPolicy,
     /// `Duration::MAX` is infinity: the restart is never due (`sys::time::deadline` is `None`).
     pub restart_sec: Duration,
@@ -379,6 +400,8 @@ impl Default for ServiceSection {
             exec_stop_post: Vec::new(),
             remain_after_exit: false,
             pid_file: None,
+            notify_access: None,
+            guess_main_pid: true,
             restart: RestartPolicy::No,
             restart_sec: defaults::RESTART_SEC,
             restart_steps: 0,
@@ -424,6 +447,20 @@ impl Default for ServiceSection {
             standard_error: None,
             syslog_identifier: None,
         }
+    }
+}
+
+impl ServiceSection {
+    /// systemd's default: `main` for `Type=notify` or when `WatchdogSec=` is set (the service
+    /// is expected to talk), `none` otherwise.
+    pub fn effective_notify_access(&self) -> NotifyAccess {
+        self.notify_access.unwrap_or(
+            if self.service_type == ServiceType::Notify || self.watchdog.is_some() {
+                NotifyAccess::Main
+            } else {
+                NotifyAccess::None
+            },
+        )
     }
 }
 

@@ -142,13 +142,13 @@ fn systemd_notify_ready_works_as_a_client() {
     let repo = Repo::new();
     // systemd-notify runs in a background subshell of the main process, which has already
     // exec'd `sleep`: the message comes from another process of the service (accepted by
-    // session, as systemd's NotifyAccess=all would; as root, systemd-notify may also claim
-    // its parent's pid).
+    // session, which NotifyAccess=all allows, as in systemd; as root, systemd-notify may
+    // also claim its parent's pid).
     repo.write(
         "client.service",
         &service(
             "/bin/sh -c '( /usr/bin/systemd-notify --ready --status=from-systemd-notify; true ) & exec sleep 1000'",
-            "Type=notify\nTimeoutStartSec=20",
+            "Type=notify\nNotifyAccess=all\nTimeoutStartSec=20",
         ),
     );
     repo.commit("systemd-notify");

@@ -9,6 +9,9 @@ use crate::logs::collector::Stream;
 use crate::runtime::notify_socket::NotifyDatagram;
 use crate::service::{ActiveState, Event, ExitStatus, NotifyMessage};
 
+/// At most this many early notify datagrams are kept (the oldest go first).
+const EARLY_NOTIFY_KEPT: usize = 64;
+
 impl Supervisor {
     pub(super) fn reap(&mut self) {
         for (pid, info) in crate::daemon::reaper::reap(&self.pids) {
@@ -70,22 +73,69 @@ impl Supervisor {
         self.on_exit(pid, ExitStatus::Unknown);
     }
 
+    /// A datagram is accepted only from a process proven to be the unit's: a pid we track,
+    /// else one in the unit's cgroup, else one in a session of the unit (credentials from
+    /// the kernel, SO_PASSCRED); then `NotifyAccess=` narrows it. Anything else is dropped.
     pub(super) fn on_notify(&mut self, dgram: NotifyDatagram) {
+        use crate::runtime::notify_socket::cgroup_within;
         let owner = self.pids.get(&dgram.pid).cloned().or_else(|| {
-            let session = dgram.session?;
             self.units
                 .iter()
-                .find(|(_, m)| m.tracker.sessions().contains(&session))
+                .find(|(_, m)| {
+                    let in_cgroup = dgram.cgroup.as_deref().is_some_and(|cg| {
+                        m.tracker
+                            .cgroup()
+                            .is_some_and(|u| cgroup_within(cg, u.path()))
+                    });
+                    let in_session = dgram
+                        .session
+                        .is_some_and(|s| m.tracker.sessions().contains(&s));
+                    in_cgroup || in_session
+                })
                 .map(|(name, _)| name.clone())
         });
+        let allowed = owner.as_ref().is_some_and(|name| {
+            self.units
+                .get(name)
+                .and_then(|m| m.service.as_ref())
+                .is_some_and(|s| s.notify_access_allows(dgram.pid))
+        });
+        // Also kept while the unit's own spawn is in flight: its main pid is not known yet,
+        // so a READY=1 (even an allowed one, from a child) would find no main process.
+        let spawn_pending = owner.as_ref().is_some_and(|n| self.spawns.contains_key(n));
+        if (!allowed || spawn_pending) && self.spawner.is_busy() {
+            if self.early_notify.len() >= EARLY_NOTIFY_KEPT {
+                self.early_notify.remove(0);
+            }
+            self.early_notify.push(dgram);
+            return;
+        }
         let Some(name) = owner else {
             tracing::debug!(
-                "notify message from pid {} that is not ours; ignored",
-                dgram.pid
+                "notify message from pid {} (uid {}) that is not a process of any unit; ignored",
+                dgram.pid,
+                dgram.uid
             );
             return;
         };
-        let message = NotifyMessage::parse(&dgram.data);
+        if !allowed {
+            tracing::debug!(
+                "{name}: notify message from pid {} ignored: NotifyAccess= does not allow it",
+                dgram.pid
+            );
+            return;
+        }
+        let mut message = NotifyMessage::parse(&dgram.data);
+        if let Some(main) = message.main_pid
+            && self.pids.get(&main) != Some(&name)
+            && !self.pid_trust(&name).belongs(main)
+        {
+            // systemd: "New main PID does not belong to service, refusing."
+            let text = format!("MAINPID={main} refused: pid {main} does not belong to the service");
+            tracing::warn!("{name}: {text}");
+            let _ = self.logs.note(&name, &format!("gitproc: {text}"));
+            message.main_pid = None;
+        }
         self.feed(
             &name,
             Event::Notify {
@@ -93,6 +143,32 @@ impl Supervisor {
                 message,
             },
         );
+    }
+
+    /// What a main pid named by `PIDFile=` or `MAINPID=` must belong to (see
+    /// [`crate::runtime::main_pid`]).
+    pub(super) fn pid_trust(&self, name: &str) -> crate::runtime::main_pid::PidTrust {
+        let Some(m) = self.units.get(name) else {
+            return Default::default();
+        };
+        let user = m
+            .service
+            .as_ref()
+            .and_then(|s| s.unit().service.user.clone());
+        crate::runtime::main_pid::PidTrust {
+            cgroup: m.tracker.cgroup().map(|c| c.path().to_path_buf()),
+            sessions: m.tracker.sessions().to_vec(),
+            runs_as_root: nix::unistd::geteuid().is_root()
+                && user.is_none_or(|u| u == "root" || u == "0"),
+        }
+    }
+
+    /// Hands the datagrams kept while a spawn was in flight to [`Self::on_notify`] again, in
+    /// the order received, now that one more process is known.
+    pub(super) fn replay_early_notify(&mut self) {
+        for dgram in std::mem::take(&mut self.early_notify) {
+            self.on_notify(dgram);
+        }
     }
 
     pub(in crate::daemon) fn adopt(&mut self, name: &str, pid: i32, start_time: u64) {

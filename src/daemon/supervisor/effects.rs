@@ -74,7 +74,9 @@ impl Supervisor {
                 let id = self.next_task_id;
                 self.next_task_id += 1;
                 self.pid_reads.insert(name.to_string(), id);
-                self.spawner.submit(name, Task::ReadPidFile { id, path });
+                let trust = self.pid_trust(name);
+                self.spawner
+                    .submit(name, Task::ReadPidFile { id, path, trust });
                 None
             }
             Effect::RemovePidFile { path } => {

@@ -170,6 +170,10 @@ pub struct Supervisor {
     /// Exits of pids not in the table, reaped while spawns were in flight: a spawned
     /// process can exit (and be reaped) before its spawn's report arrives.
     unclaimed_exits: Vec<(i32, crate::service::ExitStatus, Instant)>,
+    /// Notify datagrams from no known process (or not yet allowed) while spawns are in
+    /// flight: a fast service may send READY=1 before the loop reads its spawn report.
+    /// Replayed after each spawn report (see `children`), dropped once the spawner is idle.
+    early_notify: Vec<NotifyDatagram>,
     job_saves: Vec<JobSave>,
 }
 
@@ -215,6 +219,7 @@ impl Supervisor {
             pid_reads: HashMap::new(),
             next_task_id: 1,
             unclaimed_exits: Vec::new(),
+            early_notify: Vec::new(),
             job_saves: Vec::new(),
         }
     }

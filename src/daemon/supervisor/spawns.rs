@@ -200,13 +200,20 @@ impl Supervisor {
             Report::PidFile { unit, id, result } => {
                 if self.pid_reads.get(&unit) == Some(&id) {
                     self.pid_reads.remove(&unit);
-                    self.feed(&unit, Event::PidFile(result));
+                    use crate::runtime::main_pid::PidRead;
+                    let event = match result {
+                        PidRead::Pid(pid) => Event::PidFile(Ok(pid)),
+                        PidRead::NotYet(e) => Event::PidFile(Err(e)),
+                        PidRead::Refused(e) => Event::PidFileRefused(e),
+                    };
+                    self.feed(&unit, event);
                 }
             }
             Report::Done { .. } => {}
         }
         if !self.spawner.is_busy() {
             self.unclaimed_exits.clear();
+            self.early_notify.clear();
         }
     }
 
@@ -232,6 +239,7 @@ impl Supervisor {
         }
         self.attach_logs(name, spawned);
         self.feed(name, Event::Spawned { role, pid });
+        self.replay_early_notify();
         if let Some(status) = early_exit {
             self.on_exit(pid, status);
         }

@@ -9,7 +9,7 @@ use super::Service;
 use crate::service::event::Effect;
 use crate::service::notify::NotifyMessage;
 use crate::service::state::{ActiveState, ServiceResult, SubState};
-use crate::unit::model::ServiceType;
+use crate::unit::model::{NotifyAccess, ServiceType};
 
 /// The sub-states in which the main process runs (or is being started): where MAINPID= and
 /// STOPPING=1 are accepted.
@@ -32,6 +32,9 @@ impl Service {
             self.sub,
             SubState::Dead | SubState::Failed | SubState::AutoRestart
         ) {
+            return;
+        }
+        if !self.notify_access_allows(pid) {
             return;
         }
         if let Some(text) = msg.status {
@@ -90,6 +93,19 @@ impl Service {
             } else if self.sub == SubState::Reload && self.run.notify_reloading {
                 self.back_from_reload(now, fx);
             }
+        }
+    }
+
+    /// `NotifyAccess=`: the loop has already proven `pid` to be a process of this service;
+    /// this narrows it to the processes the unit allows (systemd's `notify_access`).
+    /// The loop asks too, to log what it drops.
+    pub fn notify_access_allows(&self, pid: i32) -> bool {
+        let main = self.run.main_pid == Some(pid);
+        match self.svc().effective_notify_access() {
+            NotifyAccess::None => false,
+            NotifyAccess::Main => main,
+            NotifyAccess::Exec => main || self.run.control.pid == Some(pid),
+            NotifyAccess::All => true,
         }
     }
 

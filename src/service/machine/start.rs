@@ -242,6 +242,20 @@ impl Service {
         }
     }
 
+    /// The PID file can never give a trusted main pid: fail at once with `protocol`, as
+    /// systemd does; Restart= then applies.
+    pub(super) fn pid_file_refused(&mut self, error: String, now: Instant, fx: &mut Vec<Effect>) {
+        if !self.run.awaiting_pid_file || self.sub != SubState::Start {
+            return;
+        }
+        self.run.awaiting_pid_file = false;
+        self.run.pid_file_retry = None;
+        self.run.last_pid_file_error = None;
+        self.run.error = Some(error.clone());
+        self.reason = error;
+        self.enter_signal(SubState::StopSigterm, ServiceResult::Protocol, now, fx);
+    }
+
     /// Answer to [`Effect::ReadPidFile`] (`Type=forking` with `PIDFile=`): the main pid, or
     /// another try after [`super::PID_FILE_RETRY`] until TimeoutStartSec=.
     pub(super) fn pid_file(

@@ -8,7 +8,8 @@ use crate::unit::environment::parse_environment;
 use crate::unit::exec::env_name_is_valid;
 use crate::unit::load::{Builder, Located};
 use crate::unit::model::{
-    EnvironmentFile, KillMode, RestartPolicy, ServiceType, StdInput, StdOutput, defaults,
+    EnvironmentFile, KillMode, NotifyAccess, RestartPolicy, ServiceType, StdInput, StdOutput,
+    defaults,
 };
 use crate::unit::specifier::{SpecifierUnit, expand};
 use crate::unit::value::{
@@ -65,6 +66,21 @@ impl Builder<'_> {
                     }
                 }
             }
+            "NotifyAccess" => {
+                s.notify_access = match v {
+                    "" => None,
+                    "none" => Some(NotifyAccess::None),
+                    "main" => Some(NotifyAccess::Main),
+                    "exec" => Some(NotifyAccess::Exec),
+                    "all" => Some(NotifyAccess::All),
+                    _ => {
+                        return Err(format!(
+                            "invalid NotifyAccess= {v:?}: expected none, main, exec or all"
+                        ));
+                    }
+                }
+            }
+            "GuessMainPID" => s.guess_main_pid = v.is_empty() || parse_bool(v)?,
             "RemainAfterExit" => s.remain_after_exit = !v.is_empty() && parse_bool(v)?,
             "SendSIGKILL" => s.send_sigkill = v.is_empty() || parse_bool(v)?,
             "SendSIGHUP" => s.send_sighup = !v.is_empty() && parse_bool(v)?,
