@@ -9,7 +9,7 @@
 
 use super::Supervisor;
 use crate::deps::Graph;
-use crate::runtime::host::check_conditions;
+use crate::runtime::host::{check_asserts, check_conditions};
 use crate::service::{ActiveState, Event, SubState};
 
 impl Supervisor {
@@ -109,8 +109,20 @@ impl Supervisor {
         let Some(svc) = m.service.as_ref() else {
             return;
         };
-        match check_conditions(svc.unit(), &self.settings.hostname) {
+        let checked = check_conditions(svc.unit(), &self.settings.hostname)
+            .and_then(|()| check_asserts(svc.unit(), &self.settings.hostname));
+        match checked {
             Ok(()) => m.condition_failed = None,
+            Err(why) if why.starts_with("Assert") => {
+                // A failed assert fails the start (status: failed, result "assert"): unlike
+                // a condition it says the unit is meant to run here but cannot.
+                if m.condition_failed.as_deref() != Some(why.as_str()) {
+                    tracing::error!("{name}: assertion failed, start refused: {why}");
+                }
+                m.condition_failed = Some(why);
+                self.dirty = true;
+                return;
+            }
             Err(why) => {
                 if m.condition_failed.as_deref() != Some(why.as_str()) {
                     tracing::info!("{name}: start condition not met, skipped: {why}");
