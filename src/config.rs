@@ -99,12 +99,19 @@ impl Default for StateSection {
     }
 }
 
-/// Per-unit log files and their rotation.
+/// Per-unit log files and their rotation; `daemon_*` for the daemon's own `--log-file`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsSection {
     pub max_bytes: u64,
     pub keep: u32,
+    /// Rotate `--log-file` when it would exceed this size (default 10 MiB, as unit logs).
+    pub daemon_max_bytes: u64,
+    /// Rotated generations of `--log-file` kept (`<file>.1` ...; default 5).
+    pub daemon_keep: u32,
+    /// Most bytes of log one service pipe may write per second (default 4 MiB); a faster
+    /// writer is slowed down (its pipe is not read for the rest of the second), not cut.
+    pub rate_bytes_per_s: u64,
 }
 
 impl Default for LogsSection {
@@ -112,6 +119,9 @@ impl Default for LogsSection {
         LogsSection {
             max_bytes: 10 * 1024 * 1024,
             keep: 5,
+            daemon_max_bytes: 10 * 1024 * 1024,
+            daemon_keep: 5,
+            rate_bytes_per_s: 4 * 1024 * 1024,
         }
     }
 }
@@ -194,6 +204,12 @@ impl Config {
         }
         if self.logs.keep == 0 || self.logs.max_bytes < 4096 {
             return bad("[logs] keep must be >= 1 and max_bytes >= 4096".into());
+        }
+        if self.logs.daemon_keep == 0 || self.logs.daemon_max_bytes < 4096 {
+            return bad("[logs] daemon_keep must be >= 1 and daemon_max_bytes >= 4096".into());
+        }
+        if self.logs.rate_bytes_per_s < 4096 {
+            return bad("[logs] rate_bytes_per_s must be >= 4096".into());
         }
         if self.signing.require_signed && self.signing.allowed_signers.is_none() {
             return bad(
@@ -286,6 +302,8 @@ max_interval_s = 60
 [logs]
 max_bytes = 1048576
 keep = 3
+daemon_max_bytes = 65536
+daemon_keep = 2
 [control]
 group = "ops"
 "#;
@@ -294,5 +312,7 @@ group = "ops"
         assert!(!config.rollback);
         assert_eq!(config.fallback_reap(), None);
         assert_eq!(config.control.group.as_deref(), Some("ops"));
+        assert_eq!(config.logs.daemon_max_bytes, 65536);
+        assert_eq!(config.logs.daemon_keep, 2);
     }
 }

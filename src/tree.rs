@@ -19,13 +19,30 @@ pub enum Entry {
     Symlink(String),
 }
 
+/// Files larger than this are not read: no unit, drop-in or environment file needs a
+/// mebibyte, and a huge blob committed by mistake (or malice) must not cost every host
+/// that follows the branch its memory and parse time.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// Files keyed by their path relative to the units directory, `/`-separated, no leading `./`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileTree {
     pub entries: BTreeMap<String, Entry>,
+    /// Regular files over [`MAX_FILE_BYTES`], with their size: left out of `entries` by the
+    /// readers (`source::git`, `source::dir`), so the loader reports the units they belong
+    /// to as failed, naming the file.
+    pub oversized: BTreeMap<String, u64>,
 }
 
 impl FileTree {
+    /// Why an oversized file at `path` was not read, for a diagnostic naming it.
+    pub fn oversized_error(path: &str, size: u64) -> String {
+        format!(
+            "{path} is {size} bytes, over the {} KiB limit for files of the unit directory; it was not read (move data out of the unit directory)",
+            MAX_FILE_BYTES >> 10
+        )
+    }
+
     /// The bytes of a regular file, if the path names one.
     pub fn file(&self, path: &str) -> Option<&[u8]> {
         match self.entries.get(path) {

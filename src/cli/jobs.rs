@@ -47,7 +47,14 @@ pub fn finish(reply: &Reply, json: bool, human: impl Fn(&serde_json::Value)) -> 
             eprintln!("gitproc: {error}");
         }
     }
-    if reply.ok {
+    if let Some(warning) = &reply.warning {
+        // On stderr even with --json: a script parsing stdout must still be told.
+        eprintln!("gitproc: warning: {warning}");
+    }
+    if reply.ok && reply.warning.is_some() {
+        // The job was done but is not durable: scripts must notice, so not 0.
+        exit::FAILURE
+    } else if reply.ok {
         exit::OK
     } else if reply.exit == 0 {
         exit::FAILURE

@@ -134,6 +134,16 @@ fn print_summary(data: &Value) {
     if let Some(err) = d["source_error"].as_str() {
         println!("  {}: {err}", paint("Source error", "31", color));
     }
+    if let Some(err) = d["save_error"].as_str() {
+        let since = d["save_error_since"]
+            .as_u64()
+            .map(|t| format!(" (failing since {})", utc(t)))
+            .unwrap_or_default();
+        println!(
+            "  {}: {err}{since}; changes since then will not survive a daemon restart",
+            paint("Save error", "31", color)
+        );
+    }
     println!();
     println!(
         "  {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}",

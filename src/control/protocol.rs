@@ -78,6 +78,10 @@ pub struct Reply {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub data: serde_json::Value,
+    /// Something the operator must know although the request was carried out, e.g. that
+    /// the state could not be saved (the change will not survive a daemon restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl Reply {
@@ -88,6 +92,7 @@ impl Reply {
             exit: 0,
             error: None,
             data,
+            warning: None,
         }
     }
 
@@ -98,6 +103,7 @@ impl Reply {
             exit,
             error: Some(message.into()),
             data: serde_json::Value::Null,
+            warning: None,
         }
     }
 

@@ -3,27 +3,64 @@
 //!
 //! Each connection gets its own small thread, so a slow, silent or vanished client only
 //! ever blocks itself; the event loop never reads from or writes to a socket. Requests are
-//! bounded in size and a half-written request times out.
+//! bounded in size, a request line must be complete within [`REQUEST_DEADLINE`] (counted
+//! for the whole line, not per read), connections are bounded overall and per peer uid
+//! ([`Limits`]), and the accept thread refuses the excess at once instead of waiting.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
 use super::protocol::{self, MAX_REQUEST_BYTES, Reply, Verb};
 
-/// Connections served at once. One more waits up to [`SLOT_WAIT`] for a slot (a client that
-/// just got its reply may not have closed yet), then is answered with an error and closed.
-pub const MAX_CLIENTS: usize = 128;
-/// How long a connection over [`MAX_CLIENTS`] waits for a free slot before being refused.
-pub const SLOT_WAIT: Duration = Duration::from_secs(2);
-/// A client that sends nothing for this long is dropped.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most connections served at once (fewer when the fd limit is low: see [`Limits`]).
+pub const MAX_CLIENTS: usize = 1024;
+/// Time a client has to deliver one whole request line, counted from the accept (or from
+/// the previous reply), not per read: a client trickling a byte a second is cut off just
+/// like a silent one.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Time a client has to take a reply before it is dropped.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+/// Stack of a connection thread: it only frames lines and parses one bounded request
+/// (serde_json's recursion limit keeps that shallow), so hundreds of them stay cheap.
+const CONN_STACK: usize = 256 << 10;
+
+/// How many connections are admitted: overall, and per peer uid. One uid gets at most
+/// three quarters of the slots, so a single misbehaving user (even the daemon's own) leaves
+/// room for another (root, the operator group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub total: usize,
+    pub per_uid: usize,
+}
+
+impl Limits {
+    /// Limits for a process whose soft `RLIMIT_NOFILE` is `fd_limit`: 256 fds are kept for
+    /// the rest of the daemon (pipes, pidfds, log files, the state writer).
+    pub fn for_fd_limit(fd_limit: u64) -> Limits {
+        let usable = usize::try_from(fd_limit.saturating_sub(256)).unwrap_or(usize::MAX);
+        let total = usable.clamp(16, MAX_CLIENTS);
+        Limits {
+            total,
+            per_uid: (total * 3 / 4).max(1),
+        }
+    }
+
+    /// The limits for this process's current fd limit.
+    pub fn current() -> Limits {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft)
+            .unwrap_or(1024);
+        Limits::for_fd_limit(soft)
+    }
+}
 
 /// Who is on the other end of a connection (from SO_PEERCRED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,23 +149,28 @@ pub fn start(
         std::os::unix::fs::chown(path, None, Some(gid))?;
     }
     let policy = Arc::new(policy);
-    let active = Arc::new(Slots::default());
+    let slots = Arc::new(Slots::new(Limits::current()));
     std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || accept_loop(listener, policy, to_loop, active))?;
+        .spawn(move || accept_loop(listener, policy, to_loop, slots))?;
     Ok(Server {
         path: path.to_path_buf(),
     })
 }
 
+/// The accept thread. It never waits on a client: refusals (permission, limits) are a
+/// reply written without blocking, then a close. Each admitted connection gets a small
+/// thread of its own that only ever blocks itself, bounded by [`Slots`] and by
+/// [`REQUEST_DEADLINE`]; a single poll thread would bound the same but needs its own
+/// framing and a way to wait for the loop's (possibly late) replies.
 fn accept_loop(
     listener: UnixListener,
     policy: Arc<AccessPolicy>,
     to_loop: Sender<ControlRequest>,
-    active: Arc<Slots>,
+    slots: Arc<Slots>,
 ) {
     for stream in listener.incoming() {
-        let mut stream = match stream {
+        let stream = match stream {
             Ok(stream) => stream,
             Err(err) => {
                 // EMFILE and friends: back off instead of spinning on the same error.
@@ -155,90 +197,120 @@ fn accept_loop(
                 peer.pid,
                 policy.owner_uid
             );
-            let _ = write_reply(
-                &mut stream,
-                &Reply::error(
-                    1,
-                    "permission denied: only root, the daemon's user or the control group may use this socket",
-                ),
+            refuse(
+                stream,
+                "permission denied: only root, the daemon's user or the control group may use this socket",
             );
             continue;
         }
-        if !active.acquire(SLOT_WAIT) {
-            tracing::warn!(
-                "control: {MAX_CLIENTS} connections open; refused pid {}",
-                peer.pid
-            );
-            let _ = write_reply(
-                &mut stream,
-                &Reply::error(1, format!("too many clients (limit {MAX_CLIENTS}); retry")),
-            );
+        if let Err(full) = slots.acquire(peer.uid) {
+            refuse(stream, &full.message(peer.uid));
             continue;
         }
         let to_loop = to_loop.clone();
-        let active_conn = Arc::clone(&active);
+        let conn_slots = Arc::clone(&slots);
+        let uid = peer.uid;
         let spawned = std::thread::Builder::new()
             .name("control-conn".into())
+            .stack_size(CONN_STACK)
             .spawn(move || {
                 serve(stream, peer, &to_loop);
-                active_conn.release();
+                conn_slots.release(uid);
             });
         if spawned.is_err() {
-            active.release();
+            slots.release(uid);
             tracing::warn!("control: cannot start a connection thread; connection dropped");
         }
     }
 }
 
-/// Counts open connections; the accept thread waits on `freed` for a slot.
-#[derive(Default)]
+/// Answers a refused client with one error line, without ever blocking (a fresh socket's
+/// buffer takes one short line; if it does not, the client just sees the close).
+fn refuse(mut stream: UnixStream, message: &str) {
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = write_reply(&mut stream, &Reply::error(1, message));
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Full {
+    Total(usize),
+    Uid(usize),
+}
+
+impl Full {
+    fn message(self, uid: u32) -> String {
+        match self {
+            Full::Total(n) => {
+                tracing::warn!("control: {n} connections open; refused a client of uid {uid}");
+                format!("too many clients (limit {n}); retry")
+            }
+            Full::Uid(n) => {
+                tracing::warn!("control: uid {uid} has {n} connections open; refused another");
+                format!("too many clients of uid {uid} (limit {n} per user); retry")
+            }
+        }
+    }
+}
+
+/// Open connections, overall and per peer uid.
 struct Slots {
-    open: Mutex<usize>,
-    freed: Condvar,
+    limits: Limits,
+    open: Mutex<(usize, HashMap<u32, usize>)>,
 }
 
 impl Slots {
-    /// Takes a slot, waiting up to `wait` for one; false when none came free.
-    fn acquire(&self, wait: Duration) -> bool {
-        let Ok(open) = self.open.lock() else {
-            return false;
-        };
-        match self
-            .freed
-            .wait_timeout_while(open, wait, |open| *open >= MAX_CLIENTS)
-        {
-            Ok((mut open, _)) if *open < MAX_CLIENTS => {
-                *open += 1;
-                true
-            }
-            _ => false,
+    fn new(limits: Limits) -> Slots {
+        Slots {
+            limits,
+            open: Mutex::new((0, HashMap::new())),
         }
     }
 
-    fn release(&self) {
-        if let Ok(mut open) = self.open.lock() {
-            *open = open.saturating_sub(1);
+    /// Takes a slot for `uid` at once, or says which limit is reached.
+    fn acquire(&self, uid: u32) -> Result<(), Full> {
+        let mut g = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let (total, per_uid) = &mut *g;
+        if *total >= self.limits.total {
+            return Err(Full::Total(self.limits.total));
         }
-        self.freed.notify_one();
+        let mine = per_uid.entry(uid).or_insert(0);
+        if *mine >= self.limits.per_uid {
+            return Err(Full::Uid(self.limits.per_uid));
+        }
+        *mine += 1;
+        *total += 1;
+        Ok(())
+    }
+
+    fn release(&self, uid: u32) {
+        let mut g = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let (total, per_uid) = &mut *g;
+        *total = total.saturating_sub(1);
+        if let Some(mine) = per_uid.get_mut(&uid) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                per_uid.remove(&uid);
+            }
+        }
     }
 }
 
-/// Serves one connection: request lines in, reply lines out, until EOF, an idle timeout or
-/// an error. Malformed requests get an error reply and the connection stays usable.
+/// Serves one connection: request lines in, reply lines out, until EOF, a missed
+/// [`REQUEST_DEADLINE`] or an error. Malformed requests get an error reply and the
+/// connection stays usable.
 fn serve(stream: UnixStream, peer: Peer, to_loop: &Sender<ControlRequest>) {
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
+    let _ = stream.set_write_timeout(Some(WRITE_DEADLINE));
+    let mut lines = LineReader::new(stream);
     loop {
-        let line = match read_line_bounded(&mut reader) {
+        let deadline = Instant::now() + REQUEST_DEADLINE;
+        let line = match lines.next_line(deadline) {
             Ok(Some(line)) => line,
-            Ok(None) => return,
+            Ok(None) | Err(LineError::Io) => return,
             Err(LineError::TooLong) => {
                 let _ = write_reply(
-                    &mut writer,
+                    &mut lines.stream,
                     &Reply::error(
                         1,
                         format!("request too large (limit {MAX_REQUEST_BYTES} bytes)"),
@@ -246,7 +318,20 @@ fn serve(stream: UnixStream, peer: Peer, to_loop: &Sender<ControlRequest>) {
                 );
                 return;
             }
-            Err(LineError::Io) => return,
+            Err(LineError::Deadline) => {
+                let _ = lines.stream.set_nonblocking(true);
+                let _ = write_reply(
+                    &mut lines.stream,
+                    &Reply::error(
+                        1,
+                        format!(
+                            "no complete request line within {} s; connection closed",
+                            REQUEST_DEADLINE.as_secs()
+                        ),
+                    ),
+                );
+                return;
+            }
         };
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -255,7 +340,7 @@ fn serve(stream: UnixStream, peer: Peer, to_loop: &Sender<ControlRequest>) {
             Ok(request) => dispatch(request.verb, peer, to_loop),
             Err(message) => Reply::error(1, message),
         };
-        if write_reply(&mut writer, &reply).is_err() {
+        if write_reply(&mut lines.stream, &reply).is_err() {
             return;
         }
     }
@@ -285,29 +370,69 @@ fn dispatch(verb: Verb, peer: Peer, to_loop: &Sender<ControlRequest>) -> Reply {
 
 enum LineError {
     TooLong,
+    Deadline,
     Io,
 }
 
-/// Reads one `\n`-terminated line of at most [`MAX_REQUEST_BYTES`]; `None` at a clean EOF.
-/// A line cut off by EOF is treated as complete only if it is non-empty (a client may close
-/// its write half right after the request).
-fn read_line_bounded(reader: &mut BufReader<UnixStream>) -> Result<Option<Vec<u8>>, LineError> {
-    let mut line = Vec::new();
-    let limit = (MAX_REQUEST_BYTES + 1) as u64;
-    let read = reader
-        .by_ref()
-        .take(limit)
-        .read_until(b'\n', &mut line)
-        .map_err(|_| LineError::Io)?;
-    if read == 0 {
-        return Ok(None);
+/// Frames `\n`-terminated lines of at most [`MAX_REQUEST_BYTES`] under a whole-line
+/// deadline: each read waits only for what is left of it.
+struct LineReader {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl LineReader {
+    fn new(stream: UnixStream) -> LineReader {
+        LineReader {
+            stream,
+            buf: Vec::new(),
+        }
     }
-    if line.last() == Some(&b'\n') {
-        line.pop();
-    } else if line.len() as u64 >= limit {
-        return Err(LineError::TooLong);
+
+    /// The next line (without its `\n`); `None` at a clean EOF. A line cut off by EOF
+    /// counts if it is non-empty (a client may close its write half after the request).
+    fn next_line(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, LineError> {
+        let mut scanned = 0;
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(pos) = self.buf[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + pos;
+                if end > MAX_REQUEST_BYTES {
+                    return Err(LineError::TooLong);
+                }
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                return Ok(Some(line));
+            }
+            scanned = self.buf.len();
+            if self.buf.len() > MAX_REQUEST_BYTES {
+                return Err(LineError::TooLong);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LineError::Deadline);
+            }
+            // set_read_timeout rejects zero; `left` is not zero here.
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|_| LineError::Io)?;
+            match self.stream.read(&mut chunk) {
+                Ok(0) if self.buf.is_empty() => return Ok(None),
+                Ok(0) => return Ok(Some(std::mem::take(&mut self.buf))),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(LineError::Deadline);
+                }
+                Err(_) => return Err(LineError::Io),
+            }
+        }
     }
-    Ok(Some(line))
 }
 
 fn write_reply(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {

@@ -69,7 +69,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
     // Sockets inside it need absolute paths (NOTIFY_SOCKET is read by children in other
     // working directories), so `--state-dir ./st` must work like an absolute one.
     let state_dir = absolute(&state_dir)?;
-    init_tracing(log_file.as_deref(), log_color)?;
+    init_tracing(log_file.as_deref(), log_color, &config.logs)?;
 
     crate::state::ensure_state_dir(&state_dir)?;
     let _lock = match acquire_lock(&state_dir) {
@@ -181,6 +181,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         dir: state_dir.join(crate::state::LOGS_DIR),
         max_bytes: config.logs.max_bytes,
         keep: config.logs.keep,
+        rate_bytes_per_s: config.logs.rate_bytes_per_s,
     })
     .context("starting the log collector")?;
 
@@ -305,8 +306,14 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
-/// The daemon's own log: stderr, or `--log-file` (appended). `RUST_LOG` refines the level.
-fn init_tracing(log_file: Option<&Path>, color: bool) -> anyhow::Result<()> {
+/// The daemon's own log: stderr, or `--log-file` (appended, rotated by `[logs]
+/// daemon_max_bytes`/`daemon_keep`, repeated messages rate-limited: see
+/// [`crate::logs::daemon_log`]). `RUST_LOG` refines the level.
+fn init_tracing(
+    log_file: Option<&Path>,
+    color: bool,
+    logs: &crate::config::LogsSection,
+) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -314,14 +321,16 @@ fn init_tracing(log_file: Option<&Path>, color: bool) -> anyhow::Result<()> {
         .with_target(false);
     match log_file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            use crate::logs::daemon_log::DaemonLog;
+            DaemonLog::check(path)
                 .with_context(|| format!("opening log file {}", path.display()))?;
             builder
                 .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
+                .with_writer(DaemonLog::new(
+                    path.to_path_buf(),
+                    logs.daemon_max_bytes,
+                    logs.daemon_keep,
+                ))
                 .init();
         }
         None => builder.with_ansi(color).with_writer(std::io::stderr).init(),

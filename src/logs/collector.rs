@@ -7,13 +7,20 @@
 //! file takes it fills its own pipe and blocks in write(2) (backpressure), while the other
 //! services' pipes are served every round. The daemon never writes into these pipes.
 //! Lines are dropped only when the file write fails (disk full): see [`super::rotate`].
+//!
+//! Cost of a flood: a `yes`-style writer is read in chunks of up to [`CHUNK`] from a pipe
+//! enlarged to [`PIPE_BYTES`] (one read and one write(2) per chunk, newlines found with
+//! `memchr`), and each pipe may write at most [`LogConfig::rate_bytes_per_s`] to its log
+//! per second: beyond that its pipe is taken out of the epoll set until the second is
+//! over, so the service blocks in write(2) instead of taking the daemon's CPU (nothing is
+//! dropped; the service is slowed to what its log is allowed to take).
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 
@@ -26,8 +33,15 @@ use crate::sys::worker::{Inbox, Worker};
 const DEFAULT_MAX_BYTES: u64 = 10 << 20;
 /// Default number of rotated files kept.
 const DEFAULT_KEEP: u32 = 5;
+/// Default output budget of one pipe: 4 MiB of log per second.
+const DEFAULT_RATE: u64 = 4 << 20;
 /// Bytes read from one pipe per round.
-const CHUNK: usize = 64 << 10;
+const CHUNK: usize = 256 << 10;
+/// Capacity asked for each pipe (F_SETPIPE_SZ; the default is 64 KiB): a burst up to this
+/// size does not block the service, and a flood is read in few large chunks.
+const PIPE_BYTES: i32 = 1 << 20;
+/// The window of [`LogConfig::rate_bytes_per_s`].
+const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// A line longer than this without a newline is written in pieces (systemd's LineMax=).
 const MAX_LINE: usize = 48 << 10;
 
@@ -40,6 +54,9 @@ pub struct LogConfig {
     pub max_bytes: u64,
     /// Rotated files kept (`<unit>.log.1` ... `.keep`).
     pub keep: u32,
+    /// Most bytes one pipe may write to its log per second (default 4 MiB) before its pipe
+    /// is paused for the rest of the second (backpressure, no loss).
+    pub rate_bytes_per_s: u64,
 }
 
 impl LogConfig {
@@ -49,6 +66,7 @@ impl LogConfig {
             dir: dir.into(),
             max_bytes: DEFAULT_MAX_BYTES,
             keep: DEFAULT_KEEP,
+            rate_bytes_per_s: DEFAULT_RATE,
         }
     }
 }
@@ -95,6 +113,7 @@ impl LogCollector {
             ep,
             sources: Vec::new(),
             free: Vec::new(),
+            paused: Vec::new(),
             files: HashMap::new(),
             dropped: Arc::clone(&dropped),
             buf: vec![0u8; CHUNK],
@@ -118,6 +137,9 @@ impl LogCollector {
     /// Collects `fd` (a pipe's read end) into `<dir>/<unit>.log` until EOF.
     pub fn add(&self, unit: &str, fd: OwnedFd, stream: Stream) -> io::Result<()> {
         set_nonblocking(&fd)?;
+        // Best effort: over /proc/sys/fs/pipe-max-size (unprivileged) the pipe stays as is.
+        // SAFETY: fcntl on a valid fd.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
         self.send(Cmd::Add(unit.to_string(), fd, stream))
     }
 
@@ -180,6 +202,11 @@ struct Source {
     stream: Stream,
     /// Bytes after the last newline, waiting for the rest of their line.
     partial: Vec<u8>,
+    /// Start of the current rate window and the log bytes written in it.
+    window_start: Instant,
+    spent: u64,
+    /// Out of the epoll set until this instant (over its rate).
+    paused_until: Option<Instant>,
 }
 
 /// The collector thread's state.
@@ -189,6 +216,8 @@ struct Collector {
     /// Indexed by epoll token.
     sources: Vec<Option<Source>>,
     free: Vec<usize>,
+    /// Sources over their rate, out of the epoll set until their `paused_until`.
+    paused: Vec<usize>,
     /// Open log files and how many pipes feed each.
     files: HashMap<String, (RotatingFile, usize)>,
     dropped: Arc<Mutex<HashMap<String, u64>>>,
@@ -200,13 +229,14 @@ impl Collector {
     fn run(&mut self, inbox: &Inbox<Cmd>) {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         loop {
+            let timeout = self.resume_paused(Instant::now());
             // SAFETY: events is a valid buffer of its length.
             let n = match retry_eintr(|| unsafe {
                 libc::epoll_wait(
                     self.ep.as_raw_fd(),
                     events.as_mut_ptr(),
                     events.len() as i32,
-                    -1,
+                    timeout,
                 )
             }) {
                 Ok(n) => n as usize,
@@ -286,6 +316,9 @@ impl Collector {
             fd,
             stream,
             partial: Vec::new(),
+            window_start: Instant::now(),
+            spent: 0,
+            paused_until: None,
         });
     }
 
@@ -294,14 +327,20 @@ impl Collector {
         let Some(Some(src)) = self.sources.get_mut(idx) else {
             return;
         };
-        // SAFETY: reads into our own buffer of its length.
-        let n = unsafe {
-            libc::read(
-                src.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
-            )
-        };
+        // No more than the rest of this second's budget (at least a page, so a pipe over
+        // its rate still makes progress once resumed): the log of one window exceeds the
+        // rate by at most one read's worth of lines.
+        let left = self
+            .cfg
+            .rate_bytes_per_s
+            .saturating_sub(src.spent)
+            .max(4096);
+        let len = self
+            .buf
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        // SAFETY: reads into our own buffer, at most its length.
+        let n = unsafe { libc::read(src.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), len) };
         if n < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
@@ -318,7 +357,7 @@ impl Collector {
         let data = &self.buf[..n as usize];
         self.out.clear();
         let mut rest = data;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
             if src.partial.is_empty() {
                 push_line(&mut self.out, prefix, &rest[..pos]);
             } else {
@@ -336,6 +375,27 @@ impl Collector {
         if self.out.is_empty() {
             return;
         }
+        let now = Instant::now();
+        if now.saturating_duration_since(src.window_start) >= RATE_WINDOW {
+            src.window_start = now;
+            src.spent = 0;
+        }
+        src.spent = src.spent.saturating_add(self.out.len() as u64);
+        let over = src.spent >= self.cfg.rate_bytes_per_s && src.paused_until.is_none();
+        if over {
+            let until = src.window_start + RATE_WINDOW;
+            src.paused_until = Some(until);
+            // SAFETY: removing a registered fd from our epoll set.
+            unsafe {
+                libc::epoll_ctl(
+                    self.ep.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    src.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                )
+            };
+            self.paused.push(idx);
+        }
         let unit = src.unit.clone();
         let out = std::mem::take(&mut self.out);
         let (file, _) = self.file_for(&unit);
@@ -344,10 +404,51 @@ impl Collector {
         self.publish_dropped(&unit, dropped);
     }
 
+    /// Puts paused sources whose window is over back into the epoll set; returns the
+    /// epoll_wait timeout in ms until the next one is due (-1: none paused).
+    fn resume_paused(&mut self, now: Instant) -> i32 {
+        let mut next: Option<Instant> = None;
+        let mut i = 0;
+        while i < self.paused.len() {
+            let idx = self.paused[i];
+            let Some(Some(src)) = self.sources.get_mut(idx) else {
+                self.paused.swap_remove(i);
+                continue;
+            };
+            match src.paused_until {
+                Some(until) if until > now => {
+                    next = Some(next.map_or(until, |n| n.min(until)));
+                    i += 1;
+                }
+                _ => {
+                    src.paused_until = None;
+                    src.window_start = now;
+                    src.spent = 0;
+                    if let Err(e) = epoll_add(&self.ep, src.fd.as_raw_fd(), idx as u64) {
+                        tracing::error!(
+                            "log collector: cannot watch the output of {} again: {e}",
+                            src.unit
+                        );
+                    }
+                    self.paused.swap_remove(i);
+                }
+            }
+        }
+        match next {
+            None => -1,
+            // Rounded up so the wake-up is never early.
+            Some(t) => {
+                let ms = t.saturating_duration_since(now).as_micros().div_ceil(1000);
+                i32::try_from(ms).unwrap_or(i32::MAX).max(1)
+            }
+        }
+    }
+
     fn close_source(&mut self, idx: usize, prefix: &str) {
         let Some(src) = self.sources.get_mut(idx).and_then(Option::take) else {
             return;
         };
+        self.paused.retain(|&p| p != idx);
         self.free.push(idx);
         // SAFETY: removing a registered fd from our epoll set.
         unsafe {

@@ -6,6 +6,7 @@
 //! writing.
 
 pub mod collector;
+pub mod daemon_log;
 pub mod rotate;
 
 pub use collector::{LogCollector, LogConfig, Stream};

@@ -18,8 +18,12 @@ use std::path::{Path, PathBuf};
 /// The log file of one unit.
 #[derive(Debug)]
 pub(crate) struct RotatingFile {
-    dir: PathBuf,
-    unit: String,
+    /// Generation 0 (`<dir>/<unit>.log`, or the daemon's `--log-file`); rotated files are
+    /// this path with `.1`, `.2`, ... appended.
+    base: PathBuf,
+    /// Names the log in warnings; `None` for the daemon's own log, which must not log about
+    /// itself (the warning would come back into this very writer).
+    label: Option<String>,
     max_bytes: u64,
     keep: u32,
     file: Option<File>,
@@ -44,8 +48,17 @@ impl RotatingFile {
     /// A writer for `unit`; the file is opened (created) on the first write.
     pub fn new(dir: &Path, unit: &str, max_bytes: u64, keep: u32) -> RotatingFile {
         RotatingFile {
-            dir: dir.to_path_buf(),
-            unit: unit.to_string(),
+            label: Some(unit.to_string()),
+            ..RotatingFile::at(log_path(dir, unit, 0), max_bytes, keep)
+        }
+    }
+
+    /// A writer for the file at `path` (rotated to `path.1` ...) that reports its own write
+    /// errors only in the file (the daemon's log).
+    pub fn at(path: PathBuf, max_bytes: u64, keep: u32) -> RotatingFile {
+        RotatingFile {
+            base: path,
+            label: None,
             max_bytes: max_bytes.max(1),
             keep,
             file: None,
@@ -68,11 +81,21 @@ impl RotatingFile {
                 .create(true)
                 .mode(0o640)
                 .custom_flags(libc::O_CLOEXEC)
-                .open(log_path(&self.dir, &self.unit, 0))?;
+                .open(&self.base)?;
             self.size = f.metadata()?.len();
             self.file = Some(f);
         }
         Ok(())
+    }
+
+    fn generation(&self, g: u32) -> PathBuf {
+        if g == 0 {
+            self.base.clone()
+        } else {
+            let mut name = self.base.clone().into_os_string();
+            name.push(format!(".{g}"));
+            PathBuf::from(name)
+        }
     }
 
     /// Renames `.log` to `.log.1` and shifts older generations, deleting the oldest.
@@ -80,14 +103,14 @@ impl RotatingFile {
         self.file = None;
         self.size = 0;
         if self.keep == 0 {
-            return match fs::remove_file(log_path(&self.dir, &self.unit, 0)) {
+            return match fs::remove_file(&self.base) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             };
         }
         for g in (0..self.keep).rev() {
-            let from = log_path(&self.dir, &self.unit, g);
-            let to = log_path(&self.dir, &self.unit, g + 1);
+            let from = self.generation(g);
+            let to = self.generation(g + 1);
             match fs::rename(&from, &to) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -134,12 +157,13 @@ impl RotatingFile {
             } else {
                 e.to_string()
             };
-            if self.total_dropped == n {
+            if self.total_dropped == n
+                && let Some(label) = &self.label
+            {
                 tracing::warn!(
-                    "log of {}: dropping lines: {} ({})",
-                    self.unit,
+                    "log of {label}: dropping lines: {} ({})",
                     self.pending_reason,
-                    log_path(&self.dir, &self.unit, 0).display()
+                    self.base.display()
                 );
             }
         }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::tree::{Entry, FileTree};
+use crate::tree::{Entry, FileTree, MAX_FILE_BYTES};
 
 /// Reads every file below `root` (recursively; symlinks are not followed but recorded).
 pub fn read_tree(root: &Path) -> std::io::Result<FileTree> {
@@ -28,7 +28,12 @@ pub fn read_tree(root: &Path) -> std::io::Result<FileTree> {
                     stack.push(path);
                 }
             } else if kind.is_file() {
-                tree.entries.insert(rel, Entry::File(std::fs::read(&path)?));
+                let size = entry.metadata()?.len();
+                if size > MAX_FILE_BYTES {
+                    tree.oversized.insert(rel, size);
+                } else {
+                    tree.entries.insert(rel, Entry::File(std::fs::read(&path)?));
+                }
             }
         }
     }

@@ -13,7 +13,7 @@ use gix::bstr::ByteSlice;
 use gix::remote::Direction;
 
 use super::{SourceError, error_chain};
-use crate::tree::{Entry, FileTree};
+use crate::tree::{Entry, FileTree, MAX_FILE_BYTES};
 
 /// The mirror's ref that tracks the remote's HEAD when no branch is configured.
 const REMOTE_HEAD_REF: &str = "refs/gitproc/remote-head";
@@ -456,6 +456,15 @@ pub fn read_units_in(
                 let target = blob.data.to_str_lossy().into_owned();
                 out.entries.insert(path, Entry::Symlink(target));
             } else if entry.mode.is_blob() {
+                // The size from the object header: an oversized blob is never inflated.
+                let size = repo
+                    .find_header(oid)
+                    .map_err(|e| object_error(url, commit, oid, &e))?
+                    .size();
+                if size > MAX_FILE_BYTES {
+                    out.oversized.insert(path, size);
+                    continue;
+                }
                 let mut blob = repo
                     .find_blob(oid)
                     .map_err(|e| object_error(url, commit, oid, &e))?;

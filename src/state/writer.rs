@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -62,6 +62,9 @@ pub struct WriterStats {
     pub last_bytes: Option<u64>,
     /// Message of the last failure, if the last attempt failed (cleared by a success).
     pub last_error: Option<String>,
+    /// When the current run of failures began (the first failure after a success), so
+    /// `status` can say since when the state is not saved; cleared by a success.
+    pub last_error_since: Option<SystemTime>,
 }
 
 struct Inner {
@@ -293,6 +296,7 @@ fn run(shared: &Shared, path: &Path, cfg: WriterConfig, mut step: Box<dyn WriteS
                 g.stats.last_duration = Some(stats.duration);
                 g.stats.last_bytes = Some(stats.bytes);
                 g.stats.last_error = None;
+                g.stats.last_error_since = None;
                 if g.pending.is_none() {
                     g.dirty_since = None;
                 }
@@ -308,6 +312,9 @@ fn run(shared: &Shared, path: &Path, cfg: WriterConfig, mut step: Box<dyn WriteS
                 );
                 g.stats.failures += 1;
                 g.stats.last_error = Some(e.to_string());
+                if g.stats.last_error_since.is_none() {
+                    g.stats.last_error_since = Some(SystemTime::now());
+                }
                 if g.pending.is_none() {
                     g.pending = state;
                 }

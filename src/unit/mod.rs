@@ -44,7 +44,37 @@ pub fn load_tree(
     tree: &crate::tree::FileTree,
     ctx: &SpecifierContext,
 ) -> BTreeMap<String, LoadedUnit> {
-    load::load_tree(tree, ctx)
+    let mut units = load::load_tree(tree, ctx);
+    refuse_oversized(tree, &mut units);
+    units
+}
+
+/// Units whose file (or one of their drop-ins) was over the size limit fail with an error
+/// naming that file; the others load as usual.
+fn refuse_oversized(tree: &crate::tree::FileTree, units: &mut BTreeMap<String, LoadedUnit>) {
+    for (path, &size) in &tree.oversized {
+        let name = match path.split_once(".d/") {
+            // A drop-in: only for a unit that exists.
+            Some((unit, _)) if path.ends_with(".conf") && units.contains_key(unit) => unit,
+            Some(_) => continue,
+            _ if !path.contains('/') && path.ends_with(".service") && !path.contains("@.") => {
+                path.as_str()
+            }
+            _ => continue,
+        };
+        let message = crate::tree::FileTree::oversized_error(path, size);
+        let failed = LoadedUnit {
+            name: name.to_string(),
+            path: path.clone(),
+            unit: None,
+            diagnostics: vec![Diagnostic::error(path, 1, 1, message)],
+            // Distinct from real hashes (which are FNV over the bytes), and changes when the
+            // size does.
+            content_hash: format!("{size:032x}"),
+            inputs: vec![path.clone()],
+        };
+        units.insert(name.to_string(), failed);
+    }
 }
 
 /// [`load_tree`], asking `host` for absolute `EnvironmentFile=` paths (the daemon passes the
@@ -55,7 +85,9 @@ pub fn load_tree_with(
     ctx: &SpecifierContext,
     host: &dyn Host,
 ) -> BTreeMap<String, LoadedUnit> {
-    load::load_tree_with(tree, ctx, host)
+    let mut units = load::load_tree_with(tree, ctx, host);
+    refuse_oversized(tree, &mut units);
+    units
 }
 
 /// Parses one unit from its bytes plus drop-ins `(path, bytes)` (applied in the given order).

@@ -256,11 +256,10 @@ fn fifty_clients_at_once_all_get_answers() {
 }
 
 #[test]
-fn a_burst_beyond_the_connection_limit_waits_for_slots_instead_of_failing() {
-    use gitproc::control::server::MAX_CLIENTS;
+fn a_burst_of_two_hundred_clients_is_served_without_refusals() {
     let (_repo, daemon) = daemon();
     let socket = daemon.socket();
-    let threads: Vec<_> = (0..MAX_CLIENTS + 40)
+    let threads: Vec<_> = (0..200)
         .map(|_| {
             let socket = socket.clone();
             std::thread::spawn(move || client::call(&socket, Verb::Ping))
@@ -270,34 +269,4 @@ fn a_burst_beyond_the_connection_limit_waits_for_slots_instead_of_failing() {
         let reply = t.join().expect("client thread").expect("a reply");
         assert!(reply.ok, "{reply:?}");
     }
-}
-
-#[test]
-fn silent_clients_filling_every_slot_get_newcomers_refused_not_hung() {
-    use gitproc::control::server::{MAX_CLIENTS, SLOT_WAIT};
-    let (_repo, daemon) = daemon();
-    let hogs: Vec<UnixStream> = (0..MAX_CLIENTS).map(|_| connect(&daemon)).collect();
-    // The hogs are admitted one by one; wait until the last one has its slot (it answers).
-    let mut last = hogs.last().expect("a hog").try_clone().expect("clone");
-    let reply = request(&mut last, b"{\"v\":1,\"verb\":\"ping\"}\n");
-    assert_eq!(reply["ok"], true);
-    let started = Instant::now();
-    let reply = client::call(&daemon.socket(), Verb::Ping).expect("a refusal, not a hang");
-    assert!(!reply.ok);
-    assert!(
-        reply
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("too many clients"),
-        "{reply:?}"
-    );
-    assert!(started.elapsed() >= SLOT_WAIT / 2 && started.elapsed() < SLOT_WAIT * 5);
-    drop(hogs);
-    drop(last);
-    wait_for("a slot after the hogs left", WAIT, || {
-        client::call(&daemon.socket(), Verb::Ping)
-            .ok()
-            .filter(|r| r.ok)
-    });
 }

@@ -77,6 +77,7 @@ fn a_flooding_service_does_not_delay_another() {
         dir: dir.path().to_path_buf(),
         max_bytes: 1 << 20,
         keep: 2,
+        ..LogConfig::new(dir.path())
     };
     let collector = LogCollector::start(cfg).expect("collector");
     let mut guard = Guard::new();
@@ -139,6 +140,7 @@ fn rotation_happens_at_the_size_limit_and_keeps_n_files() {
         dir: dir.path().to_path_buf(),
         max_bytes: 1000,
         keep: 3,
+        ..LogConfig::new(dir.path())
     };
     let collector = LogCollector::start(cfg).expect("collector");
     let (r, mut w) = pipe();
@@ -191,4 +193,56 @@ fn disk_full_drops_are_counted_and_reported() {
     let lines = logs::tail(dir.path(), "full.service", 10).expect("tail");
     let bodies: Vec<&str> = lines.iter().map(|l| body(l)).collect();
     assert_eq!(bodies, vec!["gitproc: 3 lines dropped (disk full)", "four"]);
+}
+
+#[test]
+fn a_flood_is_held_to_the_rate_by_backpressure_without_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rate: u64 = 64 << 10;
+    let cfg = LogConfig {
+        max_bytes: 64 << 20,
+        keep: 1,
+        rate_bytes_per_s: rate,
+        ..LogConfig::new(dir.path())
+    };
+    let collector = LogCollector::start(cfg).expect("collector");
+    let mut guard = Guard::new();
+    let svc = ServiceSection::default();
+    let dirs = Dirs::default();
+    let cmd = exec(&["/usr/bin/yes"]);
+    let req = SpawnRequest::new("flood.service", &cmd, &svc, "id", &dirs);
+    let s = runtime::spawn(&req).expect("spawn yes");
+    guard.track(s.pid);
+    let started = Instant::now();
+    collector
+        .add("flood.service", s.stdout.expect("stdout"), Stream::Stdout)
+        .expect("add");
+    wait_for(10, "the flood's first lines", || {
+        fs::metadata(log_path(dir.path(), "flood.service", 0))
+            .ok()
+            .filter(|m| m.len() > 0)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    collector.barrier().expect("barrier");
+    let secs = started.elapsed().as_secs() + 1;
+    let written = fs::metadata(log_path(dir.path(), "flood.service", 0))
+        .expect("flood log")
+        .len();
+    // Per window: the rate plus at most one read (<= rate bytes of input, each 2-byte
+    // line growing by its 25-byte timestamp) over it. Unthrottled, `yes` writes hundreds
+    // of MB in these seconds.
+    let bound = secs * (rate + rate * 27 / 2);
+    assert!(
+        written <= bound,
+        "{written} bytes in ~{secs} s, bound {bound}"
+    );
+    assert!(
+        written >= rate,
+        "the flood is still logged: {written} bytes"
+    );
+    assert_eq!(
+        collector.dropped_lines("flood.service"),
+        0,
+        "nothing dropped"
+    );
 }

@@ -22,6 +22,7 @@ mod cli_start_stop;
 mod cli_status;
 mod cli_sync;
 // The daemon as a whole: reaping, crash recovery, the control socket.
+mod daemon_control_abuse;
 mod daemon_control_socket;
 mod daemon_duplicates;
 mod daemon_lock;
@@ -32,6 +33,7 @@ mod daemon_recovery;
 mod daemon_spawn_fault;
 // Desired state from git: sources, deploys, rollback, signatures.
 mod git_deploy;
+mod git_oversized_files;
 mod git_remotes;
 mod git_rollback;
 mod git_signing;
@@ -61,6 +63,7 @@ mod runtime_notify;
 mod runtime_spawn;
 // The log collector.
 mod logs_collector;
+mod logs_daemon_log;
 // The source tree itself: the layering rule of ARCHITECTURE.md.
 mod layering;
 // The pure per-service state machine on a simulated clock.

@@ -160,10 +160,12 @@ impl Supervisor {
 
     /// The forced save of an operator job is on disk (or failed): answer the job.
     pub(super) fn job_saved(&mut self, save: JobSave, result: Result<(), StateError>) {
+        let mut answer = save.answer;
         if let Err(err) = result {
             tracing::error!("state save after {} failed: {err}", save.what);
+            answer.warning = Some(save_warning(&err.to_string()));
         }
-        let _ = save.reply.send(save.answer);
+        let _ = save.reply.send(answer);
     }
 
     /// At shutdown: answers the jobs whose save is still on its way (the final save has
@@ -287,4 +289,11 @@ impl JobKind {
             JobKind::Reload => "reload",
         }
     }
+}
+
+/// What an operator is told when the save that makes a job durable failed.
+fn save_warning(err: &str) -> String {
+    format!(
+        "the state could not be saved: {err} (the change is in effect but will not survive a daemon restart; `gitproc status` shows the save error until a save succeeds)"
+    )
 }

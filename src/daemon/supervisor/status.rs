@@ -101,6 +101,7 @@ impl Supervisor {
 
     fn daemon_json(&self) -> serde_json::Value {
         let s = &self.source;
+        let w = self.writer.stats();
         serde_json::json!({
             "pid": std::process::id(),
             "version": env!("CARGO_PKG_VERSION"),
@@ -116,6 +117,10 @@ impl Supervisor {
             "next_check": s.next_check.map(unix_of),
             "poll_interval_s": s.poll_interval.as_secs_f64(),
             "source_error": s.error,
+            // The last failed state save and when the failures began; null once a save
+            // succeeds again.
+            "save_error": w.last_error,
+            "save_error_since": w.last_error_since.map(unix_of),
             "shutting_down": self.shutting_down,
         })
     }
@@ -131,6 +136,7 @@ impl Supervisor {
                 "last_duration_us": w.last_duration.map(|d| d.as_micros() as u64),
                 "last_bytes": w.last_bytes,
                 "last_error": w.last_error,
+                "last_error_since": w.last_error_since.map(unix_of),
             },
             "units": self.units.len(),
         })
