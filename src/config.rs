@@ -199,8 +199,13 @@ impl Config {
             return bad(format!("[poll] {message}"));
         }
         let s = &self.state;
-        if !(s.save_interval_s > 0.0 && s.save_min_gap_s >= 0.0) {
-            return bad("[state] save_interval_s must be > 0 and save_min_gap_s >= 0".into());
+        for (key, value, zero_ok) in [
+            ("save_interval_s", s.save_interval_s, false),
+            ("save_min_gap_s", s.save_min_gap_s, true),
+        ] {
+            if let Err(message) = finite_secs(key, value, zero_ok) {
+                return bad(format!("[state] {message}"));
+            }
         }
         if self.logs.keep == 0 || self.logs.max_bytes < 4096 {
             return bad("[logs] keep must be >= 1 and max_bytes >= 4096".into());
@@ -226,9 +231,25 @@ impl Config {
     }
 }
 
-/// Seconds from a config number, clamped to something sane.
+/// The longest interval a config number gives: a year. Longer ones are clamped to it.
+const MAX_CONFIG_SECS: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Why a seconds value of `key` cannot be used: NaN, infinite, negative, or zero where zero
+/// makes no sense. The message names the key and the value (`validate` adds the section).
+fn finite_secs(key: &str, value: f64, zero_ok: bool) -> Result<(), String> {
+    let least = if zero_ok { ">= 0" } else { "> 0" };
+    if !value.is_finite() || value < 0.0 || (!zero_ok && value == 0.0) {
+        return Err(format!(
+            "{key} ({value}) must be a finite number of seconds {least}"
+        ));
+    }
+    Ok(())
+}
+
+/// Seconds from a config number, clamped to 0 ..= a year. Saturating even for values that
+/// `validate` rejects (NaN is 0), so no config number can panic the daemon.
 pub fn secs(value: f64) -> Duration {
-    Duration::from_secs_f64(value.clamp(0.0, 365.0 * 24.0 * 3600.0))
+    crate::sys::time::secs_f64(value).min(MAX_CONFIG_SECS)
 }
 
 #[cfg(test)]
@@ -278,6 +299,36 @@ mod tests {
                 .to_string();
             assert!(err.contains(&format!("[poll] {key}")), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn non_finite_negative_or_zero_state_numbers_name_the_key() {
+        for (text, key) in [
+            ("save_interval_s = nan", "save_interval_s"),
+            ("save_interval_s = inf", "save_interval_s"),
+            ("save_interval_s = -inf", "save_interval_s"),
+            ("save_interval_s = 0", "save_interval_s"),
+            ("save_interval_s = -1", "save_interval_s"),
+            ("save_min_gap_s = nan", "save_min_gap_s"),
+            ("save_min_gap_s = inf", "save_min_gap_s"),
+            ("save_min_gap_s = -0.5", "save_min_gap_s"),
+        ] {
+            let err = Config::parse(&format!("[state]\n{text}\n"), Path::new("g.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("[state] {key}")), "{text}: {err}");
+        }
+        let ok = Config::parse("[state]\nsave_min_gap_s = 0\n", Path::new("g.toml"));
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn config_seconds_saturate() {
+        assert_eq!(secs(f64::NAN), Duration::ZERO);
+        assert_eq!(secs(-5.0), Duration::ZERO);
+        assert_eq!(secs(f64::INFINITY), Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(secs(1e300), Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(secs(2.5), Duration::from_millis(2500));
     }
 
     #[test]

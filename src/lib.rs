@@ -29,6 +29,10 @@ pub mod service;
 pub mod source;
 pub mod state;
 pub(crate) mod sys;
+/// The whole-core simulation driver shared by the proptest and the fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod timer;
 pub mod tree;
 pub mod unit;

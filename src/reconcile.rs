@@ -194,7 +194,8 @@ fn bring_back(old: Option<&Recorded>, hash: &str) -> Action {
 impl Plan {
     /// The order to carry the actions out in: stops of units gone from git (by name), then
     /// leftovers to adopt and stop (by name), then starts, restarts and adoptions in the
-    /// graph's start order, leaving out the units `skip` names (a dependency error).
+    /// graph's start order, leaving out the starts and restarts of units `skip` names (a
+    /// dependency error; their adoptions stay: a running process is never left unsupervised).
     /// Forget, Broken, Keep, KeepRolledBack and Hold need no step after the bookkeeping.
     pub(crate) fn perform_order(
         &self,
@@ -221,12 +222,16 @@ impl Plan {
             .collect();
         let names: Vec<String> = up.keys().map(|n| n.to_string()).collect();
         for name in graph.start_order(&names) {
-            if skip(&name) {
+            let Some(action) = up.get(name.as_str()) else {
+                continue;
+            };
+            // A dependency error blocks starts, never an adoption: the process runs
+            // already, and skipping it would leave it unsupervised and let a later start
+            // run a second copy (found by the whole-core property test, `testing`).
+            if skip(&name) && !matches!(action, Action::Adopt { .. }) {
                 continue;
             }
-            if let Some(action) = up.get(name.as_str()) {
-                steps.push((name, *action));
-            }
+            steps.push((name, *action));
         }
         steps
     }
@@ -543,5 +548,29 @@ mod tests {
                 ("a.service", Action::Start),
             ]
         );
+    }
+
+    #[test]
+    fn a_dependency_error_never_skips_an_adoption() {
+        let units = BTreeMap::from([(
+            "a.service".to_string(),
+            Arc::new(Unit {
+                name: "a.service".into(),
+                ..Unit::default()
+            }),
+        )]);
+        let (graph, _) = Graph::build(&units);
+        let adopt = Action::Adopt {
+            pid: 7,
+            start_time: 8,
+            changed: false,
+            held_stopped: false,
+        };
+        let plan = Plan {
+            actions: vec![("a.service".into(), adopt)],
+            unchanged: 0,
+        };
+        let steps = plan.perform_order(&graph, &|_| true);
+        assert_eq!(names(&steps), vec![("a.service", adopt)]);
     }
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Downloads Debian 12 packages that ship .service files and extracts only those files into
 # target/debian-units/<package>/ (never committed: they are Debian's files, not ours).
+# Exits non-zero when a package cannot be downloaded or yields no unit; .ci/run then fails
+# (under CI=true the Debian units test fails too rather than skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/debian-units
@@ -26,5 +28,12 @@ for deb in "$work"/*.deb; do
       mkdir -p "$out/$name/$dir"
       cp -P "$conf" "$out/$name/$dir/"
     done
+done
+# A package that yields no unit would make the test pass on less than it claims.
+for pkg in "${pkgs[@]}"; do
+  if ! compgen -G "$out/$pkg/*.service" >/dev/null; then
+    echo "error: no .service file extracted from Debian package $pkg" >&2
+    exit 1
+  fi
 done
 touch "$out/.done"

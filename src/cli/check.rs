@@ -23,6 +23,9 @@ use crate::unit::{self, FixedHost, Host, LoadedUnit, Lookup, SpecifierContext};
 
 /// Runs the check; returns the exit code.
 pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
+    if !args.calendar.is_empty() {
+        return Ok(super::timers::calendar(&args.calendar, args.iterations));
+    }
     for p in &args.paths {
         if std::fs::symlink_metadata(p).is_err() {
             eprintln!(
@@ -77,7 +80,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             }
         }
         if units.is_empty() {
-            eprintln!("gitproc check: no .service units found");
+            eprintln!("gitproc check: no .service or .timer units found");
         } else {
             eprintln!(
                 "gitproc check: {} unit(s), {errors} error(s), {warnings} warning(s)",
@@ -160,9 +163,13 @@ fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, Strin
     if meta.is_dir() {
         let tree =
             crate::source::dir::read_tree(p).map_err(|e| format!("cannot read directory: {e}"))?;
-        let mut all: Vec<LoadedUnit> = unit::load_tree_with(&tree, ctx, &FixedHost)
-            .into_values()
-            .collect();
+        let services = unit::load_tree_with(&tree, ctx, &FixedHost);
+        let mut timers = unit::load::load_timers(&tree, ctx);
+        for t in timers.values_mut() {
+            check_timer_target(t, &tree, &|name| services.contains_key(name));
+        }
+        let mut all: Vec<LoadedUnit> = services.into_values().collect();
+        all.extend(timers.into_values());
         all.extend(unit::load::load_templates_with(&tree, ctx, &FixedHost).into_values());
         for u in &mut all {
             prefix_paths(u, p);
@@ -171,6 +178,41 @@ fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, Strin
     } else {
         check_file(p, ctx).map(|u| vec![u])
     }
+}
+
+/// A timer's `Unit=` must be a service of the same tree: an error at the `Unit=` line that
+/// set it (the last one of its files), or at line 1 for the default (`NAME.service`).
+fn check_timer_target(
+    t: &mut LoadedUnit,
+    tree: &crate::tree::FileTree,
+    exists: &dyn Fn(&str) -> bool,
+) {
+    let Some(target) = t.unit.as_ref().map(|u| u.timer.unit.clone()) else {
+        return;
+    };
+    if exists(&target) {
+        return;
+    }
+    let mut at = (t.path.clone(), 1u32);
+    for file in &t.inputs {
+        let Some(text) = tree.file(file).and_then(|b| std::str::from_utf8(b).ok()) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("Unit=") {
+                at = (file.clone(), i as u32 + 1);
+            }
+        }
+    }
+    t.diagnostics.push(unit::Diagnostic::error(
+        &at.0,
+        at.1,
+        1,
+        format!(
+            "Unit=: {target} is not a unit of this directory: add {target}, or point Unit= at an existing service"
+        ),
+    ));
+    t.unit = None;
 }
 
 /// Diagnostics of a directory name files relative to it; show them as the user can open them.

@@ -10,6 +10,7 @@ pub mod output;
 pub mod perf;
 pub mod plan;
 pub mod status;
+pub mod timers;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,8 @@ pub enum Command {
     Status(StatusArgs),
     /// One line per unit.
     List(ListArgs),
+    /// Timers by next elapse, like `systemctl list-timers` (NEXT, LEFT, LAST, PASSED, UNIT, ACTIVATES).
+    ListTimers(ListTimersArgs),
     /// Show a unit's log.
     Logs(LogsArgs),
     /// Make the daemon check git now and print what it applied.
@@ -136,6 +139,15 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct ListTimersArgs {
+    /// Also timers that are not active (stopped, or elapsed for good).
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct JsonArgs {
     #[arg(long)]
     pub json: bool,
@@ -155,8 +167,15 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Unit files or directories holding them.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "calendar")]
     pub paths: Vec<PathBuf>,
+    /// Instead of files: print a calendar expression's normalized form and next elapses
+    /// (like `systemd-analyze calendar`); may repeat.
+    #[arg(long, value_name = "EXPR")]
+    pub calendar: Vec<String>,
+    /// With --calendar: how many elapses to show.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub iterations: usize,
     /// Print diagnostics as JSON.
     #[arg(long)]
     pub json: bool,
@@ -222,6 +241,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Reload(args) => jobs::run(&global, jobs::Kind::Reload, &args),
         Command::Status(args) => status::run(&global, &args),
         Command::List(args) => status::list(&global, &args),
+        Command::ListTimers(args) => timers::list(&global, &args),
         Command::Logs(args) => logs::run(&global, &args),
         Command::Sync(args) => jobs::sync(&global, &args),
         Command::Perf { command } => perf::run(&global, &command),

@@ -204,6 +204,13 @@ fn print_unit(u: &Value, color: bool) {
     if let Some(ovr) = u["override"].as_str() {
         println!("   Override: {ovr} by operator (until `gitproc start`)");
     }
+    if u["kind"].as_str() == Some("timer") {
+        super::timers::print_status_lines(u);
+        if let Some(err) = u["error"].as_str() {
+            println!("      Error: {}", paint(err, "31", color));
+        }
+        return;
+    }
     if let Some(pid) = u["main_pid"].as_i64() {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         println!("   Main PID: {pid} ({})", comm.trim());
@@ -215,8 +222,7 @@ fn print_unit(u: &Value, color: bool) {
         "   Restarts: {}   Result: {}{}",
         u["n_restarts"].as_u64().unwrap_or(0),
         str_or(u, "result", "?"),
-        u["exec_main_status"]
-            .as_i64()
+        last_status(u)
             .map(|s| format!("   Last status: {s}"))
             .unwrap_or_default()
     );
@@ -226,6 +232,20 @@ fn print_unit(u: &Value, color: bool) {
     if let Some(err) = u["error"].as_str() {
         println!("      Error: {}", paint(err, "31", color));
     }
+}
+
+/// The last main exit as systemctl words it: `exit 217/USER`, `exit 3`, `signal 9`.
+fn last_status(u: &Value) -> Option<String> {
+    let status = u["exec_main_status"].as_i64()?;
+    Some(match u["exec_main_code"].as_str() {
+        Some("exited") => match u["exec_main_status_name"].as_str() {
+            Some(name) => format!("exit {status}/{name}"),
+            None => format!("exit {status}"),
+        },
+        Some("dumped") => format!("signal {status} (core dumped)"),
+        Some("killed") => format!("signal {status}"),
+        _ => status.to_string(),
+    })
 }
 
 /// Processes and resident memory of the session a main pid leads (services run in their own

@@ -140,6 +140,9 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
             .push(serde_json::json!({"unit": name, "error": error}));
     }
     let steps = plan.perform_order(&graph, &|name| dep_errors.contains_key(name));
+    // A service that a timer starts is not started by the commit: it runs when its timer
+    // elapses (a changed one that is running now is restarted as usual).
+    let timer_activated = Supervisor::timer_activated(&snapshot.timers);
     sup.set_graph(graph);
     sup.set_applied(
         commit.clone(),
@@ -154,6 +157,8 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 sup.adopt(&name, pid, start_time);
                 sup.request_stop(&name);
             }
+            Action::Start if timer_activated.contains(&name) => {}
+            Action::Restart if timer_activated.contains(&name) => sup.restart_if_running(&name),
             Action::Start => {
                 // On trial too: once it has stayed up it is the last good version a later
                 // commit's failure rolls back to (otherwise the first version never is).
@@ -194,6 +199,11 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
             | Action::Hold => {}
         }
     }
+    sup.apply_timers(
+        snapshot.timers,
+        restored.as_ref().map(|s| &s.timers),
+        &commit,
+    );
     if let Some(c) = &commit {
         tracing::info!(
             "applied commit {}: {} started, {} restarted, {} stopped, {} with errors",

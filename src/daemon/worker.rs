@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub subject: Option<String>,
     pub commit_time: Option<i64>,
     pub units: BTreeMap<String, LoadedUnit>,
+    /// The `.timer` units, apart from the services (see [`crate::unit::load::load_timers`]).
+    pub timers: BTreeMap<String, LoadedUnit>,
     pub fetch_time: Duration,
     pub parse_time: Duration,
 }
@@ -262,11 +264,13 @@ impl Worker {
             &self.config.ctx,
             &crate::runtime::unit_host::RealHost,
         );
+        let timers = crate::unit::load::load_timers(&tree, &self.config.ctx);
         let snapshot = Snapshot {
             commit: Some(tip.clone()),
             subject: info.as_ref().map(|i| i.subject.clone()),
             commit_time: info.as_ref().map(|i| i.author_time),
             units,
+            timers,
             fetch_time,
             parse_time: parse_started.elapsed(),
         };
@@ -299,8 +303,10 @@ impl Worker {
             &self.config.ctx,
             &crate::runtime::unit_host::RealHost,
         );
+        let timers = crate::unit::load::load_timers(&tree, &self.config.ctx);
         let hashes: BTreeMap<String, String> = units
             .iter()
+            .chain(&timers)
             .map(|(name, u)| (name.clone(), u.content_hash.clone()))
             .collect();
         if self.sent_hashes.as_ref() == Some(&hashes) {
@@ -314,6 +320,7 @@ impl Worker {
                 subject: None,
                 commit_time: None,
                 units,
+                timers,
                 fetch_time: Duration::ZERO,
                 parse_time: parse_started.elapsed(),
             }),

@@ -86,8 +86,14 @@ pub enum Event {
     /// runtime may send this once `execve` succeeded).
     Spawned { role: ProcessRole, pid: i32 },
     /// Answer to [`Effect::Spawn`]: fork or exec failed; `error` is the full message,
-    /// e.g. `exec failed: /bin/x: No such file or directory`.
-    SpawnFailed { role: ProcessRole, error: String },
+    /// e.g. `exec failed: /bin/x: No such file or directory`; `exit_status` is systemd's
+    /// code for the step that failed ([`super::exit_code`]: 203/EXEC, 217/USER, ...),
+    /// recorded as the process's exit status.
+    SpawnFailed {
+        role: ProcessRole,
+        error: String,
+        exit_status: i32,
+    },
     /// A process of this service ended (route with [`super::Service::role_of`]).
     Exited { pid: i32, status: ExitStatus },
     /// Answer to [`Effect::ReadPidFile`]: the pid read, or why it could not be read.

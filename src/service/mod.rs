@@ -6,6 +6,7 @@
 //! said on the item.
 
 pub(crate) mod event;
+pub mod exit_code;
 pub(crate) mod machine;
 pub(crate) mod notify;
 pub(crate) mod restart;

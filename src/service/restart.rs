@@ -143,7 +143,8 @@ pub fn restart_delay(svc: &ServiceSection, attempt: u32) -> Duration {
     let from = base.max(Duration::from_millis(1)).as_secs_f64();
     let to = max.as_secs_f64();
     let delay = from * (to / from).powf(f64::from(attempt) / f64::from(steps));
-    Duration::from_secs_f64(delay.min(to))
+    // Saturating: a huge RestartMaxDelaySec= must not panic `from_secs_f64`.
+    crate::sys::time::secs_f64(delay.min(to)).min(max)
 }
 
 #[cfg(test)]

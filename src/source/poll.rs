@@ -144,7 +144,7 @@ impl PollSchedule {
     fn schedule(&mut self, now: Instant) -> Instant {
         let base = self.interval();
         let jittered = self.jittered(base);
-        let next = now + jittered;
+        let next = crate::sys::time::later(now, jittered);
         self.next = Some(next);
         next
     }

@@ -31,6 +31,10 @@ pub struct PersistedState {
     /// Per-unit facts, by unit name (e.g. `web.service`). Sorted for stable, diffable output.
     #[serde(default)]
     pub units: BTreeMap<String, UnitState>,
+    /// Per-timer facts, by timer name (e.g. `backup.timer`); absent in files written before
+    /// timers existed, and omitted when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timers: BTreeMap<String, TimerState>,
 }
 
 impl Default for PersistedState {
@@ -39,8 +43,22 @@ impl Default for PersistedState {
             format_version: FORMAT_VERSION,
             daemon: DaemonState::default(),
             units: BTreeMap::new(),
+            timers: BTreeMap::new(),
         }
     }
+}
+
+/// What a timer keeps across daemon restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TimerState {
+    /// Wall-clock time of the last trigger, microseconds since the Unix epoch: what
+    /// `Persistent=yes` counts a missed run from, and `LAST` in `list-timers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_trigger_usec: Option<i64>,
+    /// An operator's `gitproc stop NAME.timer`, held until `gitproc start`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_override: Option<Override>,
 }
 
 /// Daemon-wide facts: which commit is applied and when the source is next polled.
@@ -415,6 +433,13 @@ mod tests {
                 ..UnitState::default()
             },
         );
+        s.timers.insert(
+            "backup.timer".into(),
+            TimerState {
+                last_trigger_usec: Some(1_700_000_000_123_456),
+                operator_override: None,
+            },
+        );
         s
     }
 
@@ -445,6 +470,13 @@ mod tests {
         assert_eq!(u.result, "success");
         assert_eq!(u.main_identity(), None, "no start time recorded");
         assert_eq!(s.daemon, DaemonState::default());
+        assert!(s.timers.is_empty(), "a file from before timers has none");
+        // And a state without timers writes no `timers` key (older readers see nothing new).
+        assert!(
+            !String::from_utf8(s.to_bytes().unwrap())
+                .unwrap()
+                .contains("timers")
+        );
     }
 
     #[test]

@@ -242,7 +242,7 @@ impl Drop for AliveGuard<'_> {
 fn next_due(dirty_since: Instant, last_attempt: Option<Instant>, cfg: WriterConfig) -> Instant {
     match last_attempt {
         None => dirty_since,
-        Some(last) => dirty_since.max(last + cfg.interval.max(cfg.min_gap)),
+        Some(last) => dirty_since.max(crate::sys::time::later(last, cfg.interval.max(cfg.min_gap))),
     }
 }
 

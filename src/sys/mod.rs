@@ -3,6 +3,7 @@
 //! - [`procstat`]: the one `/proc/PID/stat` parser (start times, sessions, states);
 //! - [`retry_eintr`]: the one "call again while the system call says EINTR" loop;
 //! - [`eventfd::EventFd`]: the one eventfd (a counter a thread can block on in poll/epoll);
+//! - [`time`]: saturating clock arithmetic (a deadline too far away is "never", no panic);
 //! - [`worker::Worker`]: the one worker thread woken by that eventfd, with a command queue
 //!   and a clean stop on drop (the log collector, the pidfd watcher, the notify socket).
 //!
@@ -11,6 +12,7 @@
 pub mod eventfd;
 pub mod procstat;
 mod retry;
+pub mod time;
 pub mod worker;
 
 pub use retry::retry_eintr;

@@ -7,6 +7,9 @@
 //! - [`schedule`]: a timer's next elapse from its settings and the facts about clocks and
 //!   units: the earliest across all settings, `RandomizedDelaySec=`, `AccuracySec=`
 //!   coalescing, `Persistent=`.
+//! - [`state`]: one timer unit's own small state (waiting, running, elapsed; last trigger;
+//!   next elapse) as the event loop keeps it, and when it fires.
 
 pub mod calendar;
 pub mod schedule;
+pub mod state;

@@ -27,6 +27,8 @@ pub enum SectionKind {
     Unit,
     Service,
     Install,
+    /// `[Timer]` of a `.timer` unit (systemd.timer(5)).
+    Timer,
     /// `[X-Name]`: gitproc's (and others') extensions, kept raw, never warned about.
     Extension,
     Unknown,
@@ -37,6 +39,7 @@ pub fn section_kind(name: &str) -> SectionKind {
         "Unit" => SectionKind::Unit,
         "Service" => SectionKind::Service,
         "Install" => SectionKind::Install,
+        "Timer" => SectionKind::Timer,
         n if n.starts_with("X-") => SectionKind::Extension,
         _ => SectionKind::Unknown,
     }
@@ -69,6 +72,7 @@ pub fn classify(section: SectionKind, key: &str) -> Option<Support> {
             INSTALL_INFORMATIONAL,
             INSTALL_NOT_ENFORCED,
         ),
+        SectionKind::Timer => (TIMER_ENFORCED, TIMER_INFORMATIONAL, TIMER_NOT_ENFORCED),
         SectionKind::Extension => return Some(Support::Informational),
         SectionKind::Unknown => return None,
     };
@@ -97,6 +101,7 @@ pub fn all_keys(section: SectionKind) -> Vec<(&'static str, Support)> {
             INSTALL_INFORMATIONAL,
             INSTALL_NOT_ENFORCED,
         ),
+        SectionKind::Timer => (TIMER_ENFORCED, TIMER_INFORMATIONAL, TIMER_NOT_ENFORCED),
         _ => (&[], &[], &[]),
     };
     let mut out: Vec<(&'static str, Support)> = Vec::new();
@@ -238,6 +243,8 @@ const UNIT_NOT_ENFORCED: &[&str] = &[
 
 /// [Service] keys gitproc acts on.
 const SERVICE_ENFORCED: &[&str] = &[
+    "AmbientCapabilities",
+    "CapabilityBoundingSet",
     "Environment",
     "EnvironmentFile",
     "ExecCondition",
@@ -249,6 +256,7 @@ const SERVICE_ENFORCED: &[&str] = &[
     "ExecStopPost",
     "FinalKillSignal",
     "Group",
+    "IgnoreSIGPIPE",
     "KillMode",
     "KillSignal",
     "LimitAS",
@@ -315,7 +323,6 @@ const SERVICE_INFORMATIONAL: &[&str] = &[];
 const SERVICE_NOT_ENFORCED: &[&str] = &[
     "AllowedCPUs",
     "AllowedMemoryNodes",
-    "AmbientCapabilities",
     "AppArmorProfile",
     "BindLogSockets",
     "BindPaths",
@@ -339,7 +346,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "CacheDirectory",
     "CacheDirectoryMode",
     "Capabilities",
-    "CapabilityBoundingSet",
     "ConfigurationDirectory",
     "ConfigurationDirectoryMode",
     "CoredumpFilter",
@@ -379,7 +385,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "IPCNamespacePath",
     "IPEgressFilterPath",
     "IPIngressFilterPath",
-    "IgnoreSIGPIPE",
     "ImportCredential",
     "InaccessibleDirectories",
     "InaccessiblePaths",
@@ -535,6 +540,34 @@ const INSTALL_INFORMATIONAL: &[&str] = &["Also", "DefaultInstance", "UpheldBy"];
 /// [Install] keys systemd knows and gitproc accepts with a "not enforced" warning.
 const INSTALL_NOT_ENFORCED: &[&str] = &[];
 
+/// [Timer] keys gitproc acts on (systemd.timer(5)).
+const TIMER_ENFORCED: &[&str] = &[
+    "AccuracySec",
+    "FixedRandomDelay",
+    "OnActiveSec",
+    "OnBootSec",
+    "OnCalendar",
+    "OnStartupSec",
+    "OnUnitActiveSec",
+    "OnUnitInactiveSec",
+    "Persistent",
+    "RandomizedDelaySec",
+    "RemainAfterElapse",
+    "Unit",
+];
+
+/// [Timer] keys accepted silently.
+const TIMER_INFORMATIONAL: &[&str] = &[];
+
+/// [Timer] keys systemd knows and gitproc accepts with a warning: gitproc does not wake a
+/// suspended machine, and reacts to no clock or time-zone change events.
+const TIMER_NOT_ENFORCED: &[&str] = &[
+    "OnClockChange",
+    "OnTimezoneChange",
+    "RandomizedOffsetSec",
+    "WakeSystem",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +584,9 @@ mod tests {
             INSTALL_ENFORCED,
             INSTALL_INFORMATIONAL,
             INSTALL_NOT_ENFORCED,
+            TIMER_ENFORCED,
+            TIMER_INFORMATIONAL,
+            TIMER_NOT_ENFORCED,
         ];
         for list in all {
             assert!(list.windows(2).all(|w| w[0] < w[1]), "not sorted: {list:?}");
@@ -559,6 +595,7 @@ mod tests {
             SectionKind::Unit,
             SectionKind::Service,
             SectionKind::Install,
+            SectionKind::Timer,
         ] {
             let keys = all_keys(sec);
             let mut names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
@@ -593,7 +630,7 @@ mod tests {
         );
         assert_eq!(
             classify(SectionKind::Service, "CapabilityBoundingSet"),
-            Some(Support::NotEnforced)
+            Some(Support::Enforced)
         );
         assert_eq!(
             classify(SectionKind::Unit, "Documentation"),

@@ -11,6 +11,7 @@
 //! -> [`value`], [`exec`], [`environment`], [`specifier`], [`name`] (value types) -> [`load`]
 //! (the typed model, drop-ins, templates) -> [`diagnostic`] (what is reported).
 
+pub mod capability;
 pub(crate) mod diagnostic;
 pub mod directives;
 pub mod environment;

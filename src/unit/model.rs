@@ -53,6 +53,8 @@ pub struct Unit {
     pub unit: UnitSection,
     pub service: ServiceSection,
     pub install: InstallSection,
+    /// `[Timer]`: set for `.timer` units only (their `service` stays at its defaults).
+    pub timer: TimerSection,
     /// `[X-*]` sections (gitproc's extensions), kept raw: section -> key -> values.
     pub extensions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
@@ -343,6 +345,7 @@ pub struct ServiceSection {
     pub remain_after_exit: bool,
     pub pid_file: Option<String>,
     pub restart: RestartPolicy,
+    /// `Duration::MAX` is infinity: the restart is never due (`sys::time::deadline` is `None`).
     pub restart_sec: Duration,
     /// `RestartSteps=`: 0 means no backoff.
     pub restart_steps: u32,
@@ -386,6 +389,14 @@ pub struct ServiceSection {
     pub nice: Option<i32>,
     pub oom_score_adjust: Option<i32>,
     pub no_new_privileges: bool,
+    /// `IgnoreSIGPIPE=` (default yes, as systemd): SIGPIPE is ignored in the new process.
+    pub ignore_sigpipe: bool,
+    /// `AmbientCapabilities=` as a mask of capability numbers (see [`crate::unit::capability`]):
+    /// raised in the ambient set, so that a `User=` service keeps them across execve.
+    pub ambient_capabilities: u64,
+    /// `CapabilityBoundingSet=`: the capabilities kept in the bounding set; `None` when not
+    /// set (the bounding set is left alone).
+    pub capability_bounding_set: Option<u64>,
     pub runtime_directory: Vec<String>,
     pub runtime_directory_mode: u32,
     pub state_directory: Vec<String>,
@@ -443,6 +454,9 @@ impl Default for ServiceSection {
             nice: None,
             oom_score_adjust: None,
             no_new_privileges: false,
+            ignore_sigpipe: true,
+            ambient_capabilities: 0,
+            capability_bounding_set: None,
             runtime_directory: Vec::new(),
             runtime_directory_mode: defaults::DIRECTORY_MODE,
             state_directory: Vec::new(),
@@ -462,4 +476,14 @@ pub struct InstallSection {
     pub wanted_by: Vec<String>,
     pub required_by: Vec<String>,
     pub alias: Vec<String>,
+}
+
+/// `[Timer]` (systemd.timer(5)) of a `.timer` unit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TimerSection {
+    /// What the timer starts: `Unit=`, else the service of the same name (for
+    /// `backup@db.timer`, `backup@db.service`). Filled in by the loader's rules.
+    pub unit: String,
+    /// The schedule, as the pure [`crate::timer::schedule`] computes with it.
+    pub settings: crate::timer::schedule::TimerSettings,
 }

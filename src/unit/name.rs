@@ -69,8 +69,10 @@ pub enum UnitFile {
 /// a `.service` name directly in the directory (no `/`). `None` for anything else: other
 /// unit types, drop-in directories, environment files. The name itself is validated when
 /// the unit is parsed ([`parse_unit_name`]), so a bad name is reported, not skipped.
-pub fn unit_file_kind(path: &str) -> Option<UnitFile> {
-    if path.contains('/') || !path.ends_with(".service") {
+/// `suffix` is the type: `.service`, or `.timer` (whose templates `name@.timer` are likewise
+/// loaded only through their instances).
+pub fn unit_file_kind_of(path: &str, suffix: &str) -> Option<UnitFile> {
+    if path.contains('/') || !path.ends_with(suffix) {
         None
     } else if is_template(path) {
         Some(UnitFile::Template)
@@ -178,11 +180,24 @@ mod tests {
 
     #[test]
     fn unit_files_and_dropins_of_a_directory() {
-        assert_eq!(unit_file_kind("a.service"), Some(UnitFile::Service));
-        assert_eq!(unit_file_kind("a@1.service"), Some(UnitFile::Service));
-        assert_eq!(unit_file_kind("a@.service"), Some(UnitFile::Template));
-        assert_eq!(unit_file_kind("d/a.service"), None);
-        assert_eq!(unit_file_kind("a.socket"), None);
+        assert_eq!(
+            unit_file_kind_of("a.service", ".service"),
+            Some(UnitFile::Service)
+        );
+        assert_eq!(
+            unit_file_kind_of("a@1.service", ".service"),
+            Some(UnitFile::Service)
+        );
+        assert_eq!(
+            unit_file_kind_of("a@.service", ".service"),
+            Some(UnitFile::Template)
+        );
+        assert_eq!(unit_file_kind_of("d/a.service", ".service"), None);
+        assert_eq!(unit_file_kind_of("a.socket", ".service"), None);
+        assert_eq!(
+            unit_file_kind_of("a@.timer", ".timer"),
+            Some(UnitFile::Template)
+        );
         assert!(dropin_file_name_ok("10-x.conf"));
         assert!(!dropin_file_name_ok("x.conf.bak"));
         assert!(!dropin_file_name_ok("sub/x.conf"));

@@ -55,9 +55,17 @@ const TIME_UNITS: &[(&str, u128)] = &[
     ("y", 31_557_600_000_000),
 ];
 
+/// systemd's `USEC_INFINITY`: a `usec_t` of all ones. A span of this many microseconds or
+/// more is infinity.
+pub const USEC_INFINITY: u128 = u64::MAX as u128;
+
 /// A time span as systemd.time(7): `5`, `5s`, `1min 30s`, `1min30s`, `2h`, `500ms`, `1.5h`,
 /// `infinity`. A bare number is in `default_unit_us` (seconds for `*Sec=` settings).
 /// Returns `None` for `infinity`.
+///
+/// Spans saturate, as systemd's `usec_t` arithmetic does: any span of [`USEC_INFINITY`]
+/// microseconds or more (about 584,542 years, e.g. `300000000000y`) *is* `infinity`, never an
+/// error and never a wrap. Only the syntax can be wrong; every well-formed number is a span.
 pub fn parse_timespan(s: &str, default_unit_us: u128) -> Result<Option<Duration>, String> {
     let s = s.trim();
     if s == "infinity" {
@@ -111,24 +119,26 @@ pub fn parse_timespan(s: &str, default_unit_us: u128) -> Result<Option<Duration>
                 None => return Err(err()),
             }
         };
-        let int: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| err())?
-        };
-        let mut value = int.checked_mul(mult).ok_or_else(err)?;
+        // Only ASCII digits are left in `int_part`, so a parse failure is an overflow.
+        let int: u128 = int_part
+            .parse()
+            .unwrap_or(if int_part.is_empty() { 0 } else { u128::MAX });
+        let mut value = int.saturating_mul(mult);
         if !frac_part.is_empty() {
             let frac_digits = &frac_part[..frac_part.len().min(9)];
             let frac: u128 = frac_digits.parse().map_err(|_| err())?;
             let scale = 10u128.pow(frac_digits.len() as u32);
-            value = value.checked_add(frac * mult / scale).ok_or_else(err)?;
+            value = value.saturating_add(frac * mult / scale);
         }
-        total = total.checked_add(value).ok_or_else(err)?;
+        total = total.saturating_add(value);
         first = false;
     }
-    let secs = total / 1_000_000;
+    if total >= USEC_INFINITY {
+        return Ok(None);
+    }
+    // Below USEC_INFINITY, so the seconds fit a u64.
+    let secs = (total / 1_000_000) as u64;
     let micros = (total % 1_000_000) as u32;
-    let secs = u64::try_from(secs).map_err(|_| err())?;
     Ok(Some(Duration::new(secs, micros * 1_000)))
 }
 
@@ -460,6 +470,31 @@ mod tests {
     }
 
     #[test]
+    fn huge_time_spans_saturate_at_infinity() {
+        // Beyond USEC_INFINITY in every way a span can get there: one huge unit, a sum, a
+        // number longer than any integer type, a huge bare number.
+        for huge in [
+            "300000000000y",
+            "584543y",
+            "500000y 500000y",
+            "99999999999999999999999999999999999999999999999999s",
+            "18446744073709551615us",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse_timespan(huge, SEC), Ok(None), "{huge}");
+        }
+        // Just below infinity stays finite.
+        assert_eq!(
+            parse_timespan("18446744073709551614us", SEC),
+            Ok(Some(Duration::from_micros(18_446_744_073_709_551_614)))
+        );
+        assert_eq!(
+            span("584542y"),
+            Some(Duration::from_secs(584_542 * 31_557_600))
+        );
+    }
+
+    #[test]
     fn signals_by_name_short_name_and_number() {
         assert_eq!(parse_signal("SIGTERM"), Ok(libc::SIGTERM));
         assert_eq!(parse_signal("TERM"), Ok(libc::SIGTERM));
@@ -546,7 +581,8 @@ mod tests {
         assert!(parse_rlimit("NOFILE", "4096:1024").is_err());
         assert!(parse_rlimit("NOFILE", "lots").is_err());
         let huge = parse_rlimit("CPU", "18446744073709551615.5s");
-        assert_eq!(huge.map(|l| l.soft), Ok(Some(u64::MAX)));
+        // Beyond USEC_INFINITY the span saturates at infinity: RLIM_INFINITY.
+        assert_eq!(huge.map(|l| l.soft), Ok(None));
         assert_eq!(limit_resource("LimitNOFILE"), Some("NOFILE"));
         assert_eq!(limit_resource("LimitFOO"), None);
     }

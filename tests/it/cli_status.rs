@@ -221,12 +221,10 @@ fn in_tty(daemon: &Daemon, no_color: bool) -> String {
 
 #[test]
 fn colors_only_on_a_terminal_and_never_with_no_color() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("script(1) not installed: skipping the TTY half of this test");
+    if !crate::support::require(
+        "script(1) (package bsdutils), which gives the CLI a terminal",
+        crate::support::succeeds("script", &["--version"]),
+    ) {
         return;
     }
     let (repo, _) = three_units();

@@ -87,8 +87,10 @@ fn status_as_nobody(daemon: &Daemon) -> std::process::Output {
 
 #[test]
 fn a_non_permitted_uid_is_refused_and_logged() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("not root: cannot run a client as nobody; skipped");
+    if !crate::support::require(
+        "root (to run a client as nobody)",
+        crate::support::is_root(),
+    ) {
         return;
     }
     let (_repo, daemon) = daemon();

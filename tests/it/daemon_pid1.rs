@@ -3,28 +3,18 @@
 //! daemon's session and are not in its pid table, exactly what used to stop the sweep for
 //! good at the first one.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::{Daemon, Repo, WAIT, cmdline, service, unique, wait_for};
 
-/// A tool from util-linux, or `None` when it is missing; under `CI=true` (where `.ci/run`
-/// installs util-linux) a missing tool fails the test instead.
+/// A tool from util-linux, or `None` when it is missing (SKIP; under `CI=true`, where
+/// `.ci/run` installs util-linux, a failure: see `support::require`).
 fn tool(name: &str) -> Option<()> {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "`{name}` (util-linux) is required under CI=true; install util-linux"
-        );
-        eprintln!("skipping: `{name}` not found");
-        return None;
-    }
-    Some(())
+    crate::support::require(
+        &format!("`{name}` (package util-linux)"),
+        crate::support::succeeds(name, &["--version"]),
+    )
+    .then_some(())
 }
 
 /// (state, parent pid) of `pid` from `/proc/PID/stat` as this namespace sees it.

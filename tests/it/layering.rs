@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("reconcile", 1),
     ("tree", 1),
     ("perf", 1),
+    ("testing", 1),
     ("timer", 1),
     ("source::poll", 1),
     ("source::diff", 1),

@@ -15,6 +15,7 @@ mod cli_completions;
 mod cli_daemon;
 mod cli_daemon_dir;
 mod cli_list;
+mod cli_list_timers;
 mod cli_logs;
 mod cli_perf;
 mod cli_plan;
@@ -24,7 +25,9 @@ mod cli_sync;
 // The daemon as a whole: reaping, crash recovery, the control socket.
 mod daemon_control_abuse;
 mod daemon_control_socket;
+mod daemon_crash_loops;
 mod daemon_duplicates;
+mod daemon_hostile_units;
 mod daemon_lock;
 mod daemon_never_blocks;
 mod daemon_pid1;
@@ -32,6 +35,7 @@ mod daemon_reaping;
 mod daemon_recovery;
 mod daemon_spawn_fault;
 // Desired state from git: sources, deploys, rollback, signatures.
+mod git_bad_repos;
 mod git_deploy;
 mod git_oversized_files;
 mod git_remotes;
@@ -42,11 +46,14 @@ mod git_source;
 mod section_unit_conditions;
 mod section_unit_dependencies;
 // `[Service]` directives, end to end.
+mod section_service_exec;
 mod section_service_kill;
 mod section_service_kill_no_cgroup;
 mod section_service_restart;
 mod section_service_type;
+mod section_timer;
 // The state file, its writer, the lock, process identity.
+mod state_faults;
 mod state_file;
 mod state_file_props;
 mod state_identity;

@@ -100,10 +100,14 @@ fn wait_for_removal(cg: &runtime::Cgroup) -> std::io::Result<()> {
 #[test]
 fn cgroup_catches_processes_that_left_the_session() {
     let name = format!("gitproc-test-{}", std::process::id());
-    let Some(root) = CgroupRoot::probe(&name) else {
-        eprintln!("no writable cgroup2 hierarchy here: session tracking only, test skipped");
+    let root = CgroupRoot::probe(&name);
+    if !crate::support::require(
+        "a writable cgroup2 hierarchy (root on a cgroup2 host)",
+        root.is_some(),
+    ) {
         return;
-    };
+    }
+    let Some(root) = root else { return };
     let mut cleanup = CgroupCleanup(Some(root.clone()), Vec::new());
     let cg = root.unit("escape.service").expect("unit cgroup");
     cleanup.1.push(cg.clone());

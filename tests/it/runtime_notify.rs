@@ -71,8 +71,10 @@ fn python_service_ready_has_its_pid_and_session() {
 
 #[test]
 fn systemd_notify_ready_works_without_systemd() {
-    if !std::path::Path::new("/usr/bin/systemd-notify").exists() {
-        eprintln!("systemd-notify not installed: skipped");
+    if !crate::support::require(
+        "systemd-notify (package systemd)",
+        crate::support::have_program("systemd-notify"),
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

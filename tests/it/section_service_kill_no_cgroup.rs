@@ -67,8 +67,10 @@ fn all_gone(all: &[i32]) {
 
 macro_rules! require_unshare {
     () => {
-        if !can_hide_cgroups() {
-            eprintln!("cannot create a mount namespace here; skipped");
+        if !crate::support::require(
+            "a mount namespace (`unshare -m` of util-linux, as root)",
+            can_hide_cgroups(),
+        ) {
             return;
         }
     };

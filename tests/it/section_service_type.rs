@@ -133,8 +133,10 @@ fn notify_without_ready_hits_timeout_start_sec() {
 
 #[test]
 fn systemd_notify_ready_works_as_a_client() {
-    if !Path::new("/usr/bin/systemd-notify").exists() {
-        eprintln!("systemd-notify is not installed; skipped");
+    if !crate::support::require(
+        "systemd-notify (package systemd)",
+        crate::support::have_program("systemd-notify"),
+    ) {
         return;
     }
     let repo = Repo::new();

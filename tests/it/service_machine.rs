@@ -97,6 +97,7 @@ impl Sim {
                                 "exec failed: {}: No such file or directory",
                                 command.path
                             ),
+                            exit_status: gitproc::service::exit_code::EXEC,
                         });
                     } else {
                         let pid = self.next_pid;

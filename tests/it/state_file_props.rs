@@ -64,6 +64,7 @@ fn persisted_state() -> impl Strategy<Value = PersistedState> {
                     last_check: nums[2],
                 },
                 units,
+                timers: BTreeMap::new(),
             },
         )
 }

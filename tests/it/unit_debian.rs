@@ -13,15 +13,11 @@ use gitproc::unit::{LoadedUnit, SpecifierContext, load_tree};
 
 fn units_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debian-units");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: {} is missing; run `bash tests/fetch-debian-units.sh` (needs apt-get) to test Debian's units",
-            dir.display()
-        );
-        None
-    }
+    let what = format!(
+        "the Debian units fixture {} (`bash tests/fetch-debian-units.sh`, needs apt-get)",
+        dir.display()
+    );
+    crate::support::require(&what, dir.join(".done").is_file()).then_some(dir)
 }
 
 /// Every package directory loaded like a unit directory, templates included.

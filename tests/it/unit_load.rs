@@ -331,7 +331,7 @@ fn unknown_key_is_a_warning_naming_key_and_section() {
 
 #[test]
 fn not_enforced_keys_are_warnings_and_the_unit_loads() {
-    let text = "[Service]\nExecStart=/bin/true\nProtectSystem=strict\nPrivateTmp=yes\nSystemCallFilter=@system-service\nCapabilityBoundingSet=\nRootDirectory=/srv/root\n";
+    let text = "[Service]\nExecStart=/bin/true\nProtectSystem=strict\nPrivateTmp=yes\nSystemCallFilter=@system-service\nProtectHome=yes\nRootDirectory=/srv/root\n";
     let l = load(text);
     assert!(l.unit.is_some());
     let w = warnings(text);

@@ -51,6 +51,9 @@ impl Supervisor {
             let _ = reply.send(Reply::error(exit::FAILURE, "the daemon is shutting down"));
             return;
         }
+        if job.units.iter().any(|u| u.ends_with(".timer")) {
+            return self.timer_job(&job.units, kind.verb(), by, reply);
+        }
         let unknown: Vec<&String> = job
             .units
             .iter()
@@ -147,7 +150,7 @@ impl Supervisor {
     }
 
     /// Forces a save of the current state and sends `answer` once it is on disk.
-    fn answer_after_save(&mut self, what: String, reply: Sender<Reply>, answer: Reply) {
+    pub(super) fn answer_after_save(&mut self, what: String, reply: Sender<Reply>, answer: Reply) {
         self.writer.submit(self.persisted());
         self.dirty = false;
         self.job_saves.push(JobSave {

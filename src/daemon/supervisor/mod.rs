@@ -13,6 +13,7 @@
 //! - [`source`]: asking the source worker for a check, and what its updates bring;
 //! - [`jobs`]: control requests, operator jobs and the replies waiting for them;
 //! - [`trial`]: versions on trial, their promotion to "last good" and rollback;
+//! - [`timers`]: timer units (their own kind: a pure state each, one deadline each);
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
 //! - [`shutdown`]: stopping everything in reverse dependency order, the final save;
 //! - [`spawns`]: spawns in flight on the spawner's threads, their reports, and the
@@ -31,6 +32,7 @@ mod shutdown;
 mod source;
 mod spawns;
 mod status;
+mod timers;
 mod trial;
 
 use std::collections::{BTreeMap, HashMap};
@@ -56,6 +58,7 @@ use crate::service::{Event, Service};
 use crate::state::StateError;
 use crate::state::format::PersistedState;
 use crate::state::writer::StateWriter;
+use crate::sys::time::deadline;
 pub(crate) use trial::TRIAL_PERIOD;
 
 /// Everything the loop receives from.
@@ -154,6 +157,10 @@ pub struct Supervisor {
     first_applied: bool,
     watchdog: Option<(Duration, Instant)>,
     cgroups: Option<crate::runtime::cgroup::CgroupRoot>,
+    /// Timer units, by name; and those that never loaded, with their error.
+    timers: BTreeMap<String, timers::ManagedTimer>,
+    broken_timers: BTreeMap<String, String>,
+    timer_clock: timers::TimerClock,
     spawner: Spawner,
     /// The spawn each unit's machine waits for (see `spawns`).
     spawns: HashMap<String, spawns::PendingSpawn>,
@@ -200,6 +207,9 @@ impl Supervisor {
             first_applied: false,
             watchdog,
             cgroups,
+            timers: BTreeMap::new(),
+            broken_timers: BTreeMap::new(),
+            timer_clock: timers::TimerClock::read(),
             spawner: Spawner::start(),
             spawns: HashMap::new(),
             pid_reads: HashMap::new(),
@@ -249,6 +259,7 @@ impl Supervisor {
             // every wakeup, which also covers the periodic tick.
             self.reap();
             self.fire_timers(now);
+            self.tick_timers();
             self.process_queues();
             self.check_trials(now);
             self.settle_waiters(now);
@@ -309,7 +320,10 @@ impl Supervisor {
     }
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let mut next = self.settings.fallback_reap.map(|tick| now + tick);
+        let mut next = self
+            .settings
+            .fallback_reap
+            .and_then(|tick| deadline(now, tick));
         let mut consider = |at: Option<Instant>| {
             if let Some(at) = at {
                 next = Some(next.map_or(at, |n: Instant| n.min(at)));
@@ -324,15 +338,16 @@ impl Supervisor {
                 ..
             }) = &m.trial
             {
-                consider(Some(*since + TRIAL_PERIOD));
+                consider(deadline(*since, TRIAL_PERIOD));
             }
         }
         if !self.waiters.is_empty() {
-            consider(Some(now + Duration::from_millis(50)));
+            consider(deadline(now, Duration::from_millis(50)));
         }
         if let Some((period, last)) = self.watchdog {
-            consider(Some(last + period));
+            consider(deadline(last, period));
         }
+        consider(self.timers_deadline());
         if self.dirty {
             consider(self.save_held_until(now));
         }
@@ -371,7 +386,7 @@ impl Supervisor {
 
     fn feed_watchdog(&mut self, now: Instant) {
         if let Some((period, last)) = self.watchdog
-            && now >= last + period
+            && deadline(last, period).is_some_and(|due| now >= due)
         {
             sd_notify("WATCHDOG=1");
             self.watchdog = Some((period, now));

@@ -15,6 +15,7 @@ impl Supervisor {
                 next_check: self.source.next_check.map(unix_of),
                 last_check: self.source.last_check.map(unix_of),
             },
+            timers: self.persisted_timers(),
             ..PersistedState::default()
         };
         for (name, m) in &self.units {

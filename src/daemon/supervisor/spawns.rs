@@ -55,12 +55,14 @@ impl Supervisor {
             return Some(Event::SpawnFailed {
                 role,
                 error: "unit vanished".into(),
+                exit_status: crate::service::exit_code::EXEC,
             });
         };
         let Some(svc) = m.service.as_ref() else {
             return Some(Event::SpawnFailed {
                 role,
                 error: "unit not loaded".into(),
+                exit_status: crate::service::exit_code::EXEC,
             });
         };
         let unit = Arc::clone(svc.unit());
@@ -171,7 +173,15 @@ impl Supervisor {
                         let error = err.to_string();
                         tracing::error!("{unit}: {error}");
                         let _ = self.logs.note(&unit, &format!("gitproc: {error}"));
-                        self.feed(&unit, Event::SpawnFailed { role, error });
+                        let exit_status = err.exit_status();
+                        self.feed(
+                            &unit,
+                            Event::SpawnFailed {
+                                role,
+                                error,
+                                exit_status,
+                            },
+                        );
                     }
                     (Err(err), false) => {
                         tracing::debug!("{unit}: a spawn given up on ended: {err}");
@@ -206,6 +216,11 @@ impl Supervisor {
             }
         }
         self.pids.insert(pid, name.to_string());
+        // Settings applied differently from the unit, as systemd would (a clamped Limit*=).
+        for warning in &spawned.warnings {
+            tracing::warn!("{name}: {warning}");
+            let _ = self.logs.note(name, &format!("gitproc: {warning}"));
+        }
         self.attach_logs(name, spawned);
         self.feed(name, Event::Spawned { role, pid });
         if let Some(status) = early_exit {

@@ -51,6 +51,12 @@ pub(crate) fn unit_json(name: &str, m: &Managed) -> serde_json::Value {
             v["control_pid"] = serde_json::json!(st.control_pid);
             v["n_restarts"] = serde_json::json!(st.n_restarts);
             v["exec_main_status"] = serde_json::json!(st.exec_main_status);
+            // systemd's name of an exit status (217 -> USER), for exits only.
+            v["exec_main_status_name"] = serde_json::json!(
+                st.exec_main_status
+                    .filter(|_| st.exec_main_code == Some("exited"))
+                    .and_then(crate::service::exit_code::name)
+            );
             v["exec_main_code"] = serde_json::json!(st.exec_main_code);
             v["status_text"] = serde_json::json!(st.status_text);
             v["condition"] = serde_json::json!(m.condition_failed);
@@ -75,19 +81,20 @@ pub(crate) fn unit_json(name: &str, m: &Managed) -> serde_json::Value {
 
 impl Supervisor {
     pub(super) fn status_reply(&self, names: &[String]) -> Reply {
-        let units: Vec<serde_json::Value> = self
+        let mut units: Vec<serde_json::Value> = self
             .units
             .iter()
             .filter(|(name, _)| names.is_empty() || names.contains(name))
             .map(|(name, m)| unit_json(name, m))
             .collect();
+        units.extend(self.timers_json(names));
         let data = serde_json::json!({
             "daemon": self.daemon_json(),
             "units": units,
         });
         let missing: Vec<&String> = names
             .iter()
-            .filter(|n| !self.units.contains_key(*n))
+            .filter(|n| !self.units.contains_key(*n) && !self.has_timer(n))
             .collect();
         if let Some(name) = missing.first() {
             return Reply::partial(

@@ -15,11 +15,18 @@ use super::{SpawnError, SpawnRequest};
 /// systemd's default `PATH` for services.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The value [`build_environment`] gives `WATCHDOG_PID`: the pid of the new process is only
+/// known in the child, which writes it into a slot the plan reserves for this entry
+/// (`child::PidSlot`).
+pub(super) const CHILD_PID: &str = "(the pid of the new process)";
+
 /// The environment of the new process, in systemd's precedence: default PATH, then
 /// PassEnvironment= (from the daemon), Environment=, EnvironmentFile= (files override
 /// Environment=), the user's HOME/USER/LOGNAME/SHELL when User= is set, then MAINPID,
-/// INVOCATION_ID, NOTIFY_SOCKET, then `extra_env`; UnsetEnvironment= removes last
-/// (a `NAME` removes the variable, a `NAME=VALUE` only that exact assignment).
+/// INVOCATION_ID, NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID (with `WatchdogSec=`, for
+/// every process of the service as systemd; the pid is [`CHILD_PID`]), then `extra_env`;
+/// UnsetEnvironment= removes last (a `NAME` removes the variable, a `NAME=VALUE` only that
+/// exact assignment).
 pub(super) fn build_environment(
     req: &SpawnRequest,
     creds: Option<&Credentials>,
@@ -73,6 +80,11 @@ pub(super) fn build_environment(
     env.insert("INVOCATION_ID".into(), req.invocation_id.to_string());
     if let Some(sock) = req.notify_socket {
         env.insert("NOTIFY_SOCKET".into(), sock.display().to_string());
+    }
+    if let Some(w) = svc.watchdog.filter(|w| !w.is_zero()) {
+        let usec = u64::try_from(w.as_micros()).unwrap_or(u64::MAX);
+        env.insert("WATCHDOG_USEC".into(), usec.to_string());
+        env.insert("WATCHDOG_PID".into(), CHILD_PID.into());
     }
     for (k, v) in req.extra_env {
         env.insert(k.clone(), v.clone());
@@ -142,6 +154,28 @@ mod tests {
         assert!(!env.contains_key("GONE"));
         assert_eq!(env["GONE2"], "y");
         assert!(!env.contains_key("NOTIFY_SOCKET"));
+        assert!(!env.contains_key("WATCHDOG_USEC") && !env.contains_key("WATCHDOG_PID"));
+    }
+
+    #[test]
+    fn watchdog_sec_exports_usec_and_the_pid_slot() {
+        let svc = ServiceSection {
+            watchdog: Some(std::time::Duration::from_millis(2500)),
+            ..ServiceSection::default()
+        };
+        let cmd = ExecCommand::default();
+        let dirs = Dirs::default();
+        let req = SpawnRequest::new("a.service", &cmd, &svc, "abc", &dirs);
+        let env = build_environment(&req, None).expect("env");
+        assert_eq!(env["WATCHDOG_USEC"], "2500000");
+        assert_eq!(env["WATCHDOG_PID"], CHILD_PID);
+        let off = ServiceSection {
+            watchdog: Some(std::time::Duration::ZERO),
+            ..ServiceSection::default()
+        };
+        let req = SpawnRequest::new("a.service", &cmd, &off, "abc", &dirs);
+        let env = build_environment(&req, None).expect("env");
+        assert!(!env.contains_key("WATCHDOG_USEC"), "WatchdogSec=0 is off");
     }
 
     #[test]

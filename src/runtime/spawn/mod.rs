@@ -143,23 +143,28 @@ pub struct Spawned {
     pub stdout: Option<OwnedFd>,
     /// Read end of the stderr pipe when `stderr` was [`OutputTarget::Pipe`].
     pub stderr: Option<OwnedFd>,
+    /// Settings applied differently from the unit, as systemd would, for the unit's log:
+    /// a `Limit*=` clamped to the hard limit, an `OOMScoreAdjust=` the kernel refused.
+    pub warnings: Vec<String>,
 }
 
 /// Starts the process described by `req`. Returns once execve succeeded.
 pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
     let prepared = plan::prepare(req)?;
-    let pid = match child::spawn(&prepared.child) {
-        Ok(Ok(pid)) => pid,
+    let started = match child::spawn(&prepared.child) {
+        Ok(Ok(started)) => started,
         Ok(Err(report)) => return Err(SpawnError::from_child(&report, &prepared.exe, req)),
         Err(e) => return Err(SpawnError::os(&prepared.exe, e)),
     };
     // The parent's copies of the write ends close here.
     let (stdout, stderr) = prepared.stdio.into_read_ends();
+    let pid = started.pid;
     let start_time = procstat::start_time(pid).unwrap_or(0);
     Ok(Spawned {
         pid,
         start_time,
         stdout,
         stderr,
+        warnings: errors::warnings_of(&started, &prepared.child, req),
     })
 }

@@ -1,8 +1,15 @@
 //! Everything computed in the parent before the clone, so that the child only reads: the
 //! program (resolved through `PATH`), argv and envp as C strings, credentials as numbers,
-//! the rlimit table, the cgroup fds, the working directory. [`prepare`] turns every problem
-//! into a [`SpawnError`] naming the setting; [`ChildPlan`] is the flat result that
-//! [`super::child`] applies.
+//! the rlimit table with each limit's clamped fallback, the capability masks, the cgroup
+//! fds, the working directory. [`prepare`] turns every problem into a [`SpawnError`]
+//! naming the setting; [`ChildPlan`] is the flat result that [`super::child`] applies.
+//!
+//! `Limit*=` follows systemd's `setrlimit_closest()`: when setrlimit fails with EPERM (a
+//! value above the hard limit, which only CAP_SYS_RESOURCE may raise), soft and hard are
+//! clamped to the current hard limit and the service starts, with a warning in its log.
+//! The fallback is computed here from the daemon's own limits (one getrlimit per
+//! configured limit: the child inherits exactly these), so the child only retries with
+//! prepared values.
 
 use std::ffi::CString;
 use std::fs;
@@ -11,8 +18,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::unit::model::LimitResource;
+use crate::unit::model::{LimitResource, RLimit};
 
+use super::child::PidSlot;
 use super::creds::{self, Credentials};
 use super::errors::{errno_text, fmt_rlimit};
 use super::stdio::Stdio;
@@ -35,9 +43,14 @@ pub(super) struct ChildPlan {
     pub(super) cgroup_procs: Option<OwnedFd>,
     /// The cgroup directory, for `clone3(CLONE_INTO_CGROUP)`.
     pub(super) cgroup_dir: Option<OwnedFd>,
-    /// (resource, soft, hard); one per `limits` entry, in map order (for error indexes).
-    pub(super) rlimits: Vec<(i32, libc::rlim_t, libc::rlim_t)>,
+    /// One per `limits` entry, in map order (for error indexes).
+    pub(super) rlimits: Vec<PlannedLimit>,
     pub(super) nice: Option<i32>,
+    /// `IgnoreSIGPIPE=`.
+    pub(super) ignore_sigpipe: bool,
+    pub(super) caps: CapPlan,
+    /// `WATCHDOG_PID=`, which envp points at, for the child to fill in.
+    pub(super) watchdog_pid: Option<PidSlot>,
     pub(super) oom_score_adj: Option<Vec<u8>>,
     pub(super) umask: libc::mode_t,
     pub(super) groups: Option<Vec<libc::gid_t>>,
@@ -49,6 +62,87 @@ pub(super) struct ChildPlan {
     /// The test hook (see the module docs of [`super`]): die by SIGSEGV mid-setup.
     #[cfg(debug_assertions)]
     pub(super) fault_before_exec: bool,
+}
+
+/// One `Limit*=` for the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PlannedLimit {
+    pub(super) resource: i32,
+    pub(super) soft: libc::rlim_t,
+    pub(super) hard: libc::rlim_t,
+    /// (soft, hard) to set instead when the kernel refuses with EPERM: both clamped to the
+    /// current hard limit. `None` when clamping would change nothing (the EPERM then has
+    /// another cause and fails the spawn, as in systemd) or the hard limit is infinity.
+    pub(super) fallback: Option<(libc::rlim_t, libc::rlim_t)>,
+}
+
+impl PlannedLimit {
+    /// The fallback of `(soft, hard)` given the current hard limit (systemd's
+    /// `setrlimit_closest()`).
+    fn with_hard_limit(resource: i32, soft: u64, hard: u64, current_hard: u64) -> PlannedLimit {
+        let fixed = (soft.min(current_hard), hard.min(current_hard));
+        let fallback =
+            (current_hard != libc::RLIM_INFINITY && fixed != (soft, hard)).then_some(fixed);
+        PlannedLimit {
+            resource,
+            soft,
+            hard,
+            fallback,
+        }
+    }
+
+    /// The fallback as a `Limit*=` value, for the warning.
+    pub(super) fn fallback_rlimit(&self) -> Option<RLimit> {
+        let v = |x: u64| (x != libc::RLIM_INFINITY).then_some(x);
+        self.fallback.map(|(soft, hard)| RLimit {
+            soft: v(soft),
+            hard: v(hard),
+        })
+    }
+}
+
+/// `CapabilityBoundingSet=` and `AmbientCapabilities=` as masks for the child.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct CapPlan {
+    /// Capabilities to drop from the bounding set: those the daemon's bounding set has and
+    /// the unit's does not keep.
+    pub(super) bounding_drop: u64,
+    /// Capabilities to raise in the inheritable and ambient sets.
+    pub(super) ambient: u64,
+    /// PR_SET_KEEPCAPS before the uid change, so the permitted set survives it.
+    pub(super) keep_caps: bool,
+}
+
+/// The daemon's bounding set, probed with PR_CAPBSET_READ (it fails past the last
+/// capability the kernel knows).
+fn current_bounding_set() -> u64 {
+    let mut set = 0u64;
+    for cap in 0..64u32 {
+        // SAFETY: prctl with integer arguments only reads.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
+        if r < 0 {
+            break;
+        }
+        if r == 1 {
+            set |= 1 << cap;
+        }
+    }
+    set
+}
+
+/// The daemon's hard limit of `resource` (what the child inherits); infinity if unknown,
+/// which disables clamping.
+fn current_hard_limit(resource: i32) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we own.
+    if unsafe { libc::getrlimit(resource as _, &mut lim) } == 0 {
+        lim.rlim_max
+    } else {
+        libc::RLIM_INFINITY
+    }
 }
 
 /// A [`ChildPlan`] and what it borrows from: the open standard streams.
@@ -66,7 +160,10 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
     let svc = req.service;
     let cmd = req.command;
     let privileged = cmd.flags.full_privileges;
-    let apply_creds = !(privileged || cmd.flags.no_setuid || cmd.flags.ambient_fallback);
+    // `!!` is `!` only where the kernel lacks ambient capabilities (before Linux 4.3);
+    // gitproc applies AmbientCapabilities=, so there `!!` changes nothing, as in systemd.
+    let no_setuid = cmd.flags.no_setuid && !cmd.flags.ambient_fallback;
+    let apply_creds = !(privileged || no_setuid);
 
     let step = |what: &str| {
         if let Some(p) = req.progress {
@@ -100,7 +197,12 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         argv.push(cstr(&cmd.origin, a.as_bytes())?);
     }
     let mut envp = Vec::with_capacity(env.len() + dir_env.len());
+    let mut watchdog_pid = None;
     for (k, v) in env.iter().chain(dir_env.iter().map(|(k, v)| (k, v))) {
+        if k == "WATCHDOG_PID" && v == env::CHILD_PID {
+            watchdog_pid = Some(PidSlot::new());
+            continue;
+        }
         envp.push(cstr(
             &format!("Environment={k}"),
             format!("{k}={v}").as_bytes(),
@@ -117,6 +219,7 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
             exe: exe_c,
             argv,
             envp,
+            watchdog_pid,
         },
         &stdio,
     )?;
@@ -128,11 +231,13 @@ struct Program {
     exe: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    watchdog_pid: Option<PidSlot>,
 }
 
-fn null_terminated(v: &[CString]) -> Vec<*const libc::c_char> {
+fn null_terminated(v: &[CString], extra: Option<&PidSlot>) -> Vec<*const libc::c_char> {
     v.iter()
         .map(|c| c.as_ptr())
+        .chain(extra.map(PidSlot::as_ptr))
         .chain(std::iter::once(std::ptr::null()))
         .collect()
 }
@@ -181,7 +286,12 @@ impl ChildPlan {
                     )
                 })?;
             let v = |x: Option<u64>| x.map(|n| n as libc::rlim_t).unwrap_or(libc::RLIM_INFINITY);
-            rlimits.push((res, v(lim.soft), v(lim.hard)));
+            rlimits.push(PlannedLimit::with_hard_limit(
+                res,
+                v(lim.soft),
+                v(lim.hard),
+                current_hard_limit(res),
+            ));
         }
         let cgroup_err =
             |cg: &super::Cgroup, e| SpawnError::setup(format!("cgroup {}", cg.path().display()), e);
@@ -224,11 +334,29 @@ impl ChildPlan {
                 })?)
             }
         };
-        let Program { exe, argv, envp } = program;
+        // Capabilities follow the credentials: not for `+` commands (full privileges).
+        let caps = if restrict {
+            let ambient = svc.ambient_capabilities;
+            CapPlan {
+                bounding_drop: svc
+                    .capability_bounding_set
+                    .map_or(0, |keep| current_bounding_set() & !keep),
+                ambient,
+                keep_caps: ambient != 0 && uid.is_some(),
+            }
+        } else {
+            CapPlan::default()
+        };
+        let Program {
+            exe,
+            argv,
+            envp,
+            watchdog_pid,
+        } = program;
         Ok(ChildPlan {
             exe,
-            argv_ptrs: null_terminated(&argv),
-            envp_ptrs: null_terminated(&envp),
+            argv_ptrs: null_terminated(&argv, None),
+            envp_ptrs: null_terminated(&envp, watchdog_pid.as_ref()),
             _argv: argv,
             _envp: envp,
             stdio: stdio.sources(),
@@ -237,6 +365,9 @@ impl ChildPlan {
             cgroup_dir,
             rlimits,
             nice: svc.nice,
+            ignore_sigpipe: svc.ignore_sigpipe,
+            caps,
+            watchdog_pid,
             oom_score_adj: svc.oom_score_adjust.map(|v| v.to_string().into_bytes()),
             umask: svc.umask as libc::mode_t,
             groups,
@@ -297,6 +428,31 @@ mod tests {
             err.to_string(),
             "exec failed: gitproc-no-such-binary: No such file or directory"
         );
+    }
+
+    #[test]
+    fn limits_above_the_hard_limit_fall_back_to_it() {
+        const INF: u64 = libc::RLIM_INFINITY;
+        let nofile = libc::RLIMIT_NOFILE as i32;
+        // LimitNOFILE=65535 under a hard limit of 20000: both clamped.
+        let l = PlannedLimit::with_hard_limit(nofile, 65535, 65535, 20000);
+        assert_eq!(l.fallback, Some((20000, 20000)));
+        assert_eq!(
+            l.fallback_rlimit(),
+            Some(RLimit {
+                soft: Some(20000),
+                hard: Some(20000)
+            })
+        );
+        // LimitNOFILE=1024:infinity: only the hard limit moves.
+        let l = PlannedLimit::with_hard_limit(nofile, 1024, INF, 20000);
+        assert_eq!(l.fallback, Some((1024, 20000)));
+        // Within the hard limit: an EPERM has another cause, no fallback.
+        let l = PlannedLimit::with_hard_limit(nofile, 100, 200, 20000);
+        assert_eq!(l.fallback, None);
+        // An infinite hard limit: nothing to clamp to (systemd propagates the EPERM).
+        let l = PlannedLimit::with_hard_limit(nofile, INF, INF, INF);
+        assert_eq!(l.fallback, None);
     }
 
     #[test]

@@ -17,7 +17,12 @@ use crate::unit::model::ServiceType;
 /// An exit status in systemd's words, for the log and for `error`.
 fn describe(status: ExitStatus) -> String {
     match status {
-        ExitStatus::Exited(code) => format!("code=exited, status={code}"),
+        ExitStatus::Exited(code) => {
+            format!(
+                "code=exited, status={}",
+                crate::service::exit_code::describe(code)
+            )
+        }
         ExitStatus::Signaled {
             signal,
             core_dumped,
@@ -33,12 +38,14 @@ fn describe(status: ExitStatus) -> String {
 }
 
 impl Service {
-    /// Fork or exec failed: reported as systemd does, as an exit with status 203 (EXEC),
-    /// the runtime's message in `error` (unless the command had the `-` prefix).
+    /// Fork, setup or exec failed: reported as systemd does, as an exit with the step's
+    /// status (203/EXEC, 217/USER, ...: [`crate::service::exit_code`]), the runtime's
+    /// message in `error` (unless the command had the `-` prefix).
     pub(super) fn spawn_failed(
         &mut self,
         role: ProcessRole,
         error: String,
+        exit_status: i32,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
@@ -47,13 +54,13 @@ impl Service {
                 if !self.run.main_ignore {
                     self.run.error = Some(error);
                 }
-                self.main_exited(ExitStatus::Exited(203), now, fx);
+                self.main_exited(ExitStatus::Exited(exit_status), now, fx);
             }
             ProcessRole::Control(_) => {
                 if !self.run.control.ignore {
                     self.run.error = Some(error);
                 }
-                self.control_exited(ExitStatus::Exited(203), now, fx);
+                self.control_exited(ExitStatus::Exited(exit_status), now, fx);
             }
         }
     }

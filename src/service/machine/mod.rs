@@ -95,6 +95,9 @@ fn is_deactivating(s: SubState) -> bool {
 }
 
 fn secs(d: Duration) -> String {
+    if d == Duration::MAX {
+        return "infinity".to_string();
+    }
     format!("{}s", d.as_secs_f64())
 }
 
@@ -148,9 +151,13 @@ impl Service {
                 self.spawn_answered(role);
                 self.spawned(role, pid, now, &mut fx)
             }
-            Event::SpawnFailed { role, error } => {
+            Event::SpawnFailed {
+                role,
+                error,
+                exit_status,
+            } => {
                 self.spawn_answered(role);
-                self.spawn_failed(role, error, now, &mut fx)
+                self.spawn_failed(role, error, exit_status, now, &mut fx)
             }
             Event::Exited { pid, status } => {
                 if self.run.main_pid == Some(pid) {

@@ -55,7 +55,9 @@ impl Service {
         if let Some(extend) = msg.extend_timeout {
             let phase_has_timeout = self.sub.active_state() != ActiveState::Active;
             if let (true, Some(deadline)) = (phase_has_timeout, self.deadline) {
-                self.deadline = Some(deadline.max(now + extend));
+                // An extension past what the clock holds removes the deadline.
+                self.deadline =
+                    crate::sys::time::deadline(now, extend).map(|extended| deadline.max(extended));
             }
         }
         if msg.watchdog_trigger {
@@ -98,7 +100,10 @@ impl Service {
         let from_ours = self.run.main_pid == Some(from)
             || self.run.control.pid == Some(from)
             || self.run.main_pid.is_none();
-        if new_main > 1 && from_ours && main_may_run(self.sub) {
+        // The running control process cannot become the main one: it would hold both roles,
+        // and its one exit would leave the other pointing at a reaped pid (then signalled).
+        let is_control = self.run.control.pid == Some(new_main);
+        if new_main > 1 && from_ours && !is_control && main_may_run(self.sub) {
             self.run.main_pid = Some(new_main);
             self.run.running_without_main = false;
             if self.run.awaiting_pid_file {

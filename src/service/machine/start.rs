@@ -262,11 +262,11 @@ impl Service {
             }
             Ok(pid) => {
                 self.run.last_pid_file_error = Some(format!("PIDFile= holds an invalid pid {pid}"));
-                self.run.pid_file_retry = Some(now + super::PID_FILE_RETRY);
+                self.run.pid_file_retry = crate::sys::time::deadline(now, super::PID_FILE_RETRY);
             }
             Err(e) => {
                 self.run.last_pid_file_error = Some(e);
-                self.run.pid_file_retry = Some(now + super::PID_FILE_RETRY);
+                self.run.pid_file_retry = crate::sys::time::deadline(now, super::PID_FILE_RETRY);
             }
         }
     }

@@ -212,7 +212,8 @@ impl Service {
             );
             self.set_state(SubState::AutoRestart, now, fx);
             self.lifecycle(kind, fx);
-            self.deadline = Some(now + delay);
+            // RestartSec=infinity (Duration::MAX): never due, the unit waits here.
+            self.deadline = crate::sys::time::deadline(now, delay);
             return;
         }
         let end = if self.run.result == ServiceResult::Success {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::{Service, secs};
 use crate::service::event::{Effect, KillTarget, Lifecycle};
 use crate::service::state::{ServiceResult, SubState};
+use crate::sys::time::deadline;
 
 /// How often a `PIDFile=` that could not be read yet is read again (forking parents may
 /// exit before the daemon wrote its pid file), until TimeoutStartSec=.
@@ -27,27 +28,29 @@ pub(super) fn watchdog_runs_in(sub: SubState) -> bool {
 impl Service {
     /// The deadline of a phase entered at `now`: TimeoutStartSec= for the starting and
     /// reloading phases, TimeoutStopSec= for the stopping ones, none otherwise (the restart
-    /// delay is set by whoever enters `auto-restart`).
+    /// delay is set by whoever enters `auto-restart`). A timeout too long for the clock is
+    /// no deadline at all (infinity), never an overflow.
     pub(super) fn phase_deadline(&self, sub: SubState, now: Instant) -> Option<Instant> {
         match sub {
             SubState::Condition
             | SubState::StartPre
             | SubState::Start
             | SubState::StartPost
-            | SubState::Reload => self.svc().timeout_start.map(|d| now + d),
+            | SubState::Reload => self.svc().timeout_start.and_then(|d| deadline(now, d)),
             SubState::Stop
             | SubState::StopSigterm
             | SubState::StopSigkill
             | SubState::StopPost
             | SubState::FinalSigterm
-            | SubState::FinalSigkill => self.svc().timeout_stop.map(|d| now + d),
+            | SubState::FinalSigkill => self.svc().timeout_stop.and_then(|d| deadline(now, d)),
             _ => None,
         }
     }
 
-    /// The watchdog period starts over at `now` (off when there is none).
+    /// The watchdog period starts over at `now` (off when there is none, or when the period
+    /// is too long for the clock: a watchdog that never expires).
     pub(super) fn arm_watchdog(&mut self, now: Instant) {
-        self.run.watchdog_deadline = self.run.watchdog.map(|d| now + d);
+        self.run.watchdog_deadline = self.run.watchdog.and_then(|d| deadline(now, d));
     }
 
     /// No WATCHDOG=1 in time (or WATCHDOG=trigger): the stop sequence with the watchdog

@@ -20,17 +20,28 @@ pub(super) struct Lexed<'a> {
     pub(super) has_service_section: bool,
     /// The first `[Service]` header.
     pub(super) service_pos: Option<Pos>,
+    /// The first `[Timer]` header (of a `.timer` unit).
+    pub(super) timer_pos: Option<Pos>,
 }
 
 /// Lexes `files` (main file first, then drop-ins); entries keep their file for diagnostics.
+/// `timer` says which type-specific section belongs: `[Timer]` in a `.timer` unit,
+/// `[Service]` in a `.service` one; the other is warned about and ignored like any unknown
+/// section.
 pub(super) fn lex<'a>(
     files: &[(&'a str, &'a [u8])],
+    timer: bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Lexed<'a> {
+    let misplaced = |k: SectionKind| {
+        (timer && k == SectionKind::Service) || (!timer && k == SectionKind::Timer)
+    };
+    let kind_name = if timer { ".timer" } else { ".service" };
     let mut out = Lexed {
         entries: Vec::new(),
         has_service_section: false,
         service_pos: None,
+        timer_pos: None,
     };
     for &(file, b) in files {
         let text = match syntax::decode(file, b) {
@@ -44,15 +55,20 @@ pub(super) fn lex<'a>(
         diagnostics.extend(lexed.diagnostics);
         for s in &lexed.sections {
             match section_kind(s.name) {
-                SectionKind::Unknown => diagnostics.push(Diagnostic::warning(
-                    file,
-                    s.line,
-                    s.column,
-                    format!(
-                        "unknown section [{}] in a .service unit: ignored (gitproc extensions use [X-Name])",
-                        s.name
-                    ),
-                )),
+                k if k == SectionKind::Unknown || misplaced(k) => {
+                    diagnostics.push(Diagnostic::warning(
+                        file,
+                        s.line,
+                        s.column,
+                        format!(
+                            "unknown section [{}] in a {kind_name} unit: ignored (gitproc extensions use [X-Name])",
+                            s.name
+                        ),
+                    ))
+                }
+                SectionKind::Timer if out.timer_pos.is_none() => {
+                    out.timer_pos = Some((file.to_string(), s.line, s.column));
+                }
                 SectionKind::Service => {
                     out.has_service_section = true;
                     if out.service_pos.is_none() {
@@ -66,6 +82,7 @@ pub(super) fn lex<'a>(
             lexed
                 .entries
                 .into_iter()
+                .filter(|entry| !misplaced(section_kind(entry.section)))
                 .map(|entry| Located { file, entry }),
         );
     }

@@ -66,3 +66,32 @@ pub(super) fn check(b: &mut Builder<'_>, has_service_section: bool) {
         ));
     }
 }
+
+/// The rules of a `.timer` unit (systemd.timer(5)): at least one trigger (systemd refuses
+/// a timer without one: "Timer unit lacks value setting"), and `Unit=` defaults to the
+/// service of the same name (`backup@db.timer` starts `backup@db.service`).
+pub(super) fn check_timer(b: &mut Builder<'_>, timer_pos: Option<&super::Pos>) {
+    let s = &b.unit.timer.settings;
+    let none = s.on_calendar.is_empty()
+        && s.on_active_sec.is_empty()
+        && s.on_boot_sec.is_empty()
+        && s.on_startup_sec.is_empty()
+        && s.on_unit_active_sec.is_empty()
+        && s.on_unit_inactive_sec.is_empty();
+    if none && !b.diags.iter().any(Diagnostic::is_error) {
+        let (f, l, c) = timer_pos.cloned().unwrap_or((b.path.to_string(), 1, 1));
+        b.diags.push(Diagnostic::error(
+            &f,
+            l,
+            c,
+            "timer has no trigger: set OnCalendar=, OnActiveSec=, OnBootSec=, OnStartupSec=, OnUnitActiveSec= or OnUnitInactiveSec= in [Timer]",
+        ));
+    }
+    if b.unit.timer.unit.is_empty() {
+        let n = b.name;
+        b.unit.timer.unit = match &n.instance {
+            Some(i) => format!("{}@{i}.service", n.prefix),
+            None => format!("{}.service", n.prefix),
+        };
+    }
+}

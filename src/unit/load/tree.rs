@@ -9,7 +9,7 @@ use super::{LoadedUnit, parse_resolved};
 use crate::tree::{Entry as TreeEntry, FileTree};
 use crate::unit::diagnostic::Diagnostic;
 use crate::unit::host::{FixedHost, Host, Lookup};
-use crate::unit::name::{UnitFile, dropin_file_name_ok, template_of, unit_file_kind};
+use crate::unit::name::{UnitFile, dropin_file_name_ok, template_of, unit_file_kind_of};
 use crate::unit::specifier::SpecifierContext;
 
 /// Reads a file of the tree, following one level of in-tree symlink.
@@ -80,10 +80,26 @@ pub fn load_tree_with(
     ctx: &SpecifierContext,
     host: &dyn Host,
 ) -> BTreeMap<String, LoadedUnit> {
+    load_suffix(tree, ctx, host, ".service")
+}
+
+/// Every top-level `*.timer` of the tree, with drop-ins and template instances exactly as
+/// for services ([`load_tree_with`]); each loaded timer has its `[Timer]` in `unit.timer`.
+/// Kept apart from the services so that everything that runs processes sees services only.
+pub fn load_timers(tree: &FileTree, ctx: &SpecifierContext) -> BTreeMap<String, LoadedUnit> {
+    load_suffix(tree, ctx, &FixedHost, ".timer")
+}
+
+fn load_suffix(
+    tree: &FileTree,
+    ctx: &SpecifierContext,
+    host: &dyn Host,
+    suffix: &str,
+) -> BTreeMap<String, LoadedUnit> {
     let env_file = tree_env_file(tree, host);
     let mut out = BTreeMap::new();
     for (path, entry) in &tree.entries {
-        if unit_file_kind(path) != Some(UnitFile::Service) {
+        if unit_file_kind_of(path, suffix) != Some(UnitFile::Service) {
             continue;
         }
         let name = path.as_str();
@@ -143,7 +159,7 @@ fn load_symlink(
     loaded
 }
 
-/// Parses every template (`name@.service`) of the tree as itself (`%i` empty), so `check`
+/// Parses every template (`name@.service`, `name@.timer`) of the tree as itself (`%i` empty), so `check`
 /// reports problems of templates that no instance uses yet.
 /// On the [`FixedHost`], like [`load_tree`].
 pub fn load_templates(tree: &FileTree, ctx: &SpecifierContext) -> BTreeMap<String, LoadedUnit> {
@@ -159,7 +175,10 @@ pub fn load_templates_with(
     let env_file = tree_env_file(tree, host);
     let mut out = BTreeMap::new();
     for (path, entry) in &tree.entries {
-        if unit_file_kind(path) != Some(UnitFile::Template) {
+        let template = [".service", ".timer"]
+            .iter()
+            .any(|suffix| unit_file_kind_of(path, suffix) == Some(UnitFile::Template));
+        if !template {
             continue;
         }
         if let TreeEntry::File(bytes) = entry {

@@ -4,7 +4,11 @@
 //! Used from every test module as `crate::support`.
 #![allow(dead_code)]
 
+pub mod fault;
 pub mod git_fixture;
+pub mod require;
+
+pub use require::{have_program, is_root, require, succeeds};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -136,6 +140,23 @@ impl Daemon {
         log_level: &'static str,
     ) -> Daemon {
         let log = state.path().join("daemon.log");
+        Daemon::start_full(args, state, wrapper, log_level, log)
+    }
+
+    /// Starts with the daemon's stdout/stderr going to `log` instead of
+    /// `<state>/daemon.log`: for tests that fill or freeze the state directory, where the
+    /// log must stay writable and readable.
+    pub fn start_logged(args: Vec<String>, state: tempfile::TempDir, log: PathBuf) -> Daemon {
+        Daemon::start_full(args, state, Vec::new(), "info", log)
+    }
+
+    fn start_full(
+        args: Vec<String>,
+        state: tempfile::TempDir,
+        wrapper: Vec<String>,
+        log_level: &'static str,
+        log: PathBuf,
+    ) -> Daemon {
         let mut daemon = Daemon {
             child: None,
             state,

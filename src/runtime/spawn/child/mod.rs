@@ -14,7 +14,10 @@
 //!   before execve. Still short of `Exec` when the parent resumes means the child died in
 //!   setup (a signal, an `exit` without a report): [`ChildReport::Died`], with the
 //!   step and the wait status, never a running service;
-//! - `error`: a failed step (or execve) with its errno: [`ChildReport::Failed`].
+//! - `error`: a failed step (or execve) with its errno: [`ChildReport::Failed`];
+//! - what the child did differently from the plan without failing, for the unit's log:
+//!   the `Limit*=`s it clamped to the hard limit and an `OOMScoreAdjust=` the kernel
+//!   refused with EPERM/EACCES (both as systemd: [`Started`]).
 //!
 //! The stack is one mmap'd region made at the first spawn and reused (the parent is
 //! suspended while the child runs on it, and a mutex keeps two threads from sharing it),
@@ -36,11 +39,18 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use super::plan::ChildPlan;
 
+mod caps;
 mod clone;
+mod pid_slot;
+mod signals;
+
+use signals::{reset_signal_dispositions, set_disposition};
+
+pub(super) use pid_slot::PidSlot;
 
 /// Steps of the child setup, reported to the parent with the errno.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,10 +72,13 @@ pub(super) enum Step {
     NoNewPrivileges = 14,
     CloseFds = 15,
     Exec = 16,
+    /// Index 0: `CapabilityBoundingSet=`; 1-3: `AmbientCapabilities=` (keep-caps, the
+    /// inheritable set, the ambient raise).
+    Capabilities = 17,
 }
 
 impl Step {
-    const ALL: [Step; 16] = [
+    pub(super) const ALL: [Step; 17] = [
         Step::Entry,
         Step::Stdio,
         Step::Setsid,
@@ -78,6 +91,7 @@ impl Step {
         Step::Groups,
         Step::Setgid,
         Step::Setuid,
+        Step::Capabilities,
         Step::Chdir,
         Step::NoNewPrivileges,
         Step::CloseFds,
@@ -128,6 +142,23 @@ pub(super) enum ChildReport {
     },
 }
 
+/// A child that reached a successful execve, and what it did differently from the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Started {
+    pub(super) pid: i32,
+    /// Bit `i`: `plan.rlimits[i]` was refused with EPERM and set to its fallback.
+    pub(super) clamped: u32,
+    /// The errno (EPERM or EACCES) of an `OOMScoreAdjust=` that was ignored, or 0.
+    pub(super) oom_ignored_errno: i32,
+}
+
+/// Whether an error writing `/proc/self/oom_score_adj` is ignored: EPERM and EACCES, as
+/// systemd does (a manager without CAP_SYS_RESOURCE, or in a container, may not lower the
+/// score; the service still runs). Anything else fails the spawn with 206/OOM_ADJUST.
+pub(super) const fn oom_error_is_ignored(errno: i32) -> bool {
+    errno == libc::EPERM || errno == libc::EACCES
+}
+
 /// What the parent and the child share while the parent is suspended.
 pub(super) struct ChildCtx<'a> {
     plan: &'a ChildPlan,
@@ -138,17 +169,23 @@ pub(super) struct ChildCtx<'a> {
     /// True when the child was created inside its cgroup (`clone3` with
     /// `CLONE_INTO_CGROUP`), so it must not write `cgroup.procs` itself.
     in_cgroup: AtomicBool,
+    /// See [`Started::clamped`].
+    clamped: AtomicU32,
+    /// See [`Started::oom_ignored_errno`].
+    oom_ignored: AtomicI32,
 }
 
-/// Runs `plan` in a new child. `Ok(Ok(pid))` once the child has called execve
+/// Runs `plan` in a new child. `Ok(Ok(started))` once the child has called execve
 /// successfully; `Ok(Err(report))` when it failed or died before (it is reaped);
 /// `Err` when no child could be created.
-pub(super) fn spawn(plan: &ChildPlan) -> io::Result<Result<i32, ChildReport>> {
+pub(super) fn spawn(plan: &ChildPlan) -> io::Result<Result<Started, ChildReport>> {
     let ctx = ChildCtx {
         plan,
         progress: AtomicI32::new(0),
         error: AtomicI32::new(0),
         in_cgroup: AtomicBool::new(false),
+        clamped: AtomicU32::new(0),
+        oom_ignored: AtomicI32::new(0),
     };
     let pid = clone::clone_vfork(&ctx)?;
     let error = ctx.error.load(Ordering::SeqCst);
@@ -159,7 +196,11 @@ pub(super) fn spawn(plan: &ChildPlan) -> io::Result<Result<i32, ChildReport>> {
     }
     let progress = decode(ctx.progress.load(Ordering::SeqCst));
     match progress {
-        Some((Step::Exec, _, _)) => Ok(Ok(pid)),
+        Some((Step::Exec, _, _)) => Ok(Ok(Started {
+            pid,
+            clamped: ctx.clamped.load(Ordering::SeqCst),
+            oom_ignored_errno: ctx.oom_ignored.load(Ordering::SeqCst),
+        })),
         _ => Ok(Err(ChildReport::Died {
             step: progress.map(|p| p.0),
             index: progress.map_or(0, |p| p.1),
@@ -191,6 +232,12 @@ pub(super) extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
         Ok(()) => {
             ctx.enter(Step::Exec, 0);
             let plan = ctx.plan;
+            if let Some(slot) = &plan.watchdog_pid {
+                // SAFETY: getpid has no preconditions; the raw call, since glibc's may
+                // answer from the parent's cache (the child shares its memory).
+                let pid = unsafe { libc::syscall(libc::SYS_getpid) };
+                slot.fill(u32::try_from(pid).unwrap_or(0));
+            }
             // SAFETY: pointers to NUL-terminated strings and NULL-terminated arrays that
             // the plan keeps alive.
             unsafe {
@@ -277,6 +324,10 @@ fn setup(ctx: &ChildCtx) -> Result<(), i32> {
         ctx.step(Step::Setsid, 0, libc::setsid() >= 0)?;
         ctx.enter(Step::Signals, 0);
         reset_signal_dispositions();
+        if plan.ignore_sigpipe {
+            // IgnoreSIGPIPE=yes (systemd's default); an ignored signal survives execve.
+            set_disposition(libc::SIGPIPE, libc::SIG_IGN);
+        }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         let ok = libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) >= 0;
@@ -298,13 +349,35 @@ fn setup(ctx: &ChildCtx) -> Result<(), i32> {
             libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGSEGV);
             return Err(encode(Step::TestFault, 0, libc::EINTR));
         }
-        for (i, (res, soft, hard)) in plan.rlimits.iter().enumerate() {
+        // setrlimit_closest() as systemd: a limit refused with EPERM (above the hard
+        // limit, which only CAP_SYS_RESOURCE may raise) is set to the fallback the parent
+        // computed from the hard limit this child inherited.
+        for (i, lim) in plan.rlimits.iter().enumerate() {
             ctx.enter(Step::Rlimit, i);
-            let lim = libc::rlimit {
-                rlim_cur: *soft,
-                rlim_max: *hard,
+            let want = libc::rlimit {
+                rlim_cur: lim.soft,
+                rlim_max: lim.hard,
             };
-            ctx.step(Step::Rlimit, i, libc::setrlimit(*res as _, &lim) >= 0)?;
+            if libc::setrlimit(lim.resource as _, &want) >= 0 {
+                continue;
+            }
+            let errno = nonzero_errno();
+            match lim.fallback {
+                Some((soft, hard)) if errno == libc::EPERM => {
+                    let fixed = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    ctx.step(
+                        Step::Rlimit,
+                        i,
+                        libc::setrlimit(lim.resource as _, &fixed) >= 0,
+                    )?;
+                    let bit = 1u32.checked_shl(i as u32).unwrap_or(0);
+                    ctx.clamped.fetch_or(bit, Ordering::SeqCst);
+                }
+                _ => return Err(encode(Step::Rlimit, i, errno)),
+            }
         }
         if let Some(n) = plan.nice {
             ctx.enter(Step::Nice, 0);
@@ -314,13 +387,34 @@ fn setup(ctx: &ChildCtx) -> Result<(), i32> {
         if let Some(v) = &plan.oom_score_adj {
             ctx.enter(Step::OomScoreAdjust, 0);
             let fd = libc::open(OOM_PATH.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
-            ctx.step(Step::OomScoreAdjust, 0, fd >= 0)?;
-            let written = libc::write(fd, v.as_ptr().cast(), v.len()) >= 0;
-            let result = ctx.step(Step::OomScoreAdjust, 0, written);
-            libc::close(fd);
-            result?;
+            let errno = if fd < 0 {
+                nonzero_errno()
+            } else {
+                let written = libc::write(fd, v.as_ptr().cast(), v.len()) >= 0;
+                let errno = if written { 0 } else { nonzero_errno() };
+                libc::close(fd);
+                errno
+            };
+            if errno != 0 {
+                if !oom_error_is_ignored(errno) {
+                    return Err(encode(Step::OomScoreAdjust, 0, errno));
+                }
+                ctx.oom_ignored.store(errno, Ordering::SeqCst);
+            }
         }
         libc::umask(plan.umask);
+        // The bounding set while still privileged (dropping needs CAP_SETPCAP).
+        if plan.caps.bounding_drop != 0 {
+            ctx.enter(Step::Capabilities, 0);
+            let ok = caps::drop_bounding(plan.caps.bounding_drop);
+            ctx.step(Step::Capabilities, 0, ok)?;
+        }
+        if plan.caps.keep_caps {
+            // Keep the permitted set across the uid change, for the ambient raise below.
+            ctx.enter(Step::Capabilities, 1);
+            let ok = libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) >= 0;
+            ctx.step(Step::Capabilities, 1, ok)?;
+        }
         if let Some(groups) = &plan.groups {
             ctx.enter(Step::Groups, 0);
             let ok = libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) >= 0;
@@ -335,6 +429,22 @@ fn setup(ctx: &ChildCtx) -> Result<(), i32> {
             ctx.enter(Step::Setuid, 0);
             let ok = libc::syscall(libc::SYS_setresuid, uid, uid, uid) >= 0;
             ctx.step(Step::Setuid, 0, ok)?;
+        }
+        if plan.caps.ambient != 0 {
+            // Ambient capabilities must be permitted and inheritable; execve then grants
+            // them to a program of an unprivileged user.
+            ctx.enter(Step::Capabilities, 2);
+            ctx.step(
+                Step::Capabilities,
+                2,
+                caps::raise_inheritable(plan.caps.ambient),
+            )?;
+            ctx.enter(Step::Capabilities, 3);
+            ctx.step(
+                Step::Capabilities,
+                3,
+                caps::raise_ambient(plan.caps.ambient),
+            )?;
         }
         if let Some(cwd) = &plan.cwd {
             ctx.enter(Step::Chdir, 0);
@@ -353,46 +463,6 @@ fn setup(ctx: &ChildCtx) -> Result<(), i32> {
         ctx.step(Step::CloseFds, 0, mark_fds_cloexec_from(3) >= 0)?;
     }
     Ok(())
-}
-
-/// Resets every disposition to default (ignored signals survive execve). The raw system
-/// call also reaches the real-time signals glibc reserves for itself (32, 33), which its
-/// sigaction() refuses to touch.
-///
-/// # Safety
-/// Only system calls; for the child between clone and execve, with every signal blocked.
-unsafe fn reset_signal_dispositions() {
-    let dfl = KernelSigaction {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: a valid sigaction for a valid signal number.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                &dfl as *const KernelSigaction,
-                std::ptr::null_mut::<KernelSigaction>(),
-                8usize,
-            );
-        }
-    }
-}
-
-/// The kernel's `struct sigaction` for rt_sigaction(2) (x86_64 and the generic layout with
-/// `SA_RESTORER`, e.g. aarch64): handler, flags, restorer, 64-bit mask.
-#[repr(C)]
-struct KernelSigaction {
-    handler: libc::sighandler_t,
-    flags: libc::c_ulong,
-    restorer: usize,
-    mask: u64,
 }
 
 /// Marks every fd >= `first` close-on-exec. `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11);
@@ -457,6 +527,14 @@ mod tests {
             assert_ne!(libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC, 0);
             libc::close(fd);
         }
+    }
+
+    #[test]
+    fn oom_permission_errors_are_ignored_as_systemd_does() {
+        assert!(oom_error_is_ignored(libc::EPERM));
+        assert!(oom_error_is_ignored(libc::EACCES));
+        assert!(!oom_error_is_ignored(libc::ENOENT));
+        assert!(!oom_error_is_ignored(libc::EINVAL));
     }
 
     #[test]

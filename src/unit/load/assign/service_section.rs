@@ -3,6 +3,7 @@
 //! resource limits. `Exec*=` lines are parsed later (see `passes::exec_lines`).
 
 use super::{push_words, timeout, timespan};
+use crate::unit::capability;
 use crate::unit::environment::parse_environment;
 use crate::unit::exec::env_name_is_valid;
 use crate::unit::load::{Builder, Located};
@@ -68,6 +69,24 @@ impl Builder<'_> {
             "SendSIGKILL" => s.send_sigkill = v.is_empty() || parse_bool(v)?,
             "SendSIGHUP" => s.send_sighup = !v.is_empty() && parse_bool(v)?,
             "NoNewPrivileges" => s.no_new_privileges = !v.is_empty() && parse_bool(v)?,
+            "IgnoreSIGPIPE" => s.ignore_sigpipe = v.is_empty() || parse_bool(v)?,
+            "AmbientCapabilities" | "CapabilityBoundingSet" => {
+                let set = if key == "AmbientCapabilities" {
+                    let cur = s.ambient_capabilities;
+                    let (next, unknown) =
+                        capability::apply_assignment((cur != 0).then_some(cur), v);
+                    s.ambient_capabilities = next;
+                    unknown
+                } else {
+                    let (next, unknown) =
+                        capability::apply_assignment(s.capability_bounding_set, v);
+                    s.capability_bounding_set = Some(next);
+                    unknown
+                };
+                if !set.is_empty() {
+                    warn = Some(format!("unknown capability {}: ignored", set.join(", ")));
+                }
+            }
             "PIDFile" => {
                 s.pid_file = if v.is_empty() {
                     None
@@ -102,7 +121,9 @@ impl Builder<'_> {
                 s.restart_sec = if v.is_empty() {
                     defaults::RESTART_SEC
                 } else {
-                    timespan(v)?.ok_or("RestartSec= must be finite")?
+                    // infinity (or a span that saturates there): the restart never comes
+                    // due, the unit waits in auto-restart (as systemd's timer never fires).
+                    timespan(v)?.unwrap_or(std::time::Duration::MAX)
                 }
             }
             "RestartSteps" => {

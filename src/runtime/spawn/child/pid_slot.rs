@@ -1,0 +1,82 @@
+//! `WATCHDOG_PID=`, the one environment entry only the child can write: with
+//! `clone(CLONE_VM | CLONE_VFORK)` the parent learns the pid only once the child has
+//! exec'd, so the parent reserves the entry's bytes and the child writes its own pid into
+//! them just before execve (systemd's `WATCHDOG_PID` is the pid of the process it is given
+//! to, which `sd_watchdog_enabled()` compares with its own).
+
+use std::cell::UnsafeCell;
+
+const PREFIX: &[u8] = b"WATCHDOG_PID=";
+/// The prefix, ten digits (any pid) and the NUL.
+const LEN: usize = 32;
+
+/// A heap buffer holding `WATCHDOG_PID=<pid>\0`; its address is stable, so envp can point
+/// at it. Until [`PidSlot::fill`] the value is empty.
+pub(in crate::runtime::spawn) struct PidSlot(Box<UnsafeCell<[u8; LEN]>>);
+
+impl PidSlot {
+    pub(in crate::runtime::spawn) fn new() -> PidSlot {
+        let mut buf = [0u8; LEN];
+        for (b, p) in buf.iter_mut().zip(PREFIX) {
+            *b = *p;
+        }
+        PidSlot(Box::new(UnsafeCell::new(buf)))
+    }
+
+    /// The entry, for envp.
+    pub(in crate::runtime::spawn) fn as_ptr(&self) -> *const libc::c_char {
+        self.0.get().cast()
+    }
+
+    /// Writes `pid` in decimal after the prefix, NUL-terminated. Runs in the child: no
+    /// allocation, no panics.
+    pub(super) fn fill(&self, pid: u32) {
+        let mut digits = [0u8; 10];
+        let mut n = pid;
+        let mut len = 0usize;
+        for d in digits.iter_mut() {
+            *d = b'0'.wrapping_add(n.wrapping_rem(10) as u8);
+            n = n.wrapping_div(10);
+            len = len.wrapping_add(1);
+            if n == 0 {
+                break;
+            }
+        }
+        // SAFETY: only the child touches the slot between clone and execve, while the
+        // parent (its owner) is suspended; no reference to the contents is held elsewhere.
+        let buf = unsafe { &mut *self.0.get() };
+        let mut out = buf.iter_mut().skip(PREFIX.len());
+        for d in digits.iter().take(len).rev() {
+            if let Some(o) = out.next() {
+                *o = *d;
+            }
+        }
+        if let Some(o) = out.next() {
+            *o = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(slot: &PidSlot) -> String {
+        // SAFETY: a NUL-terminated buffer we own.
+        unsafe { std::ffi::CStr::from_ptr(slot.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn the_child_writes_its_pid_in_place() {
+        let slot = PidSlot::new();
+        assert_eq!(text(&slot), "WATCHDOG_PID=");
+        slot.fill(4_194_304);
+        assert_eq!(text(&slot), "WATCHDOG_PID=4194304");
+        slot.fill(7);
+        assert_eq!(text(&slot), "WATCHDOG_PID=7");
+        slot.fill(u32::MAX);
+        assert_eq!(text(&slot), "WATCHDOG_PID=4294967295");
+    }
+}
