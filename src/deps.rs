@@ -70,6 +70,19 @@ fn get<'a>(edges: &'a Edges, name: &str) -> impl Iterator<Item = &'a String> {
     edges.get(name).into_iter().flatten()
 }
 
+/// One reason a unit must not be started, with the directive that causes it so that
+/// `gitproc check` can point at its line; the daemon and `plan` show [`DepError::message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepError {
+    /// The unit that must not start.
+    pub unit: String,
+    /// The directive at fault, without `=`: `Requires`, `BindsTo`, `After` or `Before`.
+    pub key: &'static str,
+    /// The unit named in that directive.
+    pub other: String,
+    pub message: String,
+}
+
 /// The requirement and ordering relations between the loaded units.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
@@ -91,8 +104,26 @@ impl Graph {
     /// Builds the graph; the map holds one error per unit that must not be started
     /// (ordering cycle, `Requires=`/`BindsTo=` on a unit that does not exist).
     pub fn build(units: &BTreeMap<String, Arc<Unit>>) -> (Graph, BTreeMap<String, String>) {
-        let mut g = Graph::default();
+        let (g, list) = Graph::build_detailed(units);
         let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for e in list {
+            let msgs = errors.entry(e.unit).or_default();
+            // A cycle is reported once per member, whatever directive names it.
+            if !msgs.contains(&e.message) {
+                msgs.push(e.message);
+            }
+        }
+        let errors = errors
+            .into_iter()
+            .map(|(name, list)| (name, list.join("; ")))
+            .collect();
+        (g, errors)
+    }
+
+    /// [`Graph::build`] with each error kept apart and tied to its directive.
+    pub fn build_detailed(units: &BTreeMap<String, Arc<Unit>>) -> (Graph, Vec<DepError>) {
+        let mut g = Graph::default();
+        let mut errors: Vec<DepError> = Vec::new();
         let present = |n: &str| units.contains_key(n);
         for (name, unit) in units {
             let u = &unit.unit;
@@ -121,11 +152,16 @@ impl Graph {
                             add(&mut g.bound_by, other, name);
                         }
                     } else if hard && !is_well_known(other) {
-                        errors.entry(name.clone()).or_default().push(format!(
-                            "{key}={other}: no such unit in the repository; add {other} or remove \
-                             it from {key}= in {}",
-                            unit.path
-                        ));
+                        errors.push(DepError {
+                            unit: name.clone(),
+                            key,
+                            other: other.clone(),
+                            message: format!(
+                                "{key}={other}: no such unit in the repository; add {other} or \
+                                 remove it from {key}= in {}",
+                                unit.path
+                            ),
+                        });
                     }
                 }
             }
@@ -143,18 +179,44 @@ impl Graph {
         }
         for cycle in g.ordering_cycles(units) {
             let list = cycle.iter().cloned().collect::<Vec<_>>().join(", ");
+            let message = format!(
+                "ordering cycle between {list} (After=/Before=): gitproc does not break \
+                 cycles; remove one of these orderings"
+            );
             for name in &cycle {
-                errors.entry(name.clone()).or_default().push(format!(
-                    "ordering cycle between {list} (After=/Before=): gitproc does not break \
-                     cycles; remove one of these orderings"
-                ));
+                // Point at each of the unit's own orderings that closes the cycle.
+                let Some(unit) = units.get(name) else {
+                    continue;
+                };
+                let u = &unit.unit;
+                let own = u
+                    .after
+                    .iter()
+                    .map(|o| ("After", o))
+                    .chain(u.before.iter().map(|o| ("Before", o)))
+                    .filter(|(_, o)| cycle.contains(*o));
+                let mut any = false;
+                for (key, other) in own {
+                    any = true;
+                    errors.push(DepError {
+                        unit: name.clone(),
+                        key,
+                        other: other.clone(),
+                        message: message.clone(),
+                    });
+                }
+                if !any {
+                    // Only the other side orders it (Before= there); still an error here.
+                    errors.push(DepError {
+                        unit: name.clone(),
+                        key: "After",
+                        other: String::new(),
+                        message: message.clone(),
+                    });
+                }
             }
         }
         g.rank = g.global_order(units);
-        let errors = errors
-            .into_iter()
-            .map(|(name, list)| (name, list.join("; ")))
-            .collect();
         (g, errors)
     }
 

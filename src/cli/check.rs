@@ -10,11 +10,14 @@
 //! [`FixedHost`] (fixed specifier facts; absolute `EnvironmentFile=` paths not read), see
 //! [`crate::unit::host`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::CheckArgs;
 use super::exit;
+use crate::unit::Diagnostic;
+use crate::unit::model::Unit;
 use crate::unit::name::dropin_file_name_ok;
 use crate::unit::{self, FixedHost, Host, LoadedUnit, Lookup, SpecifierContext};
 
@@ -43,6 +46,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    add_dependency_errors(&mut units);
     let errors = units
         .iter()
         .flat_map(|u| &u.diagnostics)
@@ -85,6 +89,73 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(if errors > 0 { exit::FAILURE } else { exit::OK })
+}
+
+/// Runs the daemon's own dependency validation ([`crate::deps::Graph::build_detailed`]) over
+/// the units checked together, so that what `check` passes the daemon and `plan` accept:
+/// each error is added to its unit as a diagnostic on the line of the directive at fault,
+/// with the message the daemon logs and shows in status.
+fn add_dependency_errors(units: &mut [LoadedUnit]) {
+    let good: BTreeMap<String, Arc<Unit>> = units
+        .iter()
+        .filter_map(|u| u.unit.clone().map(|unit| (u.name.clone(), Arc::new(unit))))
+        .collect();
+    let (_, errors) = crate::deps::Graph::build_detailed(&good);
+    for e in errors {
+        let Some(lu) = units.iter_mut().find(|u| u.name == e.unit) else {
+            continue;
+        };
+        let files: Vec<String> = std::iter::once(lu.path.clone())
+            .chain(
+                good.get(&e.unit)
+                    .into_iter()
+                    .flat_map(|u| u.dropins.iter().map(|d| dropin_path(&lu.path, d))),
+            )
+            .collect();
+        let (file, line) =
+            directive_line(&files, e.key, &e.other).unwrap_or_else(|| (lu.path.clone(), 1));
+        lu.diagnostics
+            .push(Diagnostic::error(&file, line, 1, e.message.clone()));
+        // Like a parse error, a unit the daemon would refuse is not ok.
+        lu.unit = None;
+    }
+}
+
+/// A drop-in path as recorded by the loader, made openable next to the unit's main file.
+fn dropin_path(main: &str, dropin: &str) -> String {
+    if Path::new(dropin).exists() {
+        return dropin.to_string();
+    }
+    // Loaded from a directory: the drop-in is relative to it, as the main file was.
+    let main_rel = Path::new(main);
+    for base in main_rel.ancestors().skip(1) {
+        let p = base.join(dropin);
+        if p.exists() {
+            return p.display().to_string();
+        }
+    }
+    dropin.to_string()
+}
+
+/// The first line, over `files` in order, that sets `key=` naming `other` (any `key=` line
+/// when `other` is empty).
+fn directive_line(files: &[String], key: &str, other: &str) -> Option<(String, u32)> {
+    let prefix = format!("{key}=");
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for (i, l) in text.lines().enumerate() {
+            let Some(value) = l.trim_start().strip_prefix(&prefix) else {
+                continue;
+            };
+            if other.is_empty() || value.split_whitespace().any(|v| v == other) {
+                let line = u32::try_from(i.saturating_add(1)).unwrap_or(u32::MAX);
+                return Some((f.clone(), line));
+            }
+        }
+    }
+    None
 }
 
 fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, String> {

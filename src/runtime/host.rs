@@ -7,63 +7,144 @@
 //! is a unit-named path, which may be a FIFO or on a hung mount), [`user_name`] on the
 //! control server's connection thread (NSS may wait on a directory server),
 //! [`track_main_session`] on the loop (it reads `/proc` only, which does not block).
-//! [`check_conditions`] still runs on the loop: it reads `/etc/machine-id` and stat()s the
-//! `ConditionPathExists=` paths, which only a hung mount or an automount could delay.
+//! [`check_conditions`] and [`check_asserts`] still run on the loop: they read
+//! `/etc/machine-id`, `/proc/cmdline`, `/etc/passwd` or `/etc/group` and stat() the paths
+//! named, which only a hung mount or an automount could delay (no NSS lookup).
 
 use std::path::Path;
 
 use super::kill::ProcessTracker;
 use super::procstat::read_stat;
-use crate::unit::model::Unit;
+use crate::unit::model::{Condition, Unit};
 
-/// `ConditionHost=` and `ConditionPathExists=` (the conditions gitproc evaluates). A failed
-/// condition is not an error: the unit is simply not for this host.
+/// The `Condition*=` lines of `unit` (those gitproc evaluates, [`Condition::EVALUATED`]). A
+/// failed condition is not an error: the unit is simply not for this host, and the message
+/// names the line that failed.
 pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
-    let cond = &unit.unit;
-    if !cond.condition_host.is_empty() {
-        let machine_id = machine_id();
-        for pattern in &cond.condition_host {
-            let (negate, pat) = match pattern.strip_prefix('!') {
-                Some(rest) => (true, rest),
-                None => (false, pattern.as_str()),
-            };
-            let matches = globset::Glob::new(pat)
-                .map(|g| g.compile_matcher().is_match(hostname))
-                .unwrap_or(false)
-                || machine_id.trim() == pat;
-            if matches == negate {
-                return Err(format!("ConditionHost={pattern} (this host is {hostname})"));
-            }
-        }
-    }
-    let mut triggering: Vec<(bool, &str)> = Vec::new();
-    for raw in &cond.condition_path_exists {
-        let (trigger, rest) = match raw.strip_prefix('|') {
-            Some(rest) => (true, rest),
-            None => (false, raw.as_str()),
-        };
-        let (negate, path) = match rest.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, rest),
-        };
-        let ok = Path::new(path).exists() != negate;
-        if trigger {
-            triggering.push((ok, raw));
+    check_family(unit, hostname, false)
+}
+
+/// The `Assert*=` lines of `unit`: unlike a condition, a failed assert fails the start; the
+/// message names the line and starts with `Assert` (status tells the two apart by it).
+pub fn check_asserts(unit: &Unit, hostname: &str) -> Result<(), String> {
+    check_family(unit, hostname, true)
+}
+
+fn check_family(unit: &Unit, hostname: &str, assert: bool) -> Result<(), String> {
+    let mut triggering: Vec<(bool, String)> = Vec::new();
+    for c in unit.unit.conditions.iter().filter(|c| c.assert == assert) {
+        let ok = holds(c, hostname) != c.negate;
+        if c.trigger {
+            triggering.push((ok, c.directive()));
         } else if !ok {
-            return Err(format!("ConditionPathExists={raw}"));
+            return Err(failed(c, hostname));
         }
     }
     if !triggering.is_empty() && !triggering.iter().any(|(ok, _)| *ok) {
+        let list: Vec<String> = triggering.into_iter().map(|(_, d)| d).collect();
+        let family = if assert { "Assert" } else { "Condition" };
         return Err(format!(
-            "none of the triggering conditions held: {}",
-            triggering
-                .iter()
-                .map(|(_, raw)| format!("ConditionPathExists={raw}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{family}: none of the triggering lines held: {}",
+            list.join(", ")
         ));
     }
     Ok(())
+}
+
+fn failed(c: &Condition, hostname: &str) -> String {
+    match c.check.as_str() {
+        "Host" => format!("{} (this host is {hostname})", c.directive()),
+        "Architecture" => format!("{} (this host is {})", c.directive(), architecture()),
+        _ => c.directive(),
+    }
+}
+
+/// Whether the test of `c` holds, before its `!`. Each reads at most one small host file
+/// or stat()s one path.
+fn holds(c: &Condition, hostname: &str) -> bool {
+    let v = c.value.as_str();
+    let path = Path::new(v);
+    match c.check.as_str() {
+        "PathExists" => path.exists(),
+        "PathIsDirectory" => path.is_dir(),
+        "PathIsSymbolicLink" => path.is_symlink(),
+        "PathIsReadWrite" => nix::sys::statvfs::statvfs(path)
+            .is_ok_and(|s| !s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)),
+        "DirectoryNotEmpty" => std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some()),
+        "FileNotEmpty" => std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0),
+        "FileIsExecutable" => {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(path)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        }
+        "Host" => {
+            globset::Glob::new(v)
+                .map(|g| g.compile_matcher().is_match(hostname))
+                .unwrap_or(false)
+                || machine_id().trim() == v
+        }
+        "KernelCommandLine" => {
+            let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+            // `word` matches `word` and `word=...`; `word=value` matches exactly.
+            cmdline.split_whitespace().any(|w| {
+                w == v || (!v.contains('=') && w.split_once('=').is_some_and(|(k, _)| k == v))
+            })
+        }
+        "Environment" => match v.split_once('=') {
+            Some((k, val)) => std::env::var_os(k).is_some_and(|x| x == val),
+            None => std::env::var_os(v).is_some(),
+        },
+        "Architecture" => v == architecture() || v == "native",
+        "User" => user_matches(v),
+        "Group" => group_matches(v),
+        _ => true, // not evaluated (rejected at load)
+    }
+}
+
+/// systemd's name for the architecture gitproc was built for (systemd.unit(5)).
+fn architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86-64",
+        "aarch64" => "arm64",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64-le",
+        "riscv64" => "riscv64",
+        "loongarch64" => "loongarch64",
+        other => other,
+    }
+}
+
+/// `ConditionUser=`: the daemon's own user, by uid, by name (from `/etc/passwd`, not NSS:
+/// this runs on the loop) or `@system` (a system user, uid below 1000).
+fn user_matches(v: &str) -> bool {
+    let uid = nix::unistd::getuid().as_raw();
+    if v == "@system" {
+        return uid < 1000;
+    }
+    if let Ok(n) = v.parse::<u32>() {
+        return n == uid;
+    }
+    db_id("/etc/passwd", v) == Some(uid)
+}
+
+/// `ConditionGroup=`: the daemon's group or one of its supplementary groups, by gid or by
+/// name (from `/etc/group`).
+fn group_matches(v: &str) -> bool {
+    let Some(gid) = v.parse::<u32>().ok().or_else(|| db_id("/etc/group", v)) else {
+        return false;
+    };
+    nix::unistd::getgid().as_raw() == gid
+        || nix::unistd::getegid().as_raw() == gid
+        || nix::unistd::getgroups().is_ok_and(|g| g.iter().any(|x| x.as_raw() == gid))
+}
+
+/// The id (third field) of `name` in a colon-separated database such as `/etc/passwd`.
+fn db_id(file: &str, name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
 }
 
 /// This machine's id (`/etc/machine-id`, untrimmed), or empty when there is none:

@@ -69,11 +69,9 @@ pub struct UnitSection {
     pub binds_to: Vec<String>,
     pub part_of: Vec<String>,
     pub conflicts: Vec<String>,
-    /// `ConditionHost=` values (a leading `!` negates; globs allowed).
-    pub condition_host: Vec<String>,
-    /// `ConditionPathExists=` values (a leading `!` negates, `|` makes it a triggering condition).
-    pub condition_path_exists: Vec<String>,
-    pub assert_path_exists: Vec<String>,
+    /// The `Condition*=`/`Assert*=` lines gitproc evaluates ([`Condition::EVALUATED`]), in
+    /// file order.
+    pub conditions: Vec<Condition>,
     /// `Duration::ZERO` disables rate limiting.
     pub start_limit_interval: Duration,
     pub start_limit_burst: u32,
@@ -90,12 +88,58 @@ impl Default for UnitSection {
             binds_to: Vec::new(),
             part_of: Vec::new(),
             conflicts: Vec::new(),
-            condition_host: Vec::new(),
-            condition_path_exists: Vec::new(),
-            assert_path_exists: Vec::new(),
+            conditions: Vec::new(),
             start_limit_interval: defaults::START_LIMIT_INTERVAL,
             start_limit_burst: defaults::START_LIMIT_BURST,
         }
+    }
+}
+
+/// One `Condition<Check>=` or `Assert<Check>=` line (systemd.unit(5), "Conditions and
+/// Asserts"): a failed condition skips the start, a failed assert fails it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// What is tested, without the family prefix: `PathExists`, `Host`, ...
+    pub check: String,
+    /// `Assert*=` rather than `Condition*=`.
+    pub assert: bool,
+    /// A leading `|`: a triggering condition (at least one of them must hold).
+    pub trigger: bool,
+    /// A leading `!` (after `|`): the test is negated.
+    pub negate: bool,
+    /// The value after the prefixes.
+    pub value: String,
+}
+
+impl Condition {
+    /// The checks gitproc evaluates; the other `Condition*=`/`Assert*=` keys are accepted
+    /// with a "not enforced" warning at load.
+    pub const EVALUATED: &'static [&'static str] = &[
+        "Architecture",
+        "DirectoryNotEmpty",
+        "Environment",
+        "FileIsExecutable",
+        "FileNotEmpty",
+        "Group",
+        "Host",
+        "KernelCommandLine",
+        "PathExists",
+        "PathIsDirectory",
+        "PathIsReadWrite",
+        "PathIsSymbolicLink",
+        "User",
+    ];
+
+    /// The line as written, for messages: `ConditionPathExists=|!/etc/x`.
+    pub fn directive(&self) -> String {
+        format!(
+            "{}{}={}{}{}",
+            if self.assert { "Assert" } else { "Condition" },
+            self.check,
+            if self.trigger { "|" } else { "" },
+            if self.negate { "!" } else { "" },
+            self.value
+        )
     }
 }
 

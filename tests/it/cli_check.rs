@@ -126,3 +126,76 @@ fn no_path_at_all_is_a_usage_error() {
     let o = check(&[]);
     assert_eq!(o.code, 2, "{}", o.stderr);
 }
+
+/// The message of each dependency error `check` prints, keyed by unit file name.
+fn dependency_errors(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (loc, msg) = l.split_once(": error: ")?;
+            let file = loc.split(':').next()?.rsplit('/').next()?.to_string();
+            Some((file, msg.to_string()))
+        })
+        .collect()
+}
+
+/// What the daemon says about each unit of `dir` when it runs them from git.
+fn daemon_errors(dir: &str) -> Vec<(String, String)> {
+    let repo = crate::support::Repo::new();
+    let src = fixtures().join(dir);
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&src).expect("read fixture dir").flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(e.path()).expect("read fixture");
+        repo.write(&name, &text);
+        names.push(name);
+    }
+    repo.commit("fixture units");
+    let mut daemon = crate::support::Daemon::start(repo.path(), &[]);
+    let mut out = Vec::new();
+    names.sort();
+    for name in names {
+        let u = daemon.wait_unit(&name, "loaded", |u| !u.is_null());
+        if let Some(e) = u["error"].as_str() {
+            out.push((name, e.to_string()));
+        }
+    }
+    daemon.shutdown();
+    out
+}
+
+#[test]
+fn requires_on_a_missing_unit_is_an_error_on_its_line_as_the_daemon_says() {
+    let o = check(&["deps-missing"]);
+    assert_eq!(o.code, 1, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .starts_with("deps-missing/web.service:4:1: error: Requires=db.service: no such unit"),
+        "{}",
+        o.stdout
+    );
+    // Wants=/After= on a missing unit and a well-known target are not errors.
+    assert!(o.stderr.contains("1 error(s)"), "{}", o.stderr);
+    assert_eq!(dependency_errors(&o.stdout), daemon_errors("deps-missing"));
+}
+
+#[test]
+fn an_ordering_cycle_is_an_error_on_each_member_as_the_daemon_says() {
+    let o = check(&["deps-cycle"]);
+    assert_eq!(o.code, 1, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", o.stdout);
+    assert!(
+        lines[0].starts_with(
+            "deps-cycle/a.service:4:1: error: ordering cycle between a.service, b.service"
+        ),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        lines[1].starts_with("deps-cycle/b.service:2:1: error: ordering cycle"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(dependency_errors(&o.stdout), daemon_errors("deps-cycle"));
+}

@@ -44,6 +44,7 @@ mod git_signing;
 mod git_source;
 // `[Unit]` directives, end to end.
 mod section_unit_conditions;
+mod section_unit_dependencies;
 // `[Service]` directives, end to end.
 mod section_service_exec;
 mod section_service_kill;

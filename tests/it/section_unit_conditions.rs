@@ -69,3 +69,189 @@ fn a_commit_that_moves_a_running_unit_to_another_host_stops_it() {
         (!alive(pid)).then_some(())
     });
 }
+
+/// A unit that runs `sleep` only if all of `unit_lines` hold.
+fn guarded(unit_lines: &str) -> String {
+    format!("[Unit]\n{unit_lines}\n\n[Service]\nExecStart=/bin/sleep 1000\n")
+}
+
+#[test]
+fn each_evaluated_condition_family_skips_or_runs_the_unit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().display().to_string();
+    std::fs::create_dir(dir.path().join("empty")).expect("mkdir");
+    std::fs::write(dir.path().join("zero"), "").expect("write");
+    std::fs::write(dir.path().join("data"), "x").expect("write");
+    std::os::unix::fs::symlink("data", dir.path().join("link")).expect("symlink");
+    let uid = nix::unistd::getuid().as_raw();
+    // (unit, line, holds here)
+    let cases: Vec<(&str, String, bool)> = vec![
+        (
+            "dir-yes",
+            format!("ConditionPathIsDirectory={d}/empty"),
+            true,
+        ),
+        (
+            "dir-no",
+            format!("ConditionPathIsDirectory={d}/data"),
+            false,
+        ),
+        (
+            "link-yes",
+            format!("ConditionPathIsSymbolicLink={d}/link"),
+            true,
+        ),
+        (
+            "link-no",
+            format!("ConditionPathIsSymbolicLink={d}/data"),
+            false,
+        ),
+        ("rw-yes", format!("ConditionPathIsReadWrite={d}"), true),
+        ("rw-no", "ConditionPathIsReadWrite=!/".to_string(), false),
+        (
+            "notempty-no",
+            format!("ConditionDirectoryNotEmpty={d}/empty"),
+            false,
+        ),
+        (
+            "notempty-yes",
+            format!("ConditionDirectoryNotEmpty={d}"),
+            true,
+        ),
+        (
+            "filenotempty-no",
+            format!("ConditionFileNotEmpty={d}/zero"),
+            false,
+        ),
+        (
+            "filenotempty-yes",
+            format!("ConditionFileNotEmpty={d}/data"),
+            true,
+        ),
+        (
+            "exec-no",
+            format!("ConditionFileIsExecutable={d}/data"),
+            false,
+        ),
+        (
+            "exec-yes",
+            "ConditionFileIsExecutable=/bin/sleep".to_string(),
+            true,
+        ),
+        ("user-yes", format!("ConditionUser={uid}"), true),
+        ("user-no", format!("ConditionUser={}", uid + 1), false),
+        (
+            "group-no",
+            "ConditionGroup=no-such-group-gitproc".to_string(),
+            false,
+        ),
+        ("env-yes", "ConditionEnvironment=PATH".to_string(), true),
+        (
+            "env-no",
+            "ConditionEnvironment=GITPROC_NO_SUCH_VAR".to_string(),
+            false,
+        ),
+        (
+            "cmdline-no",
+            "ConditionKernelCommandLine=gitproc.no-such-flag".to_string(),
+            false,
+        ),
+        (
+            "arch-no",
+            "ConditionArchitecture=!native".to_string(),
+            false,
+        ),
+        (
+            "trigger-yes",
+            format!("ConditionPathExists=|{d}/none\nConditionPathExists=|{d}/data"),
+            true,
+        ),
+        (
+            "trigger-no",
+            format!("ConditionPathExists=|{d}/none\nConditionPathIsDirectory=|{d}/data"),
+            false,
+        ),
+    ];
+    let repo = Repo::new();
+    for (name, line, _) in &cases {
+        repo.write(&format!("{name}.service"), &guarded(line));
+    }
+    repo.commit("one unit per condition");
+    let daemon = Daemon::start(repo.path(), &[]);
+    for (name, line, holds) in &cases {
+        let unit = format!("{name}.service");
+        if *holds {
+            daemon.wait_running(&unit);
+        } else {
+            let u = daemon.wait_unit(&unit, "skipped by its condition", |u| {
+                u["sub_state"] == "condition"
+            });
+            assert_eq!(u["active_state"], "inactive", "{line}: {u:#}");
+            let why = u["condition"].as_str().unwrap_or_default();
+            let first = line.lines().next().unwrap_or_default();
+            let key = first.split('=').next().unwrap_or_default();
+            assert!(
+                why.contains(key),
+                "{line}: status names the condition: {u:#}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_assert_fails_the_start_naming_it() {
+    let repo = Repo::new();
+    repo.write(
+        "asserted.service",
+        &guarded("AssertPathExists=/gitproc/no/such/path"),
+    );
+    repo.write(
+        "conditioned.service",
+        &guarded("ConditionPathExists=/gitproc/no/such/path"),
+    );
+    repo.write("fine.service", &guarded("AssertPathExists=/bin/sleep"));
+    repo.commit("an assert that fails, a condition that fails, an assert that holds");
+    let daemon = Daemon::start(repo.path(), &[]);
+    daemon.wait_running("fine.service");
+    let u = daemon.wait_unit("asserted.service", "failed by its assert", |u| {
+        u["active_state"] == "failed"
+    });
+    assert_eq!(u["result"], "assert", "{u:#}");
+    assert!(u["main_pid"].is_null(), "{u:#}");
+    assert_eq!(
+        u["condition"], "AssertPathExists=/gitproc/no/such/path",
+        "{u:#}"
+    );
+    // The same test as a condition only skips the unit.
+    let c = daemon.wait_unit("conditioned.service", "skipped", |u| {
+        u["sub_state"] == "condition"
+    });
+    assert_eq!(c["active_state"], "inactive", "{c:#}");
+    assert_eq!(c["result"], "success", "{c:#}");
+}
+
+#[test]
+fn conditions_gitproc_does_not_evaluate_are_warnings_at_load() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("v.service");
+    std::fs::write(
+        &file,
+        guarded("ConditionVirtualization=container\nAssertPathExists=/x"),
+    )
+    .expect("write");
+    let out = std::process::Command::new(crate::support::bin())
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("run gitproc check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("warning") && text.contains("ConditionVirtualization="),
+        "{text}"
+    );
+    assert!(
+        !text.contains("AssertPathExists"),
+        "evaluated, so no warning: {text}"
+    );
+}

@@ -124,8 +124,12 @@ fn debian_units_typed_model() {
     assert_eq!(ssh.service.restart, RestartPolicy::OnFailure);
     assert_eq!(ssh.service.restart_prevent_exit_status.codes, [255]);
     assert_eq!(
-        ssh.unit.condition_path_exists,
-        ["!/etc/ssh/sshd_not_to_be_run"]
+        ssh.unit
+            .conditions
+            .iter()
+            .map(|c| c.directive())
+            .collect::<Vec<_>>(),
+        ["ConditionPathExists=!/etc/ssh/sshd_not_to_be_run"]
     );
     assert!(ssh.service.environment_files[0].optional);
     assert_eq!(

@@ -99,9 +99,15 @@ fn unit_section_typed() {
     assert_eq!(x.binds_to, vec!["g.service"]);
     assert_eq!(x.part_of, vec!["h.service"]);
     assert_eq!(x.conflicts, vec!["i.service"]);
-    assert_eq!(x.condition_host, vec!["!other"]);
-    assert_eq!(x.condition_path_exists, vec!["|/etc/x"]);
-    assert_eq!(x.assert_path_exists, vec!["/etc/y"]);
+    let conditions: Vec<String> = x.conditions.iter().map(|c| c.directive()).collect();
+    assert_eq!(
+        conditions,
+        [
+            "ConditionHost=!other",
+            "ConditionPathExists=|/etc/x",
+            "AssertPathExists=/etc/y"
+        ]
+    );
     assert_eq!(x.start_limit_interval, Duration::from_secs(60));
     assert_eq!(x.start_limit_burst, 3);
 }

@@ -64,6 +64,7 @@ impl Supervisor {
             }
         }
         self.after_change(name);
+        self.stop_bound(name);
     }
 
     pub(super) fn perform(&mut self, name: &str, effect: Effect) -> Option<Event> {

@@ -111,10 +111,14 @@ impl Supervisor {
                         self.queue_start(name);
                     }
                 }
-                JobKind::Stop => self.feed(name, Event::Stop),
+                JobKind::Stop => {
+                    self.propagate_stop(name);
+                    self.feed(name, Event::Stop)
+                }
                 JobKind::Restart => {
                     if self.is_running(name) {
-                        self.feed(name, Event::Restart)
+                        self.feed(name, Event::Restart);
+                        self.propagate_restart(name);
                     } else {
                         self.queue_start(name)
                     }

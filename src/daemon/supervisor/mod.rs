@@ -420,7 +420,8 @@ impl Supervisor {
     }
 
     pub(in crate::daemon) fn set_graph(&mut self, graph: Graph) {
-        self.graph = graph;
+        let old = std::mem::replace(&mut self.graph, graph);
+        self.stop_with_removed(&old);
     }
 }
 

@@ -1,9 +1,15 @@
 //! The start and stop queues: a unit starts once what it is ordered after has settled, and
 //! stops once what is ordered after it has stopped (`deps::Graph` decides); a start that a
 //! `Condition*=` rules out on this host is skipped.
+//!
+//! Dependencies act as in systemd: stopping a unit (operator stop, removal from git) stops
+//! what `Requires=`, `BindsTo=` or is `PartOf=` it, restarting it restarts them, a unit that
+//! becomes inactive on its own stops what `BindsTo=` it, and a start stops its `Conflicts=`;
+//! `deps::Graph` decides who, these hooks only act.
 
 use super::Supervisor;
-use crate::runtime::host::check_conditions;
+use crate::deps::Graph;
+use crate::runtime::host::{check_asserts, check_conditions};
 use crate::service::{ActiveState, Event, SubState};
 
 impl Supervisor {
@@ -103,8 +109,20 @@ impl Supervisor {
         let Some(svc) = m.service.as_ref() else {
             return;
         };
-        match check_conditions(svc.unit(), &self.settings.hostname) {
+        let checked = check_conditions(svc.unit(), &self.settings.hostname)
+            .and_then(|()| check_asserts(svc.unit(), &self.settings.hostname));
+        match checked {
             Ok(()) => m.condition_failed = None,
+            Err(why) if why.starts_with("Assert") => {
+                // A failed assert fails the start (status: failed, result "assert"): unlike
+                // a condition it says the unit is meant to run here but cannot.
+                if m.condition_failed.as_deref() != Some(why.as_str()) {
+                    tracing::error!("{name}: assertion failed, start refused: {why}");
+                }
+                m.condition_failed = Some(why);
+                self.dirty = true;
+                return;
+            }
             Err(why) => {
                 if m.condition_failed.as_deref() != Some(why.as_str()) {
                     tracing::info!("{name}: start condition not met, skipped: {why}");
@@ -116,6 +134,8 @@ impl Supervisor {
         }
         for other in self.graph.conflicts(name) {
             if self.is_running(&other) {
+                tracing::info!("{other}: stopped because {name} starts (Conflicts=)");
+                self.propagate_stop(&other);
                 self.feed(&other, Event::Stop);
             }
         }
@@ -142,6 +162,7 @@ impl Supervisor {
             self.request_stop(name);
         } else if self.is_running(name) {
             self.feed(name, Event::Restart);
+            self.propagate_restart(name);
         } else {
             self.queue_start(name);
         }
@@ -150,9 +171,68 @@ impl Supervisor {
     pub(in crate::daemon) fn request_stop(&mut self, name: &str) {
         self.start_queue.retain(|n| n != name);
         if self.is_running(name) {
+            self.propagate_stop(name);
             self.feed(name, Event::Stop);
         } else {
             self.after_change(name);
+        }
+    }
+
+    /// Queues the stop of every running unit that stops with `name` (`Requires=`,
+    /// `BindsTo=`, `PartOf=` on their side, transitively); the stop queue orders them.
+    pub(super) fn propagate_stop(&mut self, name: &str) {
+        let others = self.graph.stop_propagation(name);
+        self.queue_stops(name, others, "stopped with");
+    }
+
+    /// Restarts every running unit that restarts with `name` (the units [`propagate_stop`]
+    /// would stop): systemd restarts them rather than leaving them on the old instance.
+    ///
+    /// [`propagate_stop`]: Supervisor::propagate_stop
+    pub(super) fn propagate_restart(&mut self, name: &str) {
+        for other in self.graph.stop_propagation(name) {
+            if self.is_running(&other) {
+                tracing::info!("{other}: restarted with {name} (Requires=/BindsTo=/PartOf=)");
+                self.feed(&other, Event::Restart);
+            }
+        }
+    }
+
+    /// `BindsTo=`: once `name` is inactive or failed, whatever the cause (it exited on its
+    /// own, its start failed), the units bound to it stop too. Called after every change of
+    /// `name`; only running units are asked, so repeated calls do nothing more.
+    pub(super) fn stop_bound(&mut self, name: &str) {
+        if self.is_running(name) || !self.units.contains_key(name) {
+            return;
+        }
+        let others = self.graph.bound_by(name);
+        self.queue_stops(name, others, "bound to");
+    }
+
+    /// Removal from git: the new graph no longer has the removed units, so what stops with
+    /// them is read from the graph they were part of (`old`).
+    pub(super) fn stop_with_removed(&mut self, old: &Graph) {
+        let removed: Vec<String> = self
+            .units
+            .iter()
+            .filter(|(_, m)| m.removed)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in removed {
+            if self.is_running(&name) {
+                let others = old.stop_propagation(&name);
+                self.queue_stops(&name, others, "stopped with removed unit");
+            }
+        }
+    }
+
+    fn queue_stops(&mut self, cause: &str, others: Vec<String>, why: &str) {
+        for other in others {
+            self.start_queue.retain(|n| *n != other);
+            if self.is_running(&other) && !self.stop_queue.contains(&other) {
+                tracing::info!("{other}: {why} {cause} (Requires=/BindsTo=/PartOf=)");
+                self.stop_queue.push(other);
+            }
         }
     }
 }

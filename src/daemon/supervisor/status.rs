@@ -27,16 +27,26 @@ pub(crate) fn unit_json(name: &str, m: &Managed) -> serde_json::Value {
     match &m.service {
         Some(svc) => {
             let st = svc.status();
-            let (active, sub) = match &m.condition_failed {
-                Some(_) if st.active_state == crate::service::ActiveState::Inactive => {
-                    ("inactive".to_string(), "condition".to_string())
-                }
-                _ => (st.active_state.to_string(), st.sub_state.to_string()),
+            // A start refused by an `Assert*=` (its message starts so) is failed with result
+            // "assert"; by a `Condition*=`, inactive: the unit is not for this host.
+            let refused = m
+                .condition_failed
+                .as_ref()
+                .filter(|_| st.active_state == crate::service::ActiveState::Inactive);
+            let assert = refused.is_some_and(|why| why.starts_with("Assert"));
+            let (active, sub) = match refused {
+                Some(_) if assert => ("failed".to_string(), "failed".to_string()),
+                Some(_) => ("inactive".to_string(), "condition".to_string()),
+                None => (st.active_state.to_string(), st.sub_state.to_string()),
             };
             v["description"] = serde_json::json!(svc.unit().unit.description);
             v["active_state"] = serde_json::json!(active);
             v["sub_state"] = serde_json::json!(sub);
-            v["result"] = serde_json::json!(st.result.to_string());
+            v["result"] = if assert {
+                serde_json::json!("assert")
+            } else {
+                serde_json::json!(st.result.to_string())
+            };
             v["main_pid"] = serde_json::json!(st.main_pid);
             v["control_pid"] = serde_json::json!(st.control_pid);
             v["n_restarts"] = serde_json::json!(st.n_restarts);

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use super::push_words;
 use super::timespan;
 use crate::unit::load::Builder;
-use crate::unit::model::defaults;
+use crate::unit::model::{Condition, defaults};
 use crate::unit::name::parse_unit_name;
 
 impl Builder<'_> {
@@ -33,24 +32,40 @@ impl Builder<'_> {
                     list.push(w.to_string());
                 }
             }
-            "ConditionHost" => push_words(&mut u.condition_host, v),
-            "ConditionPathExists" | "AssertPathExists" => {
-                let list = if key == "AssertPathExists" {
-                    &mut u.assert_path_exists
-                } else {
-                    &mut u.condition_path_exists
+            _ if condition_key(key).is_some() => {
+                let Some((assert, check)) = condition_key(key) else {
+                    return Ok(());
                 };
                 if v.is_empty() {
-                    list.clear();
-                } else {
-                    let p = v.trim_start_matches(['|', '!']);
-                    if !p.starts_with('/') {
-                        return Err(format!(
-                            "path {p:?} must be absolute (optionally prefixed with | or !)"
-                        ));
-                    }
-                    list.push(v.to_string());
+                    // An empty assignment resets every condition and assert (systemd).
+                    u.conditions.clear();
+                    return Ok(());
                 }
+                let (trigger, rest) = match v.strip_prefix('|') {
+                    Some(r) => (true, r.trim_start()),
+                    None => (false, v),
+                };
+                let (negate, value) = match rest.strip_prefix('!') {
+                    Some(r) => (true, r.trim_start()),
+                    None => (false, rest),
+                };
+                let path_check = check.starts_with("Path")
+                    || matches!(
+                        check,
+                        "DirectoryNotEmpty" | "FileNotEmpty" | "FileIsExecutable"
+                    );
+                if path_check && !value.starts_with('/') {
+                    return Err(format!(
+                        "path {value:?} must be absolute (optionally prefixed with | or !)"
+                    ));
+                }
+                u.conditions.push(Condition {
+                    check: check.to_string(),
+                    assert,
+                    trigger,
+                    negate,
+                    value: value.to_string(),
+                });
             }
             "StartLimitIntervalSec" | "StartLimitInterval" => {
                 u.start_limit_interval = if v.is_empty() {
@@ -72,4 +87,15 @@ impl Builder<'_> {
         }
         Ok(())
     }
+}
+
+/// `ConditionX`/`AssertX` with X one of [`Condition::EVALUATED`]: (is an assert, X).
+fn condition_key(key: &str) -> Option<(bool, &str)> {
+    let (assert, check) = match key.strip_prefix("Condition") {
+        Some(c) => (false, c),
+        None => (true, key.strip_prefix("Assert")?),
+    };
+    Condition::EVALUATED
+        .contains(&check)
+        .then_some((assert, check))
 }
