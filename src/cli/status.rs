@@ -256,17 +256,7 @@ fn session_usage(main_pid: i32) -> (usize, u64) {
     };
     let mut tasks = 0;
     let mut rss_kib = 0;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return (0, 0);
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in crate::sys::procstat::pids() {
         if let Ok(st) = read_stat(pid)
             && st.session == main.session
         {

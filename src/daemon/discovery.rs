@@ -54,14 +54,7 @@ pub fn marker_env(unit: &str, instance: &str) -> [(String, String); 2] {
 pub fn discover(instance: &str, cgroups: Option<&CgroupRoot>) -> BTreeMap<String, Vec<Found>> {
     let me = std::process::id() as i32;
     let mut found: BTreeMap<String, Vec<Found>> = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in crate::sys::procstat::pids() {
         if pid == me {
             continue;
         }

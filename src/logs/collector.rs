@@ -385,15 +385,7 @@ impl Collector {
         if over {
             let until = src.window_start + RATE_WINDOW;
             src.paused_until = Some(until);
-            // SAFETY: removing a registered fd from our epoll set.
-            unsafe {
-                libc::epoll_ctl(
-                    self.ep.as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    src.fd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                )
-            };
+            epoll_del(&self.ep, &src.fd);
             self.paused.push(idx);
         }
         let unit = src.unit.clone();
@@ -450,15 +442,7 @@ impl Collector {
         };
         self.paused.retain(|&p| p != idx);
         self.free.push(idx);
-        // SAFETY: removing a registered fd from our epoll set.
-        unsafe {
-            libc::epoll_ctl(
-                self.ep.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                src.fd.as_raw_fd(),
-                std::ptr::null_mut(),
-            )
-        };
+        epoll_del(&self.ep, &src.fd);
         let (file, users) = self.file_for(&src.unit);
         let mut dropped = 0;
         if !src.partial.is_empty() {
@@ -523,4 +507,18 @@ fn push_line(out: &mut Vec<u8>, prefix: &str, line: &[u8]) {
     out.extend_from_slice(prefix.as_bytes());
     out.extend_from_slice(line);
     out.push(b'\n');
+}
+
+/// Takes `fd` out of the epoll set `ep` (an fd that is not in it is no error worth a word:
+/// the collector only removes what it added).
+fn epoll_del(ep: &impl AsRawFd, fd: &impl AsRawFd) {
+    // SAFETY: EPOLL_CTL_DEL on fds we own; the event pointer may be null for DEL.
+    unsafe {
+        libc::epoll_ctl(
+            ep.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+        )
+    };
 }

@@ -29,6 +29,16 @@ pub struct ProcStat {
     pub rss_pages: u64,
 }
 
+/// Every pid listed in `/proc` right now (empty if `/proc` cannot be read).
+pub fn pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .collect()
+}
+
 /// Reads and parses `/proc/<pid>/stat`. `ErrorKind::NotFound` when the process is gone.
 pub fn read_stat(pid: i32) -> io::Result<ProcStat> {
     let mut path = [0u8; 32];

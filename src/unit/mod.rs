@@ -99,13 +99,4 @@ pub fn load_tree_with(
 /// `EnvironmentFile=` contents (systemd does it at exec time with the full environment):
 /// unknown variables expand to empty, `$$` is `$`, nothing is expanded with the `:` prefix,
 /// and spawn-time variables such as `$MAINPID` are kept for [`exec::expand_runtime`].
-pub fn parse_unit(
-    name: &str,
-    path: &str,
-    bytes: &[u8],
-    dropins: &[(String, Vec<u8>)],
-    ctx: &SpecifierContext,
-    env_file: &dyn Fn(&str) -> Option<Vec<u8>>,
-) -> LoadedUnit {
-    load::parse_unit(name, path, bytes, dropins, ctx, env_file)
-}
+pub use load::parse_unit;
