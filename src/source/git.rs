@@ -41,6 +41,9 @@ pub struct CheckOutcome {
     pub changed: bool,
     /// Objects were requested from the remote because the mirror's ref lagged behind.
     pub fetched: bool,
+    /// The remote was asked for its refs (a ref advertisement). False when a local
+    /// repository's ref was read from its files and matched the mirror.
+    pub advertised: bool,
 }
 
 /// What `gitproc status` shows about a commit.
@@ -131,6 +134,16 @@ impl GitSource {
     /// Cheap check: one ref advertisement; objects are fetched only when the remote's tip
     /// differs from the mirror's (a force-push is fetched like any new tip). Returns the tip.
     pub fn check(&mut self) -> Result<CheckOutcome, SourceError> {
+        if let Some(tip) = self.local_tip_already_mirrored() {
+            let changed = self.last_tip != Some(tip);
+            self.last_tip = Some(tip);
+            return Ok(CheckOutcome {
+                tip: tip.to_string(),
+                changed,
+                fetched: false,
+                advertised: false,
+            });
+        }
         let url = self.cfg.url.clone();
         let unreachable = |e: &gix::Error| SourceError::Unreachable {
             url: url.clone(),
@@ -206,7 +219,26 @@ impl GitSource {
             tip: tip.to_string(),
             changed,
             fetched,
+            advertised: true,
         })
+    }
+
+    /// For a repository on this machine, reads the followed ref straight from its files
+    /// (no `git-upload-pack` process: the idle poll of a local repository, which inotify
+    /// already watches, costs a file read) and returns it when the mirror already holds
+    /// exactly that commit. Anything unusual (not local, unreadable, a new tip, a
+    /// repository gix will not open) returns `None`, and the normal fetch runs.
+    fn local_tip_already_mirrored(&self) -> Option<ObjectId> {
+        let path = self.local_path()?;
+        let remote = gix::open(&path).ok()?;
+        let tip = if self.remote_ref == "HEAD" {
+            remote.head_id().ok()?.detach()
+        } else {
+            let mut r = remote.try_find_reference(self.remote_ref.as_str()).ok()??;
+            r.peel_to_id().ok()?.detach()
+        };
+        let mirror = self.repo().ok()?;
+        (mirror_tip(&mirror, &self.local_ref) == Some(tip) && mirror.has_object(tip)).then_some(tip)
     }
 
     /// The tip last fetched into the mirror (survives restarts), if any.

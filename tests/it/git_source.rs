@@ -49,13 +49,17 @@ fn local_path_remote_sees_new_commits_and_an_unchanged_check_fetches_nothing() {
         !c.changed && !c.fetched,
         "an unchanged check must not fetch: {c:?}"
     );
+    assert!(
+        !c.advertised,
+        "an unchanged local repository is read from its files, without git-upload-pack: {c:?}"
+    );
     assert_eq!(pack_files(&mirror), packs, "no object may be transferred");
 
     fx.write("db.service", "[Service]\nExecStart=/bin/true\n");
     let second = fx.commit("add db");
     let c = src.check().expect("check after a commit");
     assert_eq!(c.tip, second);
-    assert!(c.changed && c.fetched, "{c:?}");
+    assert!(c.changed && c.fetched && c.advertised, "a new tip is fetched: {c:?}");
     let tree = src.read_units(&second).expect("read the new tip");
     assert!(tree.file("db.service").is_some());
     // The old commit stays readable from the mirror.
@@ -116,7 +120,7 @@ fn http_remote_via_git_http_backend() {
         "the first check must fetch: {requests:?}"
     );
     let c = src.check().expect("unchanged check over HTTP");
-    assert!(!c.changed && !c.fetched, "{c:?}");
+    assert!(!c.changed && !c.fetched && c.advertised, "{c:?}");
     // One ref advertisement (capabilities + ls-refs), no object transfer.
     let requests = server.take_requests();
     assert!(
