@@ -17,6 +17,7 @@ pub(crate) mod reaper;
 pub(crate) mod signals;
 pub(crate) mod spawner;
 pub(crate) mod supervisor;
+pub(crate) mod sweep;
 pub(crate) mod worker;
 
 use std::path::{Path, PathBuf};
@@ -146,6 +147,9 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
     let hostname = ctx.hostname.clone();
 
     let (signal_tx, signal_rx) = crossbeam_channel::unbounded();
+    if let Some(period) = config.fallback_reap() {
+        sweep::start(period, signal_tx.clone()).context("starting the fallback sweep")?;
+    }
     signals::start(signal_tx).context("installing signal handlers")?;
 
     let (control_tx, control_rx) = crossbeam_channel::bounded(256);

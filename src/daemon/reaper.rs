@@ -116,7 +116,7 @@ fn children_of_thread(tid: i32) -> Vec<i32> {
 }
 
 /// The pid of an exited child, left unreaped; `None` when no child has exited.
-fn peek_exited() -> Option<i32> {
+pub(super) fn peek_exited() -> Option<i32> {
     // SAFETY: an all-zero siginfo_t is valid; waitid writes into it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer; WNOWAIT leaves the child waitable.

@@ -54,12 +54,16 @@ use crate::runtime::kill::ProcessTracker;
 use crate::runtime::notify_socket::NotifyDatagram;
 use crate::runtime::sd_notify::{sd_notify, watchdog_period};
 use crate::runtime::spawn::Dirs;
-use crate::service::{Event, Service};
+use crate::service::{ActiveState, Event, Service};
 use crate::state::StateError;
 use crate::state::format::PersistedState;
 use crate::state::writer::StateWriter;
 use crate::sys::time::deadline;
 pub(crate) use trial::TRIAL_PERIOD;
+
+/// How often a stopping unit's process group is looked at again when the fallback sweep is
+/// switched off (`fallback_reap_ms = 0`); otherwise the sweep period is used.
+const GROUP_RECHECK: Duration = Duration::from_millis(200);
 
 /// Everything the loop receives from.
 pub struct Inputs {
@@ -260,8 +264,8 @@ impl Supervisor {
                 Input::Tick => {}
             }
             let now = Instant::now();
-            // The fallback sweep is cheap (one waitpid when nothing is there): do it on
-            // every wakeup, which also covers the periodic tick.
+            // Reaping is cheap (one waitid when nothing is there): do it on every wakeup;
+            // the sweep thread wakes the loop for the exit whose SIGCHLD was lost.
             self.reap();
             self.fire_timers(now);
             self.tick_timers();
@@ -325,18 +329,19 @@ impl Supervisor {
     }
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let mut next = self
-            .settings
-            .fallback_reap
-            .and_then(|tick| deadline(now, tick));
+        // The fallback sweep runs on its own thread (`daemon::sweep`) and wakes the loop
+        // only when a child is waiting, so an idle loop sleeps until a real deadline.
+        let mut next = None;
         let mut consider = |at: Option<Instant>| {
             if let Some(at) = at {
                 next = Some(next.map_or(at, |n: Instant| n.min(at)));
             }
         };
+        let mut stopping = false;
         for m in self.units.values() {
             if let Some(svc) = &m.service {
                 consider(svc.next_deadline());
+                stopping |= svc.status().active_state == ActiveState::Deactivating;
             }
             if let Some(Trial {
                 active_since: Some(since),
@@ -345,6 +350,12 @@ impl Supervisor {
             {
                 consider(deadline(*since, TRIAL_PERIOD));
             }
+        }
+        if stopping {
+            // A stopping unit waits for its whole process group, which may hold processes
+            // that are not our children (no SIGCHLD for them): look again periodically.
+            let recheck = self.settings.fallback_reap.unwrap_or(GROUP_RECHECK);
+            consider(deadline(now, recheck));
         }
         if !self.waiters.is_empty() {
             consider(deadline(now, Duration::from_millis(50)));
