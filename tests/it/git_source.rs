@@ -59,7 +59,10 @@ fn local_path_remote_sees_new_commits_and_an_unchanged_check_fetches_nothing() {
     let second = fx.commit("add db");
     let c = src.check().expect("check after a commit");
     assert_eq!(c.tip, second);
-    assert!(c.changed && c.fetched && c.advertised, "a new tip is fetched: {c:?}");
+    assert!(
+        c.changed && c.fetched && c.advertised,
+        "a new tip is fetched: {c:?}"
+    );
     let tree = src.read_units(&second).expect("read the new tip");
     assert!(tree.file("db.service").is_some());
     // The old commit stays readable from the mirror.
