@@ -141,17 +141,28 @@ pub fn strays(
 
 /// Finds and stops every process of a previous daemon that will not be adopted (see the
 /// module docs). Blocks for up to [`TERM_GRACE`] plus a moment: run it before the loop.
+///
+/// The second look ([`SECOND_LOOK`] later) is for a spawn the previous daemon had in
+/// flight when it died; it is skipped when nothing says a daemon ran here before (no
+/// control socket file left, no state file, nothing found), which keeps a first start
+/// fast.
 pub fn stop_strays(
     instance: &str,
     cgroups: Option<&CgroupRoot>,
     restored: Option<&PersistedState>,
+    previous_daemon: bool,
 ) {
     let mut stopped = 0usize;
+    let mut found_any = false;
     for round in 0..2 {
         if round > 0 {
+            if !(previous_daemon || restored.is_some() || found_any) {
+                break;
+            }
             std::thread::sleep(SECOND_LOOK);
         }
         let found = discover(instance, cgroups);
+        found_any |= !found.is_empty();
         let strays = strays(&found, restored);
         for (unit, id) in &strays {
             tracing::warn!(

@@ -168,6 +168,9 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         },
     };
     let socket_path = state_dir.join(crate::control::SOCKET_NAME);
+    // A socket file left behind says a daemon ran here before (it is made before any
+    // service is spawned): discovery must then look twice for its last spawns.
+    let previous_daemon = socket_path.exists();
     if socket_answers(&socket_path) {
         eprintln!(
             "gitproc: another gitproc daemon answers on {}; not replacing its control socket (stop that daemon first)",
@@ -267,6 +270,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         &instance,
         supervisor.cgroup_root(),
         restored_for_discovery.as_ref(),
+        previous_daemon,
     );
     drop(restored_for_discovery);
     let code = supervisor.run(Inputs {
