@@ -57,6 +57,10 @@ pub struct Managed {
     pub exited_at: Option<Instant>,
     /// Wall-clock time the current active state was entered (for `since`).
     pub since_unix: Option<u64>,
+    /// The resource limits written for the current run (`status`).
+    pub limits: Vec<crate::runtime::resources::limits::Write>,
+    /// The memory cgroup's OOM kill count when the main process was spawned.
+    pub oom_kills: Option<u64>,
 }
 
 impl Managed {
@@ -79,6 +83,8 @@ impl Managed {
             main_start_time: None,
             exited_at: None,
             since_unix: None,
+            limits: Vec::new(),
+            oom_kills: None,
         }
     }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::runtime::cgroup::Cgroup;
+use crate::runtime::resources::{Prepared, ResourceRoots, UnitCgroups};
 use crate::runtime::spawn::{Dirs, SpawnError, SpawnProgress, SpawnRequest, Spawned};
 use crate::service::ProcessRole;
 use crate::unit::model::{ExecCommand, Unit};
@@ -51,6 +52,9 @@ pub struct SpawnJob {
     pub notify_socket: Option<PathBuf>,
     pub main_pid: Option<i32>,
     pub cgroup: Option<Cgroup>,
+    /// Where the unit's resource settings go (see `runtime::resources`): its v1
+    /// directories are made and every limit written here, before the spawn.
+    pub resources: Option<(ResourceRoots, UnitCgroups)>,
     pub dirs: Dirs,
     /// The step in progress, read by the loop; cancelled when the service gives up.
     pub progress: Arc<SpawnProgress>,
@@ -74,6 +78,8 @@ pub enum Task {
         unit: Arc<Unit>,
         dirs: Dirs,
     },
+    /// The (empty) cgroup v1 directories of a unit that stopped.
+    RemoveCgroups { cgroups: UnitCgroups },
 }
 
 /// The answer to one [`Task`]; every task gets exactly one.
@@ -87,6 +93,8 @@ pub enum Report {
         /// the spawned process's (see `Supervisor::on_spawn_report`).
         began: Instant,
         took: Duration,
+        /// What resource control did before the spawn (limits, warnings, OOM counter).
+        cgroups: Option<Prepared>,
     },
     PidFile {
         unit: String,
@@ -280,7 +288,12 @@ fn run(unit: String, task: Task) -> Report {
     match task {
         Task::Spawn(job) => {
             let began = Instant::now();
-            let result = spawn(&unit, &job);
+            let cgroups = job
+                .resources
+                .as_ref()
+                .map(|(roots, cgroups)| roots.prepare(cgroups, &job.unit.service.resources));
+            let join = cgroups.as_ref().map_or(&[][..], |c| &c.join[..]);
+            let result = spawn(&unit, &job, join);
             Report::Spawn {
                 unit,
                 id: job.id,
@@ -288,6 +301,7 @@ fn run(unit: String, task: Task) -> Report {
                 result,
                 began,
                 took: began.elapsed(),
+                cgroups,
             }
         }
         Task::ReadPidFile { id, path, trust } => Report::PidFile {
@@ -310,10 +324,14 @@ fn run(unit: String, task: Task) -> Report {
             }
             Report::Done { unit }
         }
+        Task::RemoveCgroups { cgroups } => {
+            cgroups.remove();
+            Report::Done { unit }
+        }
     }
 }
 
-fn spawn(unit: &str, job: &SpawnJob) -> Result<Spawned, SpawnError> {
+fn spawn(unit: &str, job: &SpawnJob, v1_cgroups: &[PathBuf]) -> Result<Spawned, SpawnError> {
     let mut request = SpawnRequest::new(
         unit,
         &job.command,
@@ -324,6 +342,7 @@ fn spawn(unit: &str, job: &SpawnJob) -> Result<Spawned, SpawnError> {
     request.notify_socket = job.notify_socket.as_deref();
     request.main_pid = job.main_pid;
     request.cgroup = job.cgroup.as_ref();
+    request.v1_cgroups = v1_cgroups;
     // Values read by the loader from EnvironmentFile=s in the commit, then the marker a
     // later daemon finds this process by.
     let extra_env: Vec<(String, String)> = job
