@@ -61,6 +61,8 @@ pub struct Managed {
     pub limits: Vec<crate::runtime::resources::limits::Write>,
     /// The memory cgroup's OOM kill count when the main process was spawned.
     pub oom_kills: Option<u64>,
+    /// The cgroup v1 directories the main process joined.
+    pub v1_cgroups: Vec<std::path::PathBuf>,
 }
 
 impl Managed {
@@ -85,6 +87,7 @@ impl Managed {
             since_unix: None,
             limits: Vec::new(),
             oom_kills: None,
+            v1_cgroups: Vec::new(),
         }
     }
 

@@ -41,6 +41,7 @@ impl Supervisor {
         };
         m.limits = prepared.applied;
         m.oom_kills = prepared.oom_kills;
+        m.v1_cgroups = prepared.join;
         for warning in &prepared.warnings {
             tracing::warn!("{name}: {warning}");
             let _ = self.logs.note(name, &format!("gitproc: {warning}"));
@@ -106,7 +107,7 @@ impl Supervisor {
             "memory_current": usage.memory_bytes,
             "tasks_current": usage.tasks,
             "cpu_usage_nsec": usage.cpu_usage_ns,
-            "cgroups_v1": cgroups.v1_dirs(),
+            "cgroups_v1": m.v1_cgroups,
         })
     }
 }

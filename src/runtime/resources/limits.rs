@@ -246,7 +246,8 @@ pub fn plan(r: &Resources, place: &dyn Fn(Controller) -> Option<Place>, facts: &
             let quota = quota_us.map_or("max".to_string(), |q| q.to_string());
             w("CPUQuota", d.join("cpu.max"), format!("{quota} {period_us}"));
             if present(&d.join("cpu.idle")) {
-                w("CPUWeight", d.join("cpu.idle"), if idle { "1" } else { "0" }.into());
+                let key = if idle { "CPUWeight" } else { "" };
+                w(key, d.join("cpu.idle"), if idle { "1" } else { "0" }.into());
             }
             if !idle {
                 w("CPUWeight", d.join("cpu.weight"), weight_v2.unwrap_or(100).to_string());
@@ -260,7 +261,8 @@ pub fn plan(r: &Resources, place: &dyn Fn(Controller) -> Option<Place>, facts: &
             }
             let has_idle = present(&d.join("cpu.idle"));
             if has_idle {
-                w("CPUWeight", d.join("cpu.idle"), if idle { "1" } else { "0" }.into());
+                let key = if idle { "CPUWeight" } else { "" };
+                w(key, d.join("cpu.idle"), if idle { "1" } else { "0" }.into());
             }
             let shares = match (r.cpu_weight, r.cpu_shares) {
                 (Some(CpuWeight::Weight(w)), _) => res::cpu_weight_to_shares(w),
