@@ -272,7 +272,10 @@ fn print_usage(u: &Value, main_pid: i32) {
 
 /// The resource limits written to the unit's cgroups (`MemoryMax=33554432 (memory.limit_in_bytes)`).
 fn print_limits(u: &Value) {
-    let Some(limits) = u["resources"]["limits"].as_array().filter(|l| !l.is_empty()) else {
+    let Some(limits) = u["resources"]["limits"]
+        .as_array()
+        .filter(|l| !l.is_empty())
+    else {
         return;
     };
     let words: Vec<String> = limits

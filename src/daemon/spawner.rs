@@ -79,7 +79,18 @@ pub enum Task {
         dirs: Dirs,
     },
     /// The (empty) cgroup v1 directories of a unit that stopped.
-    RemoveCgroups { cgroups: UnitCgroups },
+    RemoveCgroups {
+        cgroups: UnitCgroups,
+    },
+    /// A commit changed only resource settings of a running unit: write them in place;
+    /// `pids` (the unit's processes) join any v1 directory not in `joined` yet.
+    UpdateResources {
+        roots: ResourceRoots,
+        cgroups: UnitCgroups,
+        resources: Box<crate::unit::resources::Resources>,
+        pids: Vec<i32>,
+        joined: Vec<PathBuf>,
+    },
 }
 
 /// The answer to one [`Task`]; every task gets exactly one.
@@ -101,6 +112,8 @@ pub enum Report {
         id: u64,
         result: crate::runtime::main_pid::PidRead,
     },
+    /// The answer to [`Task::UpdateResources`].
+    Resources { unit: String, prepared: Prepared },
     /// A task with nothing to answer (removals); it ends the unit's turn.
     Done { unit: String },
 }
@@ -108,9 +121,10 @@ pub enum Report {
 impl Report {
     pub fn unit(&self) -> &str {
         match self {
-            Report::Spawn { unit, .. } | Report::PidFile { unit, .. } | Report::Done { unit } => {
-                unit
-            }
+            Report::Spawn { unit, .. }
+            | Report::PidFile { unit, .. }
+            | Report::Resources { unit, .. }
+            | Report::Done { unit } => unit,
         }
     }
 }
@@ -327,6 +341,26 @@ fn run(unit: String, task: Task) -> Report {
         Task::RemoveCgroups { cgroups } => {
             cgroups.remove();
             Report::Done { unit }
+        }
+        Task::UpdateResources {
+            roots,
+            cgroups,
+            resources,
+            pids,
+            joined,
+        } => {
+            let mut prepared = roots.prepare(&cgroups, &resources);
+            for dir in prepared.join.iter().filter(|d| !joined.contains(d)) {
+                for pid in &pids {
+                    if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+                        prepared.warnings.push(format!(
+                            "moving pid {pid} into cgroup {}: {e}",
+                            dir.display()
+                        ));
+                    }
+                }
+            }
+            Report::Resources { unit, prepared }
         }
     }
 }

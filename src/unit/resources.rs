@@ -134,7 +134,11 @@ pub fn assign(r: &mut Resources, key: &str, v: &str) -> Result<bool, String> {
                 .transpose()?
         }
         "TasksMax" => r.tasks_max = (!empty).then(|| parse_tasks(v)).transpose()?,
-        "IOWeight" => r.io_weight = (!empty).then(|| parse_ranged(key, v, 1, 10_000)).transpose()?,
+        "IOWeight" => {
+            r.io_weight = (!empty)
+                .then(|| parse_ranged(key, v, 1, 10_000))
+                .transpose()?
+        }
         "BlockIOWeight" => {
             r.blockio_weight = (!empty)
                 .then(|| parse_ranged(key, v, 10, 1000))
@@ -165,7 +169,11 @@ fn parse_permyriad(s: &str) -> Option<Result<u64, ()>> {
         1 => frac.parse::<u64>().map_or(0, |f| f * 10),
         _ => frac.parse::<u64>().unwrap_or(0),
     };
-    Some(int.checked_mul(100).and_then(|i| i.checked_add(frac)).ok_or(()))
+    Some(
+        int.checked_mul(100)
+            .and_then(|i| i.checked_add(frac))
+            .ok_or(()),
+    )
 }
 
 /// `MemoryMax=` and friends: bytes with an optional K, M, G, T, P, E suffix (base 1024),
@@ -399,7 +407,10 @@ mod tests {
         assert!(parse_tasks("0").is_err());
         assert!(parse_tasks("many").is_err());
         assert!(parse_tasks("150%").is_err());
-        assert_eq!(TasksLimit::Permyriad(1000).resolve(4_194_304), Some(419_430));
+        assert_eq!(
+            TasksLimit::Permyriad(1000).resolve(4_194_304),
+            Some(419_430)
+        );
     }
 
     #[test]

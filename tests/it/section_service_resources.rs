@@ -27,7 +27,9 @@ fn memory_cgroup_writable() -> bool {
         let _ = p.next();
         let ctrl = p.next()?;
         let path = p.next()?;
-        ctrl.split(',').any(|c| c == "memory").then(|| path.to_string())
+        ctrl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
     });
     match v1 {
         Some(path) => {
@@ -48,14 +50,17 @@ fn required() -> bool {
 
 /// The limit `key` as status reports it: (value written, file).
 fn limit(unit: &Value, key: &str) -> Option<(String, PathBuf)> {
-    unit["resources"]["limits"].as_array()?.iter().find_map(|w| {
-        (w["key"] == key).then(|| {
-            (
-                w["value"].as_str().unwrap_or_default().to_string(),
-                PathBuf::from(w["file"].as_str().unwrap_or_default()),
-            )
+    unit["resources"]["limits"]
+        .as_array()?
+        .iter()
+        .find_map(|w| {
+            (w["key"] == key).then(|| {
+                (
+                    w["value"].as_str().unwrap_or_default().to_string(),
+                    PathBuf::from(w["file"].as_str().unwrap_or_default()),
+                )
+            })
         })
-    })
 }
 
 fn read(path: &Path) -> String {
@@ -69,7 +74,12 @@ fn read(path: &Path) -> String {
 fn v1_dirs(unit: &Value) -> Vec<PathBuf> {
     unit["resources"]["cgroups_v1"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p.as_str()).map(PathBuf::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str())
+                .map(PathBuf::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -138,7 +148,10 @@ time.sleep(1000)
     repo.write(
         "forker.service",
         &service(
-            &format!("/usr/bin/python3 {}", repo.path().join("forker.py").display()),
+            &format!(
+                "/usr/bin/python3 {}",
+                repo.path().join("forker.py").display()
+            ),
             "TasksMax=5\n",
         ),
     );
@@ -149,7 +162,11 @@ time.sleep(1000)
         std::fs::read_to_string(&out).ok().filter(|s| !s.is_empty())
     });
     // The main process and 4 children are 5 tasks; the 5th fork fails with EAGAIN.
-    assert_eq!(result, format!("4 {}", libc::EAGAIN), "forks made and errno");
+    assert_eq!(
+        result,
+        format!("4 {}", libc::EAGAIN),
+        "forks made and errno"
+    );
     let unit = daemon.unit("forker.service");
     let (value, file) = limit(&unit, "TasksMax").expect("TasksMax in status");
     assert_eq!(value, "5");
@@ -180,7 +197,10 @@ fn cpu_quota_weight_and_allowed_cpus_are_written_and_cgroups_removed_after_stop(
     if quota_file.ends_with("cpu.cfs_quota_us") {
         assert_eq!(quota, "20000");
         assert_eq!(read(&quota_file), "20000");
-        assert_eq!(read(&quota_file.with_file_name("cpu.cfs_period_us")), "100000");
+        assert_eq!(
+            read(&quota_file.with_file_name("cpu.cfs_period_us")),
+            "100000"
+        );
         let (shares, file) = limit(&unit, "CPUWeight").expect("CPUWeight in status");
         assert_eq!((shares.as_str(), read(&file).as_str()), ("512", "512"));
     } else {
@@ -227,4 +247,57 @@ fn cpu_quota_weight_and_allowed_cpus_are_written_and_cgroups_removed_after_stop(
     for d in dirs.iter().chain(&bases) {
         assert!(!d.exists(), "{} left after shutdown", d.display());
     }
+}
+
+/// A commit that changes only resource settings rewrites them in place, as systemd's
+/// daemon-reload does: the main process keeps running, the new limit is in its cgroup, and
+/// a controller it did not use before (cpu) is joined by its processes. Any other change
+/// still restarts it.
+#[test]
+fn a_resource_only_change_is_applied_in_place_without_a_restart() {
+    if !required() {
+        return;
+    }
+    let repo = Repo::new();
+    repo.write("live.service", &service("/bin/sleep 1000", "TasksMax=5\n"));
+    repo.commit("TasksMax=5");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let pid = daemon.wait_running("live.service");
+    let (_, pids_max) = limit(&daemon.unit("live.service"), "TasksMax").expect("TasksMax");
+    assert_eq!(read(&pids_max), "5");
+
+    repo.write(
+        "live.service",
+        &service("/bin/sleep 1000", "TasksMax=7\nCPUQuota=50%\n"),
+    );
+    let commit = repo.commit("TasksMax=7, CPUQuota=50%");
+    daemon.sync_to(&commit);
+    let unit = daemon.wait_unit("live.service", "the new limits in status", |u| {
+        limit(u, "CPUQuota").is_some()
+    });
+    assert_eq!(unit["main_pid"], pid, "restarted: {unit:#}");
+    assert_eq!(unit["n_restarts"], 0, "{unit:#}");
+    assert_eq!(read(&pids_max), "7");
+    let (_, quota_file) = limit(&unit, "CPUQuota").expect("CPUQuota");
+    let procs = read(&quota_file.with_file_name("cgroup.procs"));
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "{pid} should have joined {}: {procs}",
+        quota_file.display()
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("limits rewritten in place"), "{log}");
+
+    // Not only resources: a restart, as for any change.
+    repo.write(
+        "live.service",
+        &service("/bin/sleep 999", "TasksMax=7\nCPUQuota=50%\n"),
+    );
+    let commit = repo.commit("a new command line");
+    daemon.sync_to(&commit);
+    let unit = daemon.wait_unit("live.service", "the restart", |u| {
+        u["main_pid"].as_i64().is_some_and(|p| p as i32 != pid)
+    });
+    assert_eq!(unit["active_state"], "active", "{unit:#}");
+    assert!(!alive(pid));
 }

@@ -817,9 +817,11 @@ fn oneshot_has_no_start_timeout_unless_one_is_set() {
 #[test]
 fn resource_control_values_follow_systemds_syntax() {
     use gitproc::unit::resources::{CpuWeight, MemoryLimit, TasksLimit};
-    let u = ok("[Service]\nExecStart=/bin/true\nMemoryMax=32M\nMemoryHigh=50%\nMemoryLow=1G\n\
+    let u = ok(
+        "[Service]\nExecStart=/bin/true\nMemoryMax=32M\nMemoryHigh=50%\nMemoryLow=1G\n\
                 MemoryMin=512K\nMemorySwapMax=infinity\nCPUQuota=150%\nCPUWeight=idle\n\
-                TasksMax=5\nIOWeight=200\nAllowedCPUs=0-3,5\n");
+                TasksMax=5\nIOWeight=200\nAllowedCPUs=0-3,5\n",
+    );
     let r = &u.service.resources;
     assert_eq!(r.memory_max, Some(MemoryLimit::Bytes(32 << 20)));
     assert_eq!(r.memory_high, Some(MemoryLimit::Permyriad(5000)));
@@ -834,8 +836,10 @@ fn resource_control_values_follow_systemds_syntax() {
     let w = warnings("[Service]\nExecStart=/bin/true\nMemoryMax=1G\nTasksMax=infinity\n");
     assert!(w.iter().all(|w| !w.contains("not enforced")), "{w:?}");
 
-    let u = ok("[Service]\nExecStart=/bin/true\nMemoryLimit=1G\nCPUShares=512\n\
-                BlockIOWeight=100\nTasksMax=10%\nMemoryMax=2G\nMemoryMax=\n");
+    let u = ok(
+        "[Service]\nExecStart=/bin/true\nMemoryLimit=1G\nCPUShares=512\n\
+                BlockIOWeight=100\nTasksMax=10%\nMemoryMax=2G\nMemoryMax=\n",
+    );
     let r = &u.service.resources;
     assert_eq!(r.memory_max, None, "an empty value resets");
     assert_eq!(r.cpu_shares, Some(512));

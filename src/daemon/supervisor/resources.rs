@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::Supervisor;
 use crate::daemon::managed::Managed;
+use crate::daemon::spawner::Task;
 use crate::runtime::resources::{Prepared, ResourceRoots, UnitCgroups};
 use crate::service::{Event, ExitStatus};
 use crate::unit::model::Unit;
@@ -42,6 +43,50 @@ impl Supervisor {
         m.limits = prepared.applied;
         m.oom_kills = prepared.oom_kills;
         m.v1_cgroups = prepared.join;
+        for warning in &prepared.warnings {
+            tracing::warn!("{name}: {warning}");
+            let _ = self.logs.note(name, &format!("gitproc: {warning}"));
+        }
+    }
+
+    /// A commit changed only the resource settings of `name`: as systemd's daemon-reload,
+    /// they are written in place, without a restart. `false` when the unit is not running
+    /// (the caller restarts it as for any change).
+    pub(in crate::daemon) fn update_resources_live(&mut self, name: &str) -> bool {
+        if !self.is_running(name) {
+            return false;
+        }
+        let Some(m) = self.units.get(name) else {
+            return false;
+        };
+        let Some(svc) = m.service.as_ref() else {
+            return false;
+        };
+        let task = Task::UpdateResources {
+            roots: self.resource_roots.clone(),
+            cgroups: self.unit_cgroups(name, m),
+            resources: Box::new(svc.unit().service.resources.clone()),
+            pids: m.tracker.members(),
+            joined: m.v1_cgroups.clone(),
+        };
+        let line = "only resource settings changed: limits rewritten in place, no restart";
+        tracing::info!("{name}: {line}");
+        let _ = self.logs.note(name, &format!("gitproc: {line}"));
+        self.spawner.submit(name, task);
+        true
+    }
+
+    /// The answer to [`Self::update_resources_live`]: the limits now in force.
+    pub(super) fn resources_updated(&mut self, name: &str, prepared: Prepared) {
+        let Some(m) = self.units.get_mut(name) else {
+            return;
+        };
+        m.limits = prepared.applied;
+        for dir in prepared.join {
+            if !m.v1_cgroups.contains(&dir) {
+                m.v1_cgroups.push(dir);
+            }
+        }
         for warning in &prepared.warnings {
             tracing::warn!("{name}: {warning}");
             let _ = self.logs.note(name, &format!("gitproc: {warning}"));

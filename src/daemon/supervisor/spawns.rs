@@ -214,6 +214,7 @@ impl Supervisor {
                     self.feed(&unit, event);
                 }
             }
+            Report::Resources { unit, prepared } => self.resources_updated(&unit, prepared),
             Report::Done { .. } => {}
         }
         if !self.spawner.is_busy() {

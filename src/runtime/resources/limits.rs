@@ -154,9 +154,8 @@ pub fn plan(r: &Resources, place: &dyn Fn(Controller) -> Option<Place>, facts: &
     let present = |f: &Path| facts.present.iter().any(|x| x == f);
     let bytes = |m: Option<MemoryLimit>| m.and_then(|m| m.resolve(facts.total_memory));
     let v2_bytes = |m: Option<MemoryLimit>| bytes(m).map_or("max".to_string(), |b| b.to_string());
-    let mut w = |key: &'static str, file: PathBuf, value: String| {
-        p.writes.push(Write { key, file, value })
-    };
+    let mut w =
+        |key: &'static str, file: PathBuf, value: String| p.writes.push(Write { key, file, value });
     let mut warnings: Vec<String> = Vec::new();
     let nowhere = |what: &str, c: Controller| {
         format!(
@@ -175,16 +174,30 @@ pub fn plan(r: &Resources, place: &dyn Fn(Controller) -> Option<Place>, facts: &
     ];
     match place(Controller::Memory) {
         Some(Place::V2(d)) => {
-            w("MemoryMin", d.join("memory.min"), bytes(r.memory_min).unwrap_or(0).to_string());
-            w("MemoryLow", d.join("memory.low"), bytes(r.memory_low).unwrap_or(0).to_string());
+            w(
+                "MemoryMin",
+                d.join("memory.min"),
+                bytes(r.memory_min).unwrap_or(0).to_string(),
+            );
+            w(
+                "MemoryLow",
+                d.join("memory.low"),
+                bytes(r.memory_low).unwrap_or(0).to_string(),
+            );
             w("MemoryHigh", d.join("memory.high"), v2_bytes(r.memory_high));
             w("MemoryMax", d.join("memory.max"), v2_bytes(r.memory_max));
-            w("MemorySwapMax", d.join("memory.swap.max"), v2_bytes(r.memory_swap_max));
+            w(
+                "MemorySwapMax",
+                d.join("memory.swap.max"),
+                v2_bytes(r.memory_swap_max),
+            );
         }
         Some(Place::V1(d)) => {
             for (key, v) in &memory_keys[..3] {
                 if v.is_some() {
-                    warnings.push(format!("{key}= is not enforced on cgroup v1 (no equivalent)"));
+                    warnings.push(format!(
+                        "{key}= is not enforced on cgroup v1 (no equivalent)"
+                    ));
                 }
             }
             let memsw = d.join("memory.memsw.limit_in_bytes");
@@ -244,13 +257,21 @@ pub fn plan(r: &Resources, place: &dyn Fn(Controller) -> Option<Place>, facts: &
     match place(Controller::Cpu) {
         Some(Place::V2(d)) => {
             let quota = quota_us.map_or("max".to_string(), |q| q.to_string());
-            w("CPUQuota", d.join("cpu.max"), format!("{quota} {period_us}"));
+            w(
+                "CPUQuota",
+                d.join("cpu.max"),
+                format!("{quota} {period_us}"),
+            );
             if present(&d.join("cpu.idle")) {
                 let key = if idle { "CPUWeight" } else { "" };
                 w(key, d.join("cpu.idle"), if idle { "1" } else { "0" }.into());
             }
             if !idle {
-                w("CPUWeight", d.join("cpu.weight"), weight_v2.unwrap_or(100).to_string());
+                w(
+                    "CPUWeight",
+                    d.join("cpu.weight"),
+                    weight_v2.unwrap_or(100).to_string(),
+                );
             }
         }
         Some(Place::V1(d)) => {
@@ -396,11 +417,20 @@ mod tests {
             value(&p, "/cg/memory/u/memory.limit_in_bytes").as_deref(),
             Some("33554432")
         );
-        assert_eq!(value(&p, "/cg/cpu/u/cpu.cfs_quota_us").as_deref(), Some("20000"));
-        assert_eq!(value(&p, "/cg/cpu/u/cpu.cfs_period_us").as_deref(), Some("100000"));
+        assert_eq!(
+            value(&p, "/cg/cpu/u/cpu.cfs_quota_us").as_deref(),
+            Some("20000")
+        );
+        assert_eq!(
+            value(&p, "/cg/cpu/u/cpu.cfs_period_us").as_deref(),
+            Some("100000")
+        );
         assert_eq!(value(&p, "/cg/cpu/u/cpu.shares").as_deref(), Some("512"));
         assert_eq!(value(&p, "/cg/pids/u/pids.max").as_deref(), Some("5"));
-        assert_eq!(value(&p, "/cg/blkio/u/blkio.bfq.weight").as_deref(), Some("1000"));
+        assert_eq!(
+            value(&p, "/cg/blkio/u/blkio.bfq.weight").as_deref(),
+            Some("1000")
+        );
         assert_eq!(value(&p, "/cg/cpuset/u/cpuset.cpus").as_deref(), Some("0"));
         assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
         assert!(p.warnings[0].contains("MemoryHigh= is not enforced on cgroup v1"));
@@ -479,6 +509,9 @@ mod tests {
             value(&p, "/cg/memory/u/memory.memsw.limit_in_bytes").as_deref(),
             Some("2097152")
         );
-        assert_eq!(wanted(&r), vec![Controller::Memory, Controller::Pids, Controller::Cpuacct]);
+        assert_eq!(
+            wanted(&r),
+            vec![Controller::Memory, Controller::Pids, Controller::Cpuacct]
+        );
     }
 }

@@ -95,8 +95,7 @@ impl ResourceRoots {
             };
             let own_path = v1_own_path(&own, c.v1_name()).unwrap_or("/");
             let parent = Path::new(&mount).join(own_path.trim_start_matches('/'));
-            let writable =
-                nix::unistd::access(&parent, nix::unistd::AccessFlags::W_OK).is_ok();
+            let writable = nix::unistd::access(&parent, nix::unistd::AccessFlags::W_OK).is_ok();
             if writable && parent.join("cgroup.procs").exists() {
                 roots.v1.insert(c, parent.join(name));
             } else {
@@ -155,12 +154,7 @@ impl ResourceRoots {
                 },
             }
         }
-        let place = |c: Controller| {
-            usable
-                .iter()
-                .find(|(x, _)| *x == c)
-                .map(|(_, p)| p.clone())
-        };
+        let place = |c: Controller| usable.iter().find(|(x, _)| *x == c).map(|(_, p)| p.clone());
         let facts = Facts {
             total_memory: total_memory(),
             kernel_tasks_max: kernel_tasks_max(),
@@ -422,8 +416,14 @@ mod tests {
                   33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n\
                   35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
                   41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(v1_mount(mi, "memory").as_deref(), Some("/sys/fs/cgroup/memory"));
-        assert_eq!(v1_mount(mi, "cpuacct").as_deref(), Some("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(
+            v1_mount(mi, "memory").as_deref(),
+            Some("/sys/fs/cgroup/memory")
+        );
+        assert_eq!(
+            v1_mount(mi, "cpuacct").as_deref(),
+            Some("/sys/fs/cgroup/cpu,cpuacct")
+        );
         assert_eq!(v1_mount(mi, "pids"), None);
         let own = "8:pids:/\n4:memory:/a/b\n2:cpu,cpuacct:/c\n0::/\n";
         assert_eq!(v1_own_path(own, "memory"), Some("/a/b"));
