@@ -214,10 +214,9 @@ fn print_unit(u: &Value, color: bool) {
     if let Some(pid) = u["main_pid"].as_i64() {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         println!("   Main PID: {pid} ({})", comm.trim());
-        let (tasks, rss_kib) = session_usage(pid as i32);
-        println!("      Tasks: {tasks}");
-        println!("     Memory: {:.1}M", rss_kib as f64 / 1024.0);
+        print_usage(u, pid as i32);
     }
+    print_limits(u);
     println!(
         "   Restarts: {}   Result: {}{}",
         u["n_restarts"].as_u64().unwrap_or(0),
@@ -232,6 +231,66 @@ fn print_unit(u: &Value, color: bool) {
     if let Some(err) = u["error"].as_str() {
         println!("      Error: {}", paint(err, "31", color));
     }
+}
+
+/// Tasks, memory and CPU time: the unit's cgroups' accounting when the daemon has it
+/// (as systemctl shows it, with the limit), else the main process's session from /proc.
+fn print_usage(u: &Value, main_pid: i32) {
+    let r = &u["resources"];
+    let limit = |key: &str| {
+        r["limits"].as_array().and_then(|l| {
+            l.iter()
+                .find(|w| w["key"].as_str() == Some(key))
+                .and_then(|w| w["value"].as_str())
+                .map(str::to_string)
+        })
+    };
+    let mib = |b: u64| format!("{:.1}M", b as f64 / (1024.0 * 1024.0));
+    let (tasks, memory) = match (r["tasks_current"].as_u64(), r["memory_current"].as_u64()) {
+        (Some(t), Some(m)) => (t, m),
+        (t, m) => {
+            let (tasks, rss_kib) = session_usage(main_pid);
+            (
+                t.unwrap_or(tasks as u64),
+                m.unwrap_or(rss_kib.saturating_mul(1024)),
+            )
+        }
+    };
+    match limit("TasksMax") {
+        Some(l) => println!("      Tasks: {tasks} (limit: {l})"),
+        None => println!("      Tasks: {tasks}"),
+    }
+    let max = limit("MemoryMax").and_then(|v| v.parse::<u64>().ok());
+    match max {
+        Some(l) => println!("     Memory: {} (max: {})", mib(memory), mib(l)),
+        None => println!("     Memory: {}", mib(memory)),
+    }
+    if let Some(ns) = r["cpu_usage_nsec"].as_u64() {
+        println!("        CPU: {:.3}s", ns as f64 / 1e9);
+    }
+}
+
+/// The resource limits written to the unit's cgroups (`MemoryMax=33554432 (memory.limit_in_bytes)`).
+fn print_limits(u: &Value) {
+    let Some(limits) = u["resources"]["limits"]
+        .as_array()
+        .filter(|l| !l.is_empty())
+    else {
+        return;
+    };
+    let words: Vec<String> = limits
+        .iter()
+        .map(|w| {
+            let file = w["file"].as_str().unwrap_or("");
+            let file = file.rsplit('/').next().unwrap_or(file);
+            format!(
+                "{}={} ({file})",
+                w["key"].as_str().unwrap_or("?"),
+                w["value"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    println!("     Limits: {}", words.join(", "));
 }
 
 /// The last main exit as systemctl words it: `exit 217/USER`, `exit 3`, `signal 9`.

@@ -152,6 +152,9 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
 
     for (name, action) in steps {
         match action {
+            Action::Restart
+                if summary.resources_updated.contains(&name)
+                    && sup.update_resources_live(&name) => {}
             Action::Stop => sup.request_stop(&name),
             Action::StopLeftover { pid, start_time } => {
                 sup.adopt(&name, pid, start_time);
@@ -220,6 +223,7 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
         "unchanged": plan.unchanged,
         "started": summary.started,
         "restarted": summary.restarted,
+        "resources_updated": summary.resources_updated,
         "stopped": summary.stopped,
         "errors": summary.errors,
     })
@@ -281,6 +285,16 @@ fn install(
                 Action::KeepRolledBack => return,
                 _ => {}
             }
+            if action == Action::Restart
+                && m.service.as_ref().is_some_and(|svc| {
+                    !matches!(
+                        svc.status().active_state,
+                        crate::service::ActiveState::Inactive | crate::service::ActiveState::Failed
+                    ) && only_resources_differ(svc.unit(), &unit)
+                })
+            {
+                summary.resources_updated.push(name.to_string());
+            }
             match m.service.as_mut() {
                 Some(svc) => svc.set_unit(Arc::clone(&unit)),
                 // It had only ever failed to load; this is its first good version.
@@ -302,7 +316,9 @@ fn install(
     }
     match action {
         Action::Start => summary.started.push(name.to_string()),
-        Action::Restart => summary.restarted.push(name.to_string()),
+        Action::Restart if !summary.resources_updated.iter().any(|n| n == name) => {
+            summary.restarted.push(name.to_string())
+        }
         _ => {}
     }
 }
@@ -332,9 +348,22 @@ fn add_leftover(sup: &mut Supervisor, name: &str, pid: i32, old: Option<&UnitSta
 #[derive(Default)]
 struct Summary {
     started: Vec<String>,
+    /// Running units whose new version differs only in resource settings: rewritten in
+    /// place (systemd applies them on daemon-reload), not restarted.
+    resources_updated: Vec<String>,
     restarted: Vec<String>,
     stopped: Vec<String>,
     errors: Vec<serde_json::Value>,
+}
+
+/// Whether two versions of a unit differ in their resource settings only.
+fn only_resources_differ(old: &Unit, new: &Unit) -> bool {
+    if old.service.resources == new.service.resources {
+        return false;
+    }
+    let mut a = old.clone();
+    a.service.resources = new.service.resources.clone();
+    a == *new
 }
 
 /// Restores what the previous daemon knew of a unit new to this one: its operator override

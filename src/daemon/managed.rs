@@ -57,6 +57,12 @@ pub struct Managed {
     pub exited_at: Option<Instant>,
     /// Wall-clock time the current active state was entered (for `since`).
     pub since_unix: Option<u64>,
+    /// The resource limits written for the current run (`status`).
+    pub limits: Vec<crate::runtime::resources::limits::Write>,
+    /// The memory cgroup's OOM kill count when the main process was spawned.
+    pub oom_kills: Option<u64>,
+    /// The cgroup v1 directories the main process joined.
+    pub v1_cgroups: Vec<std::path::PathBuf>,
 }
 
 impl Managed {
@@ -79,6 +85,9 @@ impl Managed {
             main_start_time: None,
             exited_at: None,
             since_unix: None,
+            limits: Vec::new(),
+            oom_kills: None,
+            v1_cgroups: Vec::new(),
         }
     }
 

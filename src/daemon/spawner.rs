@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::runtime::cgroup::Cgroup;
+use crate::runtime::resources::{Prepared, ResourceRoots, UnitCgroups};
 use crate::runtime::spawn::{Dirs, SpawnError, SpawnProgress, SpawnRequest, Spawned};
 use crate::service::ProcessRole;
 use crate::unit::model::{ExecCommand, Unit};
@@ -51,6 +52,9 @@ pub struct SpawnJob {
     pub notify_socket: Option<PathBuf>,
     pub main_pid: Option<i32>,
     pub cgroup: Option<Cgroup>,
+    /// Where the unit's resource settings go (see `runtime::resources`): its v1
+    /// directories are made and every limit written here, before the spawn.
+    pub resources: Option<(ResourceRoots, UnitCgroups)>,
     pub dirs: Dirs,
     /// The step in progress, read by the loop; cancelled when the service gives up.
     pub progress: Arc<SpawnProgress>,
@@ -74,6 +78,19 @@ pub enum Task {
         unit: Arc<Unit>,
         dirs: Dirs,
     },
+    /// The (empty) cgroup v1 directories of a unit that stopped.
+    RemoveCgroups {
+        cgroups: UnitCgroups,
+    },
+    /// A commit changed only resource settings of a running unit: write them in place;
+    /// `pids` (the unit's processes) join any v1 directory not in `joined` yet.
+    UpdateResources {
+        roots: ResourceRoots,
+        cgroups: UnitCgroups,
+        resources: Box<crate::unit::resources::Resources>,
+        pids: Vec<i32>,
+        joined: Vec<PathBuf>,
+    },
 }
 
 /// The answer to one [`Task`]; every task gets exactly one.
@@ -87,12 +104,16 @@ pub enum Report {
         /// the spawned process's (see `Supervisor::on_spawn_report`).
         began: Instant,
         took: Duration,
+        /// What resource control did before the spawn (limits, warnings, OOM counter).
+        cgroups: Option<Prepared>,
     },
     PidFile {
         unit: String,
         id: u64,
         result: crate::runtime::main_pid::PidRead,
     },
+    /// The answer to [`Task::UpdateResources`].
+    Resources { unit: String, prepared: Prepared },
     /// A task with nothing to answer (removals); it ends the unit's turn.
     Done { unit: String },
 }
@@ -100,9 +121,10 @@ pub enum Report {
 impl Report {
     pub fn unit(&self) -> &str {
         match self {
-            Report::Spawn { unit, .. } | Report::PidFile { unit, .. } | Report::Done { unit } => {
-                unit
-            }
+            Report::Spawn { unit, .. }
+            | Report::PidFile { unit, .. }
+            | Report::Resources { unit, .. }
+            | Report::Done { unit } => unit,
         }
     }
 }
@@ -280,7 +302,12 @@ fn run(unit: String, task: Task) -> Report {
     match task {
         Task::Spawn(job) => {
             let began = Instant::now();
-            let result = spawn(&unit, &job);
+            let cgroups = job
+                .resources
+                .as_ref()
+                .map(|(roots, cgroups)| roots.prepare(cgroups, &job.unit.service.resources));
+            let join = cgroups.as_ref().map_or(&[][..], |c| &c.join[..]);
+            let result = spawn(&unit, &job, join);
             Report::Spawn {
                 unit,
                 id: job.id,
@@ -288,6 +315,7 @@ fn run(unit: String, task: Task) -> Report {
                 result,
                 began,
                 took: began.elapsed(),
+                cgroups,
             }
         }
         Task::ReadPidFile { id, path, trust } => Report::PidFile {
@@ -310,10 +338,34 @@ fn run(unit: String, task: Task) -> Report {
             }
             Report::Done { unit }
         }
+        Task::RemoveCgroups { cgroups } => {
+            cgroups.remove();
+            Report::Done { unit }
+        }
+        Task::UpdateResources {
+            roots,
+            cgroups,
+            resources,
+            pids,
+            joined,
+        } => {
+            let mut prepared = roots.prepare(&cgroups, &resources);
+            for dir in prepared.join.iter().filter(|d| !joined.contains(d)) {
+                for pid in &pids {
+                    if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+                        prepared.warnings.push(format!(
+                            "moving pid {pid} into cgroup {}: {e}",
+                            dir.display()
+                        ));
+                    }
+                }
+            }
+            Report::Resources { unit, prepared }
+        }
     }
 }
 
-fn spawn(unit: &str, job: &SpawnJob) -> Result<Spawned, SpawnError> {
+fn spawn(unit: &str, job: &SpawnJob, v1_cgroups: &[PathBuf]) -> Result<Spawned, SpawnError> {
     let mut request = SpawnRequest::new(
         unit,
         &job.command,
@@ -324,6 +376,7 @@ fn spawn(unit: &str, job: &SpawnJob) -> Result<Spawned, SpawnError> {
     request.notify_socket = job.notify_socket.as_deref();
     request.main_pid = job.main_pid;
     request.cgroup = job.cgroup.as_ref();
+    request.v1_cgroups = v1_cgroups;
     // Values read by the loader from EnvironmentFile=s in the commit, then the marker a
     // later daemon finds this process by.
     let extra_env: Vec<(String, String)> = job

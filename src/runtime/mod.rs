@@ -35,6 +35,7 @@ pub mod main_pid;
 pub mod notify_socket;
 pub mod pidfd;
 pub mod reap;
+pub mod resources;
 pub(crate) mod sd_notify;
 pub mod spawn;
 pub(crate) mod unit_host;

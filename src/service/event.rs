@@ -96,6 +96,10 @@ pub enum Event {
     },
     /// A process of this service ended (route with [`super::Service::role_of`]).
     Exited { pid: i32, status: ExitStatus },
+    /// The main process `pid` is gone and the OOM killer killed a process of the service's
+    /// memory cgroup meanwhile (its `oom_kill` counter rose): sent just before the pid's
+    /// [`Event::Exited`], whose signal exit then ends the run with result `oom-kill`.
+    OomKilled { pid: i32 },
     /// Answer to [`Effect::ReadPidFile`]: the pid read, or why it could not be read.
     PidFile(Result<i32, String>),
     /// Answer to [`Effect::ReadPidFile`]: the PID file names a pid that is not the

@@ -89,7 +89,7 @@ pub fn control_exit_result(status: ExitStatus) -> ServiceResult {
 /// | timeout                   | X      |            | X          | X           |          |             |
 /// | watchdog                  | X      |            | X          | X           |          | X           |
 ///
-/// `protocol` and `resources` count as failures that are not exit codes (on-failure,
+/// `protocol`, `resources` and `oom-kill` count as failures that are not exit codes (on-failure,
 /// on-abnormal restart); `start-limit-hit` never restarts.
 pub fn shall_restart(
     svc: &ServiceSection,

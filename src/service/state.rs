@@ -110,6 +110,8 @@ vocabulary!(
         Watchdog => "watchdog",
         StartLimitHit => "start-limit-hit",
         Resources => "resources",
+        /// The kernel's OOM killer ended the main process (its memory cgroup counted the kill).
+        OomKill => "oom-kill",
     }
 );
 

@@ -243,7 +243,13 @@ const UNIT_NOT_ENFORCED: &[&str] = &[
 
 /// [Service] keys gitproc acts on.
 const SERVICE_ENFORCED: &[&str] = &[
+    "AllowedCPUs",
     "AmbientCapabilities",
+    "BlockIOWeight",
+    "CPUQuota",
+    "CPUQuotaPeriodSec",
+    "CPUShares",
+    "CPUWeight",
     "CapabilityBoundingSet",
     "Environment",
     "EnvironmentFile",
@@ -257,6 +263,7 @@ const SERVICE_ENFORCED: &[&str] = &[
     "FinalKillSignal",
     "Group",
     "GuessMainPID",
+    "IOWeight",
     "IgnoreSIGPIPE",
     "KillMode",
     "KillSignal",
@@ -278,6 +285,12 @@ const SERVICE_ENFORCED: &[&str] = &[
     "LimitSTACK",
     "LogsDirectory",
     "LogsDirectoryMode",
+    "MemoryHigh",
+    "MemoryLimit",
+    "MemoryLow",
+    "MemoryMax",
+    "MemoryMin",
+    "MemorySwapMax",
     "Nice",
     "NoNewPrivileges",
     "NotifyAccess",
@@ -307,6 +320,7 @@ const SERVICE_ENFORCED: &[&str] = &[
     "SuccessExitStatus",
     "SupplementaryGroups",
     "SyslogIdentifier",
+    "TasksMax",
     "TimeoutSec",
     "TimeoutStartSec",
     "TimeoutStopSec",
@@ -319,11 +333,12 @@ const SERVICE_ENFORCED: &[&str] = &[
 ];
 
 /// [Service] keys accepted silently: they carry no behaviour gitproc lacks.
-const SERVICE_INFORMATIONAL: &[&str] = &[];
+/// The accounting switches: gitproc accounts memory, tasks and CPU time wherever it has a
+/// cgroup for them (systemd's defaults on a current system).
+const SERVICE_INFORMATIONAL: &[&str] = &["CPUAccounting", "MemoryAccounting", "TasksAccounting"];
 
 /// [Service] keys systemd knows and gitproc accepts with a "not enforced" warning.
 const SERVICE_NOT_ENFORCED: &[&str] = &[
-    "AllowedCPUs",
     "AllowedMemoryNodes",
     "AppArmorProfile",
     "BindLogSockets",
@@ -332,19 +347,13 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "BlockIOAccounting",
     "BlockIODeviceWeight",
     "BlockIOReadBandwidth",
-    "BlockIOWeight",
     "BlockIOWriteBandwidth",
     "BusName",
     "BusPolicy",
-    "CPUAccounting",
     "CPUAffinity",
-    "CPUQuota",
-    "CPUQuotaPeriodSec",
     "CPUSchedulingPolicy",
     "CPUSchedulingPriority",
     "CPUSchedulingResetOnFork",
-    "CPUShares",
-    "CPUWeight",
     "CacheDirectory",
     "CacheDirectoryMode",
     "Capabilities",
@@ -377,7 +386,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "IOReadIOPSMax",
     "IOSchedulingClass",
     "IOSchedulingPriority",
-    "IOWeight",
     "IOWriteBandwidthMax",
     "IOWriteIOPSMax",
     "IPAccounting",
@@ -404,17 +412,10 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "ManagedOOMMemoryPressureLimit",
     "ManagedOOMPreference",
     "ManagedOOMSwap",
-    "MemoryAccounting",
     "MemoryDenyWriteExecute",
-    "MemoryHigh",
     "MemoryKSM",
-    "MemoryLimit",
-    "MemoryLow",
-    "MemoryMax",
-    "MemoryMin",
     "MemoryPressureThresholdSec",
     "MemoryPressureWatch",
-    "MemorySwapMax",
     "MemoryZSwapMax",
     "MemoryZSwapWriteback",
     "MountAPIVFS",
@@ -516,8 +517,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "TTYRows",
     "TTYVHangup",
     "TTYVTDisallocate",
-    "TasksAccounting",
-    "TasksMax",
     "TemporaryFileSystem",
     "TimeoutAbortSec",
     "TimeoutCleanSec",

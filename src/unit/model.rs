@@ -407,6 +407,8 @@ pub struct ServiceSection {
     pub unset_environment: Vec<String>,
     /// `Limit*=` keyed by [`LimitResource::name`], e.g. `NOFILE`.
     pub limits: BTreeMap<String, RLimit>,
+    /// `MemoryMax=`, `CPUQuota=`, `TasksMax=`, ... (systemd.resource-control(5)).
+    pub resources: super::resources::Resources,
     pub nice: Option<i32>,
     pub oom_score_adjust: Option<i32>,
     pub no_new_privileges: bool,
@@ -474,6 +476,7 @@ impl Default for ServiceSection {
             pass_environment: Vec::new(),
             unset_environment: Vec::new(),
             limits: BTreeMap::new(),
+            resources: Default::default(),
             nice: None,
             oom_score_adjust: None,
             no_new_privileges: false,

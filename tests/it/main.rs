@@ -52,6 +52,7 @@ mod section_service_kill;
 mod section_service_kill_no_cgroup;
 mod section_service_notify;
 mod section_service_pid_file;
+mod section_service_resources;
 mod section_service_restart;
 mod section_service_type;
 mod section_timer;

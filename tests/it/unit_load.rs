@@ -810,3 +810,52 @@ fn oneshot_has_no_start_timeout_unless_one_is_set() {
         Some(std::time::Duration::from_secs(90))
     );
 }
+
+/// Resource control (systemd.resource-control(5)): systemd's value syntax, enforced (no
+/// "not enforced" warning), an invalid value an error naming the key, an empty value a
+/// reset, and the legacy names systemd still maps.
+#[test]
+fn resource_control_values_follow_systemds_syntax() {
+    use gitproc::unit::resources::{CpuWeight, MemoryLimit, TasksLimit};
+    let u = ok(
+        "[Service]\nExecStart=/bin/true\nMemoryMax=32M\nMemoryHigh=50%\nMemoryLow=1G\n\
+                MemoryMin=512K\nMemorySwapMax=infinity\nCPUQuota=150%\nCPUWeight=idle\n\
+                TasksMax=5\nIOWeight=200\nAllowedCPUs=0-3,5\n",
+    );
+    let r = &u.service.resources;
+    assert_eq!(r.memory_max, Some(MemoryLimit::Bytes(32 << 20)));
+    assert_eq!(r.memory_high, Some(MemoryLimit::Permyriad(5000)));
+    assert_eq!(r.memory_low, Some(MemoryLimit::Bytes(1 << 30)));
+    assert_eq!(r.memory_min, Some(MemoryLimit::Bytes(512 << 10)));
+    assert_eq!(r.memory_swap_max, Some(MemoryLimit::Infinity));
+    assert_eq!(r.cpu_quota_per_sec, Some(Duration::from_millis(1500)));
+    assert_eq!(r.cpu_weight, Some(CpuWeight::Idle));
+    assert_eq!(r.tasks_max, Some(TasksLimit::Count(5)));
+    assert_eq!(r.io_weight, Some(200));
+    assert_eq!(r.allowed_cpus, Some(vec![(0, 3), (5, 5)]));
+    let w = warnings("[Service]\nExecStart=/bin/true\nMemoryMax=1G\nTasksMax=infinity\n");
+    assert!(w.iter().all(|w| !w.contains("not enforced")), "{w:?}");
+
+    let u = ok(
+        "[Service]\nExecStart=/bin/true\nMemoryLimit=1G\nCPUShares=512\n\
+                BlockIOWeight=100\nTasksMax=10%\nMemoryMax=2G\nMemoryMax=\n",
+    );
+    let r = &u.service.resources;
+    assert_eq!(r.memory_max, None, "an empty value resets");
+    assert_eq!(r.cpu_shares, Some(512));
+    assert_eq!(r.blockio_weight, Some(100));
+    assert_eq!(r.tasks_max, Some(TasksLimit::Permyriad(1000)));
+
+    for (line, key) in [
+        ("MemoryMax=lots", "MemoryMax="),
+        ("MemoryMax=150%", "MemoryMax="),
+        ("CPUQuota=20", "CPUQuota="),
+        ("CPUWeight=0", "CPUWeight="),
+        ("TasksMax=0", "TasksMax="),
+        ("AllowedCPUs=3-1", "AllowedCPUs="),
+        ("IOWeight=10001", "IOWeight="),
+    ] {
+        let e = errors(&format!("[Service]\nExecStart=/bin/true\n{line}\n"));
+        assert!(e.iter().any(|e| e.contains(key)), "{line}: {e:?}");
+    }
+}

@@ -66,6 +66,7 @@ impl Supervisor {
             }
             m.tracker.prune();
         }
+        self.check_oom(&name, pid, status);
         self.feed(&name, Event::Exited { pid, status });
     }
 

@@ -47,6 +47,15 @@ impl Supervisor {
                     };
                     self.spawner.submit(name, task);
                 }
+                // Its cgroup v1 directories too (empty now, unless KillMode= left some).
+                if stopped {
+                    let cgroups = self
+                        .resource_roots
+                        .unit(name, m.tracker.cgroup().map(|c| c.path()));
+                    if !cgroups.v1_dirs().is_empty() {
+                        self.spawner.submit(name, Task::RemoveCgroups { cgroups });
+                    }
+                }
             }
             if let Some(pid) = after.main_pid {
                 self.pids.entry(pid).or_insert_with(|| name.to_string());

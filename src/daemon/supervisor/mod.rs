@@ -28,6 +28,7 @@ mod effects;
 mod jobs;
 mod persist;
 mod queues;
+mod resources;
 mod shutdown;
 mod source;
 mod spawns;
@@ -161,6 +162,8 @@ pub struct Supervisor {
     first_applied: bool,
     watchdog: Option<(Duration, Instant)>,
     cgroups: Option<crate::runtime::cgroup::CgroupRoot>,
+    /// Where resource settings go (cgroup v2 controllers, else v1 hierarchies).
+    resource_roots: crate::runtime::resources::ResourceRoots,
     /// Timer units, by name; and those that never loaded, with their error.
     timers: BTreeMap<String, timers::ManagedTimer>,
     broken_timers: BTreeMap<String, String>,
@@ -193,6 +196,10 @@ impl Supervisor {
     ) -> Supervisor {
         let watchdog = watchdog_period().map(|period| (period, Instant::now()));
         let cgroups = crate::runtime::cgroup::CgroupRoot::probe(&settings.instance);
+        let resource_roots = crate::runtime::resources::ResourceRoots::probe(
+            &settings.instance,
+            cgroups.as_ref().map(|c| c.path()),
+        );
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -215,6 +222,7 @@ impl Supervisor {
             first_applied: false,
             watchdog,
             cgroups,
+            resource_roots,
             timers: BTreeMap::new(),
             broken_timers: BTreeMap::new(),
             timer_clock: timers::TimerClock::read(),

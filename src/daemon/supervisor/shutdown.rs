@@ -61,6 +61,7 @@ impl Supervisor {
             if let Some(root) = &self.cgroups {
                 let _ = root.remove();
             }
+            self.remove_all_cgroups();
         }
         tracing::info!("shutdown complete");
         exit::OK

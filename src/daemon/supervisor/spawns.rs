@@ -101,6 +101,7 @@ impl Supervisor {
                 main_pid
             },
             cgroup: m.tracker.cgroup().cloned(),
+            resources: self.resource_job(name, &unit),
             dirs: self.settings.dirs.clone(),
             unit,
             progress: Arc::clone(&progress),
@@ -160,11 +161,15 @@ impl Supervisor {
                 result,
                 began,
                 took,
+                cgroups,
             } => {
                 self.perf.record(Op::Spawn, took);
                 let wanted = self.spawns.get(&unit).is_some_and(|p| p.id == id);
                 if wanted {
                     self.spawns.remove(&unit);
+                }
+                if let (true, ProcessRole::Main, Some(prepared)) = (wanted, role, cgroups) {
+                    self.resources_prepared(&unit, prepared);
                 }
                 match (result, wanted) {
                     (Ok(spawned), true) => self.spawned(&unit, role, spawned, began),
@@ -209,6 +214,7 @@ impl Supervisor {
                     self.feed(&unit, event);
                 }
             }
+            Report::Resources { unit, prepared } => self.resources_updated(&unit, prepared),
             Report::Done { .. } => {}
         }
         if !self.spawner.is_busy() {

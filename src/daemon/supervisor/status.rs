@@ -85,7 +85,11 @@ impl Supervisor {
             .units
             .iter()
             .filter(|(name, _)| names.is_empty() || names.contains(name))
-            .map(|(name, m)| unit_json(name, m))
+            .map(|(name, m)| {
+                let mut v = unit_json(name, m);
+                v["resources"] = self.resources_json(name, m);
+                v
+            })
             .collect();
         units.extend(self.timers_json(names));
         let data = serde_json::json!({

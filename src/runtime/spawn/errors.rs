@@ -193,9 +193,17 @@ fn setting_of(step: Step, index: usize, req: &SpawnRequest) -> String {
         Step::Signals => "signal reset".to_string(),
         Step::Cgroup => format!(
             "cgroup {}",
-            req.cgroup
-                .map(|c| c.path().display().to_string())
-                .unwrap_or_default()
+            match index.checked_sub(1) {
+                None => req
+                    .cgroup
+                    .map(|c| c.path().display().to_string())
+                    .unwrap_or_default(),
+                Some(i) => req
+                    .v1_cgroups
+                    .get(i)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            }
         ),
         Step::Rlimit => svc
             .limits

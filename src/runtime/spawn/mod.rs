@@ -91,6 +91,9 @@ pub struct SpawnRequest<'a> {
     pub dirs: &'a Dirs,
     /// A cgroup to move the child into before it executes (see [`super::cgroup`]).
     pub cgroup: Option<&'a Cgroup>,
+    /// cgroup v1 directories (memory, pids, cpu, ...) the child joins too, after
+    /// [`Self::cgroup`], by writing `0` to their `cgroup.procs` (see `super::resources`).
+    pub v1_cgroups: &'a [std::path::PathBuf],
     /// Where the caller follows the steps and may cancel (see [`SpawnProgress`]); `None`
     /// for a plain synchronous spawn.
     pub progress: Option<&'a SpawnProgress>,
@@ -124,6 +127,7 @@ impl<'a> SpawnRequest<'a> {
             wait_exec: true,
             dirs,
             cgroup: None,
+            v1_cgroups: &[],
             progress: None,
             #[cfg(debug_assertions)]
             fault_before_exec: test_fault_wanted(unit_name),

@@ -15,7 +15,7 @@ use std::ffi::CString;
 use std::fs;
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::unit::model::{LimitResource, RLimit};
@@ -43,6 +43,9 @@ pub(super) struct ChildPlan {
     pub(super) cgroup_procs: Option<OwnedFd>,
     /// The cgroup directory, for `clone3(CLONE_INTO_CGROUP)`.
     pub(super) cgroup_dir: Option<OwnedFd>,
+    /// `cgroup.procs` of each cgroup v1 directory to join, in [`SpawnRequest::v1_cgroups`]
+    /// order.
+    pub(super) v1_cgroup_procs: Vec<OwnedFd>,
     /// One per `limits` entry, in map order (for error indexes).
     pub(super) rlimits: Vec<PlannedLimit>,
     pub(super) nice: Option<i32>,
@@ -302,6 +305,18 @@ impl ChildPlan {
             ),
             None => (None, None),
         };
+        let v1_cgroup_procs = req
+            .v1_cgroups
+            .iter()
+            .map(|dir| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(dir.join("cgroup.procs"))
+                    .map(OwnedFd::from)
+                    .map_err(|e| SpawnError::setup(format!("cgroup {}", dir.display()), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (uid, gid, groups) = match (apply_creds, creds) {
             (true, Some(c)) => (c.user.as_ref().map(|u| u.uid), c.gid, c.groups.clone()),
             _ => (None, None, None),
@@ -363,6 +378,7 @@ impl ChildPlan {
             log_pipes: stdio.log_pipes(),
             cgroup_procs,
             cgroup_dir,
+            v1_cgroup_procs,
             rlimits,
             nice: svc.nice,
             ignore_sigpipe: svc.ignore_sigpipe,

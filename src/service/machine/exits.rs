@@ -83,10 +83,24 @@ impl Service {
         {
             f = ServiceResult::ExitCode;
         }
+        // systemd: a main process the OOM killer ended fails the run with `oom-kill`.
+        let oom = matches!(status, ExitStatus::Signaled { .. })
+            && self.run.oom_killed.is_some()
+            && self.run.oom_killed == self.run.last_main_pid;
+        if oom {
+            f = ServiceResult::OomKill;
+        }
         if self.run.main_ignore {
             f = ServiceResult::Success;
         }
-        self.reason = format!("main process exited, {}", describe(status));
+        self.reason = if oom {
+            format!(
+                "main process exited, {}: killed by the OOM killer (memory limit of the unit's cgroup)",
+                describe(status)
+            )
+        } else {
+            format!("main process exited, {}", describe(status))
+        };
         if let Some(since) = self.run.running_since {
             // Stayed up long enough: the crash streak is over, the backoff starts over.
             if now.saturating_duration_since(since) >= restart::stay_up_period(self.svc()) {

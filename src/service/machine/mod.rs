@@ -166,6 +166,11 @@ impl Service {
                     self.control_exited(status, now, &mut fx);
                 }
             }
+            Event::OomKilled { pid } => {
+                if self.run.main_pid == Some(pid) {
+                    self.run.oom_killed = Some(pid);
+                }
+            }
             Event::PidFile(read) => self.pid_file(read, now, &mut fx),
             Event::PidFileRefused(error) => self.pid_file_refused(error, now, &mut fx),
             Event::Notify { pid, message } => self.notify(pid, message, now, &mut fx),

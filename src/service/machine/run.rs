@@ -45,6 +45,9 @@ pub(crate) struct Run {
     pub(crate) main_ignore: bool,
     /// The main exit of this run (for RestartPreventExitStatus=/RestartForceExitStatus=).
     pub(crate) main_status: Option<ExitStatus>,
+    /// The main pid the loop saw killed by the OOM killer ([`crate::service::Event::OomKilled`]),
+    /// so that its exit by a signal ends the run with result `oom-kill`.
+    pub(crate) oom_killed: Option<i32>,
     pub(crate) control: Control,
     /// The commands of the current phase still to run.
     pub(crate) queue: VecDeque<ExecCommand>,

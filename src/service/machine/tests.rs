@@ -222,3 +222,63 @@ fn the_spawn_step_is_ignored_when_no_spawn_is_pending() {
     svc.set_spawn_step(Some("stale".to_string()));
     assert_eq!(svc.run.spawn_step, None);
 }
+
+/// A main process the OOM killer ended fails with `oom-kill`; Restart=on-failure restarts
+/// it (systemd counts oom-kill as a failure that is not an exit code). A SIGKILL without
+/// the loop's word stays `signal`, and the mark does not outlive its run.
+#[test]
+fn an_oom_killed_main_process_ends_with_result_oom_kill() {
+    let t0 = Instant::now();
+    let sigkill = crate::service::ExitStatus::Signaled {
+        signal: libc::SIGKILL,
+        core_dumped: false,
+    };
+    let mut svc = simple_service(None);
+    svc.on_event(Event::Start, t0);
+    let main = |pid| Event::Spawned {
+        role: ProcessRole::Main,
+        pid,
+    };
+    svc.on_event(main(100), t0);
+    svc.on_event(Event::OomKilled { pid: 999 }, t0); // not the main pid: ignored
+    svc.on_event(Event::OomKilled { pid: 100 }, t0);
+    svc.on_event(
+        Event::Exited {
+            pid: 100,
+            status: sigkill,
+        },
+        t0,
+    );
+    let st = svc.status();
+    assert_eq!(st.active_state, ActiveState::Failed);
+    assert_eq!(st.result, ServiceResult::OomKill);
+    assert_eq!(st.result.to_string(), "oom-kill");
+    svc.on_event(Event::Start, t0);
+    svc.on_event(main(101), t0);
+    svc.on_event(
+        Event::Exited {
+            pid: 101,
+            status: sigkill,
+        },
+        t0,
+    );
+    assert_eq!(svc.status().result, ServiceResult::Signal);
+
+    let mut on_failure = simple_service(None);
+    let mut unit = (**on_failure.unit()).clone();
+    unit.service.restart = RestartPolicy::OnFailure;
+    on_failure = Service::new(Arc::new(unit));
+    on_failure.on_event(Event::Start, t0);
+    on_failure.on_event(main(200), t0);
+    on_failure.on_event(Event::OomKilled { pid: 200 }, t0);
+    on_failure.on_event(
+        Event::Exited {
+            pid: 200,
+            status: sigkill,
+        },
+        t0,
+    );
+    let st = on_failure.status();
+    assert_eq!(st.sub_state, SubState::AutoRestart);
+    assert_eq!(st.result, ServiceResult::OomKill);
+}

@@ -342,6 +342,13 @@ fn setup(ctx: &ChildCtx) -> Result<(), i32> {
             let ok = libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) >= 0;
             ctx.step(Step::Cgroup, 0, ok)?;
         }
+        // cgroup v1 hierarchies (resource control on a hybrid host): index 1 and up.
+        for (i, fd) in plan.v1_cgroup_procs.iter().enumerate() {
+            let index = i.wrapping_add(1);
+            ctx.enter(Step::Cgroup, index);
+            let ok = libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) >= 0;
+            ctx.step(Step::Cgroup, index, ok)?;
+        }
         #[cfg(debug_assertions)]
         if plan.fault_before_exec {
             ctx.enter(Step::TestFault, 0);

@@ -36,6 +36,13 @@ impl Builder<'_> {
         let raw: &str = &loc.entry.value;
         let v = match key {
             "Environment" => raw.to_string(),
+            // systemd does not expand specifiers in resource-control values: `CPUQuota=20%`
+            // and `MemoryMax=50%` are percentages.
+            k if section == SectionKind::Service
+                && crate::unit::resources::KEYS.binary_search(&k).is_ok() =>
+            {
+                raw.to_string()
+            }
             _ => match self.spec(raw) {
                 Ok(v) => v,
                 Err((off, msg)) => {

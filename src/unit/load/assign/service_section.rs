@@ -404,6 +404,7 @@ impl Builder<'_> {
                 }
             }
             "SyslogIdentifier" => s.syslog_identifier = (!v.is_empty()).then(|| v.to_string()),
+            _ if crate::unit::resources::assign(&mut s.resources, key, v)? => {}
             _ => {
                 if let Some(res) = limit_resource(key) {
                     if v.is_empty() {
