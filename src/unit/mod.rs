@@ -20,6 +20,7 @@ pub(crate) mod host;
 pub mod load;
 pub mod model;
 pub(crate) mod name;
+pub mod socket_address;
 pub(crate) mod specifier;
 pub(crate) mod syntax;
 pub mod value;

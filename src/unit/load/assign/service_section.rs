@@ -7,6 +7,7 @@ use crate::unit::capability;
 use crate::unit::environment::parse_environment;
 use crate::unit::exec::env_name_is_valid;
 use crate::unit::load::{Builder, Located};
+use crate::unit::name::parse_unit_name;
 use crate::unit::model::{
     EnvironmentFile, KillMode, NotifyAccess, RestartPolicy, ServiceType, StdInput, StdOutput,
     defaults,
@@ -404,6 +405,20 @@ impl Builder<'_> {
                 }
             }
             "SyslogIdentifier" => s.syslog_identifier = (!v.is_empty()).then(|| v.to_string()),
+            "Sockets" => {
+                if v.is_empty() {
+                    s.sockets.clear();
+                }
+                for name in v.split_ascii_whitespace() {
+                    if !name.ends_with(".socket") {
+                        return Err(format!("{name} is not a .socket unit"));
+                    }
+                    parse_unit_name(name)?;
+                    if !s.sockets.iter().any(|n| n == name) {
+                        s.sockets.push(name.to_string());
+                    }
+                }
+            }
             _ => {
                 if let Some(res) = limit_resource(key) {
                     if v.is_empty() {
