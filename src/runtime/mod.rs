@@ -36,6 +36,8 @@ pub mod notify_socket;
 pub mod pidfd;
 pub mod reap;
 pub(crate) mod sd_notify;
+pub mod socket_bind;
+pub mod socket_watch;
 pub mod spawn;
 pub(crate) mod unit_host;
 
