@@ -27,7 +27,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::runtime::cgroup::Cgroup;
 use crate::runtime::spawn::{Dirs, SpawnError, SpawnProgress, SpawnRequest, Spawned};
 use crate::service::ProcessRole;
-use crate::unit::model::{ExecCommand, Unit};
+use crate::runtime::socket_bind::Bound;
+use crate::unit::model::{ExecCommand, SocketSection, Unit};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Most threads the pool runs at once. Only spawns stuck for good (a hung mount, an NSS
 /// server that never answers) keep a thread that long; past this many, new tasks wait in
@@ -54,6 +56,9 @@ pub struct SpawnJob {
     pub dirs: Dirs,
     /// The step in progress, read by the loop; cancelled when the service gives up.
     pub progress: Arc<SpawnProgress>,
+    /// Socket activation: the listening sockets handed to the main process as fds 3..,
+    /// with their `FileDescriptorName=`s (empty for other processes).
+    pub listen: Vec<(Arc<OwnedFd>, String)>,
 }
 
 /// What the loop asks the spawner to do for a unit.
@@ -74,6 +79,15 @@ pub enum Task {
         unit: Arc<Unit>,
         dirs: Dirs,
     },
+    /// The listening sockets of a socket unit (unit-named paths, NSS for `SocketUser=`).
+    BindSockets {
+        id: u64,
+        socket: Arc<SocketSection>,
+    },
+    /// `RemoveOnStop=yes` of a socket unit that stopped.
+    RemoveSocketPaths {
+        socket: Arc<SocketSection>,
+    },
 }
 
 /// The answer to one [`Task`]; every task gets exactly one.
@@ -93,6 +107,12 @@ pub enum Report {
         id: u64,
         result: crate::runtime::main_pid::PidRead,
     },
+    /// The sockets of [`Task::BindSockets`], or why one could not be made.
+    Sockets {
+        unit: String,
+        id: u64,
+        result: Result<Vec<Bound>, String>,
+    },
     /// A task with nothing to answer (removals); it ends the unit's turn.
     Done { unit: String },
 }
@@ -100,9 +120,10 @@ pub enum Report {
 impl Report {
     pub fn unit(&self) -> &str {
         match self {
-            Report::Spawn { unit, .. } | Report::PidFile { unit, .. } | Report::Done { unit } => {
-                unit
-            }
+            Report::Spawn { unit, .. }
+            | Report::PidFile { unit, .. }
+            | Report::Sockets { unit, .. }
+            | Report::Done { unit } => unit,
         }
     }
 }
@@ -310,6 +331,14 @@ fn run(unit: String, task: Task) -> Report {
             }
             Report::Done { unit }
         }
+        Task::BindSockets { id, socket } => {
+            let result = crate::runtime::socket_bind::bind_all(&unit, &socket);
+            Report::Sockets { unit, id, result }
+        }
+        Task::RemoveSocketPaths { socket } => {
+            crate::runtime::socket_bind::remove_paths(&socket);
+            Report::Done { unit }
+        }
     }
 }
 
@@ -336,6 +365,10 @@ fn spawn(unit: &str, job: &SpawnJob) -> Result<Spawned, SpawnError> {
         .collect();
     request.extra_env = &extra_env;
     request.progress = Some(&job.progress);
+    let listen_fds: Vec<std::os::fd::RawFd> = job.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+    let listen_names: Vec<String> = job.listen.iter().map(|(_, n)| n.clone()).collect();
+    request.listen_fds = &listen_fds;
+    request.listen_fd_names = &listen_names;
     crate::runtime::spawn::spawn(&request)
 }
 

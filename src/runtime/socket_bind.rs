@@ -76,9 +76,31 @@ pub fn bind_all(unit: &str, s: &SocketSection) -> Result<Vec<Bound>, String> {
     let owner = resolve_owner(s)?;
     let mut out = Vec::with_capacity(s.listen.len());
     for l in &s.listen {
-        out.push(bind_one(unit, l, s, owner)?);
+        out.push(bind_with_retry(unit, l, s, owner)?);
     }
     Ok(out)
+}
+
+/// How long an address in use is tried again: when the socket unit is bound again (an
+/// operator's restart, a new version), the daemon's other threads may still hold the old
+/// socket for a moment (the watcher takes its unwatch command, a spawn finishes).
+const IN_USE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn bind_with_retry(
+    unit: &str,
+    l: &Listen,
+    s: &SocketSection,
+    owner: Option<(Option<u32>, Option<u32>)>,
+) -> Result<Bound, String> {
+    let started = std::time::Instant::now();
+    loop {
+        match bind_one(unit, l, s, owner) {
+            Err(e) if e.contains("EADDRINUSE") && started.elapsed() < IN_USE_RETRY => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// `SocketUser=`/`SocketGroup=` as numbers (NSS; a number is taken as is).

@@ -51,6 +51,12 @@ impl Supervisor {
         role: ProcessRole,
         command: &ExecCommand,
     ) -> Option<Event> {
+        // Socket activation: the main process gets the fds of its listening sockets.
+        let listen = if role == ProcessRole::Main {
+            self.listen_fds_for(name)
+        } else {
+            Vec::new()
+        };
         let Some(m) = self.units.get_mut(name) else {
             return Some(Event::SpawnFailed {
                 role,
@@ -102,6 +108,7 @@ impl Supervisor {
             },
             cgroup: m.tracker.cgroup().cloned(),
             dirs: self.settings.dirs.clone(),
+            listen,
             unit,
             progress: Arc::clone(&progress),
         };
@@ -209,6 +216,7 @@ impl Supervisor {
                     self.feed(&unit, event);
                 }
             }
+            Report::Sockets { unit, id, result } => self.on_sockets_bound(&unit, id, result),
             Report::Done { .. } => {}
         }
         if !self.spawner.is_busy() {
