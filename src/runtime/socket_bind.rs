@@ -8,6 +8,10 @@
 //! `SO_REUSEADDR` on IP sockets, a bare port listening on IPv6 and IPv4 both
 //! (`IPV6_V6ONLY` off, plain IPv4 where the host has no IPv6), `Backlog=` for stream and
 //! sequential-packet sockets, then `SocketMode=` and the owner on a unix path.
+//!
+//! Test hook (debug builds only): when the daemon's environment has
+//! `GITPROC_TEST_SLOW_BIND=<socket unit>`, that unit's binds wait 1 s first, so that tests
+//! can see that a service which needs the socket waits for it.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -73,12 +77,26 @@ fn sock_type(t: SocketType) -> SockType {
 /// first failure, closes what was made and says which address failed and why. `unit` is
 /// for the warnings of settings applied differently.
 pub fn bind_all(unit: &str, s: &SocketSection) -> Result<Vec<Bound>, String> {
+    #[cfg(debug_assertions)]
+    if slow_bind_wanted(unit) {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
     let owner = resolve_owner(s)?;
     let mut out = Vec::with_capacity(s.listen.len());
     for l in &s.listen {
         out.push(bind_with_retry(unit, l, s, owner)?);
     }
     Ok(out)
+}
+
+/// Whether the test hook (see the module docs) slows `unit`'s binds; read once.
+#[cfg(debug_assertions)]
+fn slow_bind_wanted(unit: &str) -> bool {
+    static WANTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    WANTED
+        .get_or_init(|| std::env::var("GITPROC_TEST_SLOW_BIND").ok())
+        .as_deref()
+        == Some(unit)
 }
 
 /// How long an address in use is tried again: when the socket unit is bound again (an
