@@ -167,7 +167,9 @@ fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, Strin
         let mut timers = unit::load::load_timers(&tree, ctx);
         for t in timers.values_mut() {
             let target = t.unit.as_ref().map(|u| u.timer.unit.clone());
-            check_target(t, "Unit", target, &tree, &|name| services.contains_key(name));
+            check_target(t, "Unit", target, &tree, &|name| {
+                services.contains_key(name)
+            });
         }
         let mut sockets = unit::load::load_sockets(&tree, ctx);
         for s in sockets.values_mut() {

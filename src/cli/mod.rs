@@ -9,8 +9,8 @@ pub mod logs;
 pub mod output;
 pub mod perf;
 pub mod plan;
-pub mod status;
 pub mod sockets;
+pub mod status;
 pub mod timers;
 
 use std::path::PathBuf;

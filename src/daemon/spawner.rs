@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::runtime::cgroup::Cgroup;
+use crate::runtime::socket_bind::Bound;
 use crate::runtime::spawn::{Dirs, SpawnError, SpawnProgress, SpawnRequest, Spawned};
 use crate::service::ProcessRole;
-use crate::runtime::socket_bind::Bound;
 use crate::unit::model::{ExecCommand, SocketSection, Unit};
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -365,7 +365,8 @@ fn spawn(unit: &str, job: &SpawnJob) -> Result<Spawned, SpawnError> {
         .collect();
     request.extra_env = &extra_env;
     request.progress = Some(&job.progress);
-    let listen_fds: Vec<std::os::fd::RawFd> = job.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+    let listen_fds: Vec<std::os::fd::RawFd> =
+        job.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
     let listen_names: Vec<String> = job.listen.iter().map(|(_, n)| n.clone()).collect();
     request.listen_fds = &listen_fds;
     request.listen_fd_names = &listen_names;

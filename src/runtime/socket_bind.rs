@@ -39,16 +39,28 @@ pub struct Bound {
 fn failure(l: &Listen, step: &str, e: Errno) -> String {
     let addr = l.address.to_string();
     if e == Errno::EADDRINUSE {
-        format!("{}={addr}: EADDRINUSE: {addr} is in use", l.socket_type.key())
+        format!(
+            "{}={addr}: EADDRINUSE: {addr} is in use",
+            l.socket_type.key()
+        )
     } else {
-        format!("{}={addr}: {step}: {e:?}: {}", l.socket_type.key(), e.desc())
+        format!(
+            "{}={addr}: {step}: {e:?}: {}",
+            l.socket_type.key(),
+            e.desc()
+        )
     }
 }
 
 fn set_flag(fd: RawFd, level: i32, name: i32) -> Result<(), Errno> {
     let one: libc::c_int = 1;
     let zero = 0;
-    set_int(fd, level, name, if name == libc::IPV6_V6ONLY { zero } else { one })
+    set_int(
+        fd,
+        level,
+        name,
+        if name == libc::IPV6_V6ONLY { zero } else { one },
+    )
 }
 
 fn set_int(fd: RawFd, level: i32, name: i32, v: libc::c_int) -> Result<(), Errno> {
@@ -108,7 +120,7 @@ fn bind_with_retry(
     unit: &str,
     l: &Listen,
     s: &SocketSection,
-    owner: Option<(Option<u32>, Option<u32>)>,
+    owner: Option<Owner>,
 ) -> Result<Bound, String> {
     let started = std::time::Instant::now();
     loop {
@@ -121,8 +133,11 @@ fn bind_with_retry(
     }
 }
 
+/// `SocketUser=`/`SocketGroup=` as numbers (`None`: leave that id as it is).
+type Owner = (Option<u32>, Option<u32>);
+
 /// `SocketUser=`/`SocketGroup=` as numbers (NSS; a number is taken as is).
-fn resolve_owner(s: &SocketSection) -> Result<Option<(Option<u32>, Option<u32>)>, String> {
+fn resolve_owner(s: &SocketSection) -> Result<Option<Owner>, String> {
     if s.socket_user.is_none() && s.socket_group.is_none() {
         return Ok(None);
     }
@@ -164,7 +179,7 @@ fn bind_one(
     unit: &str,
     l: &Listen,
     s: &SocketSection,
-    owner: Option<(Option<u32>, Option<u32>)>,
+    owner: Option<Owner>,
 ) -> Result<Bound, String> {
     let fd = match &l.address {
         ListenAddress::AnyPort(port) => match new_socket(AddressFamily::Inet6, l) {
@@ -203,8 +218,12 @@ fn bind_one(
         ListenAddress::Unix(path) => bind_path(unit, l, s, Path::new(path), owner)?,
     };
     if l.socket_type != SocketType::Datagram {
-        let backlog = Backlog::new(i32::try_from(s.backlog).unwrap_or(i32::MAX).min(Backlog::MAXCONN.into()))
-            .unwrap_or(Backlog::MAXCONN);
+        let backlog = Backlog::new(
+            i32::try_from(s.backlog)
+                .unwrap_or(i32::MAX)
+                .min(Backlog::MAXCONN.into()),
+        )
+        .unwrap_or(Backlog::MAXCONN);
         listen(&fd, backlog).map_err(|e| failure(l, "listen", e))?;
     }
     Ok(Bound {
@@ -221,7 +240,8 @@ fn bind_ip(
     v6: bool,
 ) -> Result<(), String> {
     let raw = fd.as_raw_fd();
-    set_flag(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(|e| failure(l, "SO_REUSEADDR", e))?;
+    set_flag(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR)
+        .map_err(|e| failure(l, "SO_REUSEADDR", e))?;
     if s.reuse_port {
         set_flag(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT)
             .map_err(|e| failure(l, "ReusePort=", e))?;
@@ -245,7 +265,7 @@ fn bind_path(
     l: &Listen,
     s: &SocketSection,
     path: &Path,
-    owner: Option<(Option<u32>, Option<u32>)>,
+    owner: Option<Owner>,
 ) -> Result<OwnedFd, String> {
     let err = |what: &str, e: std::io::Error| {
         format!("{}={}: {what}: {e}", l.socket_type.key(), path.display())
@@ -279,13 +299,8 @@ fn bind_path(
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| format!("{}: contains a NUL byte", path.display()))?;
         // SAFETY: lchown on a NUL-terminated path; -1 leaves an id unchanged.
-        let r = unsafe {
-            libc::lchown(
-                c.as_ptr(),
-                uid.unwrap_or(u32::MAX),
-                gid.unwrap_or(u32::MAX),
-            )
-        };
+        let r =
+            unsafe { libc::lchown(c.as_ptr(), uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX)) };
         Errno::result(r).map_err(|e| failure(l, "SocketUser=/SocketGroup=", e))?;
     }
     Ok(fd)

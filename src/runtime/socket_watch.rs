@@ -129,14 +129,26 @@ mod tests {
         let (watcher, rx) = SocketWatcher::start().expect("watcher");
         let (a, b) = UnixDatagram::pair().expect("pair");
         let fd: OwnedFd = a.into();
-        watcher.watch("x.socket", 7, vec![Arc::new(fd)]).expect("watch");
+        watcher
+            .watch("x.socket", 7, vec![Arc::new(fd)])
+            .expect("watch");
         let timeout = std::time::Duration::from_secs(5);
-        assert!(rx.recv_timeout(std::time::Duration::from_millis(100)).is_err());
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(100))
+                .is_err()
+        );
         b.send(b"hi").expect("send");
         let got = rx.recv_timeout(timeout).expect("readable");
-        assert_eq!(got, Readable { unit: "x.socket".into(), generation: 7 });
+        assert_eq!(
+            got,
+            Readable {
+                unit: "x.socket".into(),
+                generation: 7
+            }
+        );
         assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(),
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
             "still readable, but no longer watched"
         );
     }

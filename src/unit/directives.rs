@@ -736,6 +736,7 @@ mod tests {
             Some(Support::Informational)
         );
         assert_eq!(section_kind("X-Health"), SectionKind::Extension);
-        assert_eq!(section_kind("Socket"), SectionKind::Unknown);
+        assert_eq!(section_kind("Socket"), SectionKind::Socket);
+        assert_eq!(section_kind("Path"), SectionKind::Unknown);
     }
 }

@@ -13,9 +13,7 @@ const UNIX_PATH_MAX: usize = 107;
 
 fn port(s: &str, whole: &str) -> Result<u16, String> {
     match s.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!(
-            "{whole:?}: invalid port {s:?} (expected 1-65535)"
-        )),
+        Ok(0) | Err(_) => Err(format!("{whole:?}: invalid port {s:?} (expected 1-65535)")),
         Ok(p) => Ok(p),
     }
 }
@@ -108,7 +106,17 @@ mod tests {
             parse_listen(s, "@abs"),
             Ok(ListenAddress::Abstract("abs".into()))
         );
-        for bad in ["0", "70000", "host:80", "1.2.3.4", "[::1]", "vsock:2:80", "@", "/a/../b", "[fe80::1%eth0]:80"] {
+        for bad in [
+            "0",
+            "70000",
+            "host:80",
+            "1.2.3.4",
+            "[::1]",
+            "vsock:2:80",
+            "@",
+            "/a/../b",
+            "[fe80::1%eth0]:80",
+        ] {
             assert!(parse_listen(s, bad).is_err(), "{bad} accepted");
         }
         assert!(parse_listen(SocketType::SequentialPacket, "80").is_err());

@@ -106,15 +106,17 @@ fn listening(u: &serde_json::Value) -> bool {
 }
 
 #[test]
-fn socket_activation_starts_the_service_on_the_first_connection_and_hands_it_the_listening_fd()
-{
+fn socket_activation_starts_the_service_on_the_first_connection_and_hands_it_the_listening_fd() {
     if !crate::support::require("python3", crate::support::have_program("python3")) {
         return;
     }
     let scratch = Scratch::new();
     let port = free_port();
     let repo = Repo::new();
-    repo.write("echo.socket", &format!("[Socket]\nListenStream=127.0.0.1:{port}\n"));
+    repo.write(
+        "echo.socket",
+        &format!("[Socket]\nListenStream=127.0.0.1:{port}\n"),
+    );
     repo.write("echo.service", &scratch.service("env", "once"));
     repo.commit("a socket-activated echo service");
     let daemon = Daemon::start(repo.path(), &[]);
@@ -124,17 +126,28 @@ fn socket_activation_starts_the_service_on_the_first_connection_and_hands_it_the
     let svc = daemon.unit("echo.service");
     assert_eq!(svc["active_state"], "inactive", "{svc:#}");
     assert!(svc["main_pid"].is_null());
-    assert!(!scratch.path("env").exists(), "the service ran before any connection");
+    assert!(
+        !scratch.path("env").exists(),
+        "the service ran before any connection"
+    );
 
     // The first connection starts it; it accepts on fd 3 and answers.
     let answer = ask(port).expect("the first connection is answered");
-    let (fds, listen_pid, pid, names) = wait_for("the service's report", Duration::from_secs(20), || {
-        report(&scratch.path("env"))
-    });
+    let (fds, listen_pid, pid, names) =
+        wait_for("the service's report", Duration::from_secs(20), || {
+            report(&scratch.path("env"))
+        });
     assert_eq!(answer, format!("hello from {pid}"));
     assert_eq!(fds, "1", "LISTEN_FDS");
-    assert_eq!(listen_pid, pid.to_string(), "LISTEN_PID is the service's own pid");
-    assert_eq!(names, "echo.socket", "FileDescriptorName= defaults to the unit's name");
+    assert_eq!(
+        listen_pid,
+        pid.to_string(),
+        "LISTEN_PID is the service's own pid"
+    );
+    assert_eq!(
+        names, "echo.socket",
+        "FileDescriptorName= defaults to the unit's name"
+    );
 
     // It exits after one connection; the socket listens again and the next connection
     // starts a new process.
@@ -170,13 +183,20 @@ fn a_datagram_unix_socket_activates_its_service_with_socket_mode_and_fd_name() {
     repo.commit("a datagram socket");
     let daemon = Daemon::start(repo.path(), &[]);
     daemon.wait_unit("log.socket", "listening", listening);
-    let mode = std::fs::metadata(&sock).expect("socket file").permissions().mode();
+    let mode = std::fs::metadata(&sock)
+        .expect("socket file")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o620, "SocketMode=");
     let dir_mode = std::fs::metadata(scratch.path("sub/dir"))
         .expect("directory")
         .permissions()
         .mode();
-    assert_eq!(dir_mode & 0o777, 0o750, "DirectoryMode= for the directories made");
+    assert_eq!(
+        dir_mode & 0o777,
+        0o750,
+        "DirectoryMode= for the directories made"
+    );
     assert_eq!(daemon.unit("collector.service")["active_state"], "inactive");
 
     let client = UnixDatagram::unbound().expect("client");
@@ -187,7 +207,10 @@ fn a_datagram_unix_socket_activates_its_service_with_socket_mode_and_fd_name() {
         let t = std::fs::read_to_string(scratch.path("env.dgram")).ok()?;
         (t.lines().count() >= 2).then_some(t)
     });
-    assert_eq!(got, "first\nsecond\n", "nothing lost between activation and the service");
+    assert_eq!(
+        got, "first\nsecond\n",
+        "nothing lost between activation and the service"
+    );
     let (fds, listen_pid, reported, names) =
         report(&scratch.path("env")).expect("report written before serving");
     assert_eq!((fds.as_str(), names.as_str()), ("1", "logs"));
@@ -203,7 +226,10 @@ fn a_bind_failure_fails_the_socket_naming_the_address_and_errno() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
     let repo = Repo::new();
-    repo.write("web.socket", &format!("[Socket]\nListenStream=127.0.0.1:{port}\n"));
+    repo.write(
+        "web.socket",
+        &format!("[Socket]\nListenStream=127.0.0.1:{port}\n"),
+    );
     repo.write("web.service", "[Service]\nExecStart=/bin/sleep 1000\n");
     repo.commit("a socket on a port in use");
     let daemon = Daemon::start(repo.path(), &[]);
@@ -215,7 +241,9 @@ fn a_bind_failure_fails_the_socket_naming_the_address_and_errno() {
         "{error}"
     );
     assert!(
-        daemon.log_text().contains(&format!("web.socket: failed to listen: ListenStream=127.0.0.1:{port}")),
+        daemon.log_text().contains(&format!(
+            "web.socket: failed to listen: ListenStream=127.0.0.1:{port}"
+        )),
         "the daemon log names the unit and the address"
     );
     assert_eq!(daemon.unit("web.service")["active_state"], "inactive");
@@ -269,10 +297,19 @@ fn requires_a_socket_starts_the_socket_before_the_service() {
         "info",
     );
     daemon.wait_running("logger.service");
-    let got = wait_for("the service's look at the socket", Duration::from_secs(20), || {
-        std::fs::read_to_string(&seen).ok().filter(|t| t.ends_with('\n'))
-    });
-    assert_eq!(got, "yes\n", "the socket was bound before the service started");
+    let got = wait_for(
+        "the service's look at the socket",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(&seen)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
+        },
+    );
+    assert_eq!(
+        got, "yes\n",
+        "the socket was bound before the service started"
+    );
     daemon.wait_unit("syslog.socket", "listening", listening);
 }
 
@@ -299,17 +336,23 @@ fn stopping_a_socket_closes_it_and_starting_it_listens_again() {
     assert!(unix.exists());
 
     daemon.cli_ok(&["stop", "api.socket"]);
-    let u = daemon.wait_unit("api.socket", "inactive", |u| u["active_state"] == "inactive");
+    let u = daemon.wait_unit("api.socket", "inactive", |u| {
+        u["active_state"] == "inactive"
+    });
     assert_eq!(u["override"], "stopped");
-    wait_for("connections to be refused", Duration::from_secs(20), || {
-        match TcpStream::connect(("127.0.0.1", port)) {
+    wait_for(
+        "connections to be refused",
+        Duration::from_secs(20),
+        || match TcpStream::connect(("127.0.0.1", port)) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
             _ => None,
-        }
-    });
-    wait_for("RemoveOnStop= to remove the unix socket", Duration::from_secs(20), || {
-        (!unix.exists()).then_some(())
-    });
+        },
+    );
+    wait_for(
+        "RemoveOnStop= to remove the unix socket",
+        Duration::from_secs(20),
+        || (!unix.exists()).then_some(()),
+    );
     assert!(!scratch.path("env").exists(), "nothing was activated");
 
     daemon.cli_ok(&["start", "api.socket"]);
@@ -321,9 +364,11 @@ fn stopping_a_socket_closes_it_and_starting_it_listens_again() {
     assert_eq!(answer, format!("hello from {pid}"));
     assert_eq!(fds, "2", "both sockets are passed");
     assert_eq!(names, "api.socket:api.socket");
-    wait_for("the service to exit after its connection", Duration::from_secs(20), || {
-        (!alive(pid)).then_some(())
-    });
+    wait_for(
+        "the service to exit after its connection",
+        Duration::from_secs(20),
+        || (!alive(pid)).then_some(()),
+    );
 }
 
 #[test]
@@ -340,7 +385,10 @@ fn list_sockets_shows_each_address_with_its_unit_and_service() {
     repo.write("resolver.service", "[Service]\nExecStart=/bin/sleep 1000\n");
     repo.write(
         "idle.socket",
-        &format!("[Socket]\nListenSequentialPacket={}\n", scratch.path("seq").display()),
+        &format!(
+            "[Socket]\nListenSequentialPacket={}\n",
+            scratch.path("seq").display()
+        ),
     );
     repo.write("idle.service", "[Service]\nExecStart=/bin/sleep 1000\n");
     repo.commit("two sockets");
@@ -348,12 +396,19 @@ fn list_sockets_shows_each_address_with_its_unit_and_service() {
     daemon.wait_unit("dns.socket", "listening", listening);
     daemon.wait_unit("idle.socket", "listening", listening);
     daemon.cli_ok(&["stop", "idle.socket"]);
-    daemon.wait_unit("idle.socket", "inactive", |u| u["active_state"] == "inactive");
+    daemon.wait_unit("idle.socket", "inactive", |u| {
+        u["active_state"] == "inactive"
+    });
 
     let out = daemon.cli_ok(&["list-sockets"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("LISTEN") && lines[0].contains("UNIT") && lines[0].contains("ACTIVATES"), "{text}");
+    assert!(
+        lines[0].starts_with("LISTEN")
+            && lines[0].contains("UNIT")
+            && lines[0].contains("ACTIVATES"),
+        "{text}"
+    );
     let rows: Vec<Vec<&str>> = lines[1..]
         .iter()
         .take_while(|l| !l.is_empty())
@@ -380,7 +435,10 @@ fn list_sockets_shows_each_address_with_its_unit_and_service() {
         .expect("the stopped socket with --all");
     assert_eq!(seq["type"], "SequentialPacket");
     assert_eq!(seq["active_state"], "inactive");
-    assert!(rows.iter().any(|r| r["type"] == "Datagram" && r["listen"] == addr));
+    assert!(
+        rows.iter()
+            .any(|r| r["type"] == "Datagram" && r["listen"] == addr)
+    );
 
     let out = daemon.cli(&["status", "dns.socket"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -397,7 +455,10 @@ fn tree(files: &[(&str, &str)]) -> FileTree {
     t
 }
 
-fn errors(all: &std::collections::BTreeMap<String, gitproc::unit::LoadedUnit>, n: &str) -> Vec<String> {
+fn errors(
+    all: &std::collections::BTreeMap<String, gitproc::unit::LoadedUnit>,
+    n: &str,
+) -> Vec<String> {
     all[n]
         .diagnostics
         .iter()
@@ -450,34 +511,62 @@ fn socket_loader_reads_systemds_address_forms_and_defaults() {
 fn socket_loader_errors_name_the_line() {
     let t = tree(&[
         ("yes.socket", "[Socket]\nListenStream=80\nAccept=yes\n"),
-        ("none.socket", "[Unit]\nDescription=x\n[Socket]\nBacklog=3\n"),
-        ("bad.socket", "[Socket]\nListenStream=localhost:80\nListenSequentialPacket=9000\nListenDatagram=70000\n"),
+        (
+            "none.socket",
+            "[Unit]\nDescription=x\n[Socket]\nBacklog=3\n",
+        ),
+        (
+            "bad.socket",
+            "[Socket]\nListenStream=localhost:80\nListenSequentialPacket=9000\nListenDatagram=70000\n",
+        ),
         ("svc.socket", "[Socket]\nListenStream=80\nService=x.timer\n"),
-        ("web.service", "[Service]\nExecStart=/bin/true\nSockets=web.socket other.service\n"),
+        (
+            "web.service",
+            "[Service]\nExecStart=/bin/true\nSockets=web.socket other.service\n",
+        ),
     ]);
     let all = load_sockets(&t, &SpecifierContext::default());
     let e = errors(&all, "yes.socket");
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].contains("yes.socket:3:"), "{e:?}");
-    assert!(e[0].contains("Accept=yes is not supported by gitproc"), "{e:?}");
+    assert!(
+        e[0].contains("Accept=yes is not supported by gitproc"),
+        "{e:?}"
+    );
     let e = errors(&all, "none.socket");
     assert!(e[0].contains("nothing to listen on"), "{e:?}");
     let e = errors(&all, "bad.socket");
     assert_eq!(e.len(), 3, "{e:?}");
-    assert!(e[0].contains("bad.socket:2:") && e[0].contains("not an IPv4 address"), "{e:?}");
-    assert!(e[1].contains("bad.socket:3:") && e[1].contains("unix socket"), "{e:?}");
-    assert!(e[2].contains("bad.socket:4:") && e[2].contains("invalid port"), "{e:?}");
+    assert!(
+        e[0].contains("bad.socket:2:") && e[0].contains("not an IPv4 address"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("bad.socket:3:") && e[1].contains("unix socket"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].contains("bad.socket:4:") && e[2].contains("invalid port"),
+        "{e:?}"
+    );
     let e = errors(&all, "svc.socket");
     assert!(e[0].contains("can only activate a .service"), "{e:?}");
     let services = gitproc::unit::load_tree(&t, &SpecifierContext::default());
     let e = errors(&services, "web.service");
-    assert!(e[0].contains("web.service:3:") && e[0].contains("other.service is not a .socket unit"), "{e:?}");
+    assert!(
+        e[0].contains("web.service:3:") && e[0].contains("other.service is not a .socket unit"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn check_reports_a_socket_whose_service_is_missing() {
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(dir.path().join("lonely.socket"), "[Socket]\nListenStream=80\n").expect("write");
+    std::fs::write(
+        dir.path().join("lonely.socket"),
+        "[Socket]\nListenStream=80\n",
+    )
+    .expect("write");
     std::fs::write(
         dir.path().join("web.service"),
         "[Unit]\nRequires=lonely.socket\n[Service]\nExecStart=/bin/true\n",
@@ -490,7 +579,8 @@ fn check_reports_a_socket_whose_service_is_missing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("lonely.socket:1:1") && text.contains("Service=: lonely.service is not a unit of this directory"),
+        text.contains("lonely.socket:1:1")
+            && text.contains("Service=: lonely.service is not a unit of this directory"),
         "{text}"
     );
 }

@@ -203,7 +203,9 @@ impl Supervisor {
             match crate::runtime::socket_watch::SocketWatcher::start() {
                 Ok((w, rx)) => (Some(w), rx),
                 Err(e) => {
-                    tracing::error!("cannot start the socket watcher thread: {e}; socket units will not activate their services");
+                    tracing::error!(
+                        "cannot start the socket watcher thread: {e}; socket units will not activate their services"
+                    );
                     (None, crossbeam_channel::never())
                 }
             };

@@ -181,10 +181,10 @@ impl Supervisor {
             };
             self.broken_sockets.remove(&name);
             let unit = Arc::new(unit);
-            let service_missing = !self
+            let service_missing = self
                 .units
                 .get(&unit.socket.service)
-                .is_some_and(|m| m.service.is_some());
+                .is_none_or(|m| m.service.is_none());
             let missing_error = service_missing.then(|| {
                 format!(
                     "Service=: {} is not a unit of the repository; the socket is not started",
@@ -291,7 +291,8 @@ impl Supervisor {
         s.deferred = false;
         if had && s.section.remove_on_stop {
             let socket = Arc::clone(&s.section);
-            self.spawner.submit(name, Task::RemoveSocketPaths { socket });
+            self.spawner
+                .submit(name, Task::RemoveSocketPaths { socket });
         }
         self.dirty = true;
     }
@@ -312,7 +313,8 @@ impl Supervisor {
         s.binding = None;
         match result {
             Ok(bound) => {
-                let list: Vec<String> = bound.iter().map(|b| b.listen.address.to_string()).collect();
+                let list: Vec<String> =
+                    bound.iter().map(|b| b.listen.address.to_string()).collect();
                 tracing::info!("{name}: listening on {}", list.join(", "));
                 s.fds = bound
                     .into_iter()
@@ -591,7 +593,14 @@ impl Supervisor {
             .map(|(name, s)| {
                 let busy = self.service_busy(s.service());
                 let (active, sub) = if !s.fds.is_empty() || s.deferred {
-                    ("active", if busy || s.deferred { "running" } else { "listening" })
+                    (
+                        "active",
+                        if busy || s.deferred {
+                            "running"
+                        } else {
+                            "listening"
+                        },
+                    )
                 } else if s.binding.is_some() {
                     ("activating", "start")
                 } else if s.result != "success" {

@@ -33,7 +33,11 @@ pub(super) fn lex<'a>(
     own: SectionKind,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Lexed<'a> {
-    let typed = [SectionKind::Service, SectionKind::Timer, SectionKind::Socket];
+    let typed = [
+        SectionKind::Service,
+        SectionKind::Timer,
+        SectionKind::Socket,
+    ];
     let misplaced = |k: SectionKind| k != own && typed.contains(&k);
     let kind_name = match own {
         SectionKind::Timer => ".timer",

@@ -21,12 +21,15 @@ impl PidSlot {
     /// A slot for variable `name` (`WATCHDOG_PID`, `LISTEN_PID`); `None` for a name too
     /// long for the slot.
     pub(in crate::runtime::spawn) fn new(name: &str) -> Option<PidSlot> {
-        let prefix_len = name.len() + 1;
-        if prefix_len + 11 > LEN {
+        let prefix_len = name.len().checked_add(1)?;
+        if prefix_len.checked_add(11)? > LEN {
             return None;
         }
         let mut buf = [0u8; LEN];
-        for (b, p) in buf.iter_mut().zip(name.bytes().chain(std::iter::once(b'='))) {
+        for (b, p) in buf
+            .iter_mut()
+            .zip(name.bytes().chain(std::iter::once(b'=')))
+        {
             *b = p;
         }
         Some(PidSlot {

@@ -7,11 +7,11 @@ use crate::unit::capability;
 use crate::unit::environment::parse_environment;
 use crate::unit::exec::env_name_is_valid;
 use crate::unit::load::{Builder, Located};
-use crate::unit::name::parse_unit_name;
 use crate::unit::model::{
     EnvironmentFile, KillMode, NotifyAccess, RestartPolicy, ServiceType, StdInput, StdOutput,
     defaults,
 };
+use crate::unit::name::parse_unit_name;
 use crate::unit::specifier::{SpecifierUnit, expand};
 use crate::unit::value::{
     limit_resource, parse_bool, parse_exit_status_set, parse_int_range, parse_mode, parse_rlimit,

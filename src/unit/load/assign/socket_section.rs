@@ -45,13 +45,11 @@ impl Builder<'_> {
         }
         let d = SocketSection::default();
         match key {
-            "Accept" => {
-                if bool_or(v, false)? {
-                    return Err(
-                        "Accept=yes is not supported by gitproc: only Accept=no (the service is handed the listening socket)"
-                            .into(),
-                    );
-                }
+            "Accept" if bool_or(v, false)? => {
+                return Err(
+                    "Accept=yes is not supported by gitproc: only Accept=no (the service is handed the listening socket)"
+                        .into(),
+                );
             }
             "Backlog" => {
                 s.backlog = if v.is_empty() {
