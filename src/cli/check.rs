@@ -80,7 +80,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             }
         }
         if units.is_empty() {
-            eprintln!("gitproc check: no .service or .timer units found");
+            eprintln!("gitproc check: no .service, .timer or .socket units found");
         } else {
             eprintln!(
                 "gitproc check: {} unit(s), {errors} error(s), {warnings} warning(s)",
@@ -166,10 +166,21 @@ fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, Strin
         let services = unit::load_tree_with(&tree, ctx, &FixedHost);
         let mut timers = unit::load::load_timers(&tree, ctx);
         for t in timers.values_mut() {
-            check_timer_target(t, &tree, &|name| services.contains_key(name));
+            let target = t.unit.as_ref().map(|u| u.timer.unit.clone());
+            check_target(t, "Unit", target, &tree, &|name| {
+                services.contains_key(name)
+            });
+        }
+        let mut sockets = unit::load::load_sockets(&tree, ctx);
+        for s in sockets.values_mut() {
+            let target = s.unit.as_ref().map(|u| u.socket.service.clone());
+            check_target(s, "Service", target, &tree, &|name| {
+                services.contains_key(name)
+            });
         }
         let mut all: Vec<LoadedUnit> = services.into_values().collect();
         all.extend(timers.into_values());
+        all.extend(sockets.into_values());
         all.extend(unit::load::load_templates_with(&tree, ctx, &FixedHost).into_values());
         for u in &mut all {
             prefix_paths(u, p);
@@ -180,26 +191,30 @@ fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, Strin
     }
 }
 
-/// A timer's `Unit=` must be a service of the same tree: an error at the `Unit=` line that
-/// set it (the last one of its files), or at line 1 for the default (`NAME.service`).
-fn check_timer_target(
+/// A timer's `Unit=` (a socket's `Service=`) must be a service of the same tree: an error at
+/// the `key=` line that set it (the last one of its files), or at line 1 for the default
+/// (`NAME.service`).
+fn check_target(
     t: &mut LoadedUnit,
+    key: &str,
+    target: Option<String>,
     tree: &crate::tree::FileTree,
     exists: &dyn Fn(&str) -> bool,
 ) {
-    let Some(target) = t.unit.as_ref().map(|u| u.timer.unit.clone()) else {
+    let Some(target) = target else {
         return;
     };
     if exists(&target) {
         return;
     }
+    let prefix = format!("{key}=");
     let mut at = (t.path.clone(), 1u32);
     for file in &t.inputs {
         let Some(text) = tree.file(file).and_then(|b| std::str::from_utf8(b).ok()) else {
             continue;
         };
         for (i, line) in text.lines().enumerate() {
-            if line.trim_start().starts_with("Unit=") {
+            if line.trim_start().starts_with(&prefix) {
                 at = (file.clone(), i as u32 + 1);
             }
         }
@@ -209,7 +224,7 @@ fn check_timer_target(
         at.1,
         1,
         format!(
-            "Unit=: {target} is not a unit of this directory: add {target}, or point Unit= at an existing service"
+            "{key}=: {target} is not a unit of this directory: add {target}, or point {key}= at an existing service"
         ),
     ));
     t.unit = None;

@@ -9,6 +9,7 @@ pub mod logs;
 pub mod output;
 pub mod perf;
 pub mod plan;
+pub mod sockets;
 pub mod status;
 pub mod timers;
 
@@ -65,6 +66,8 @@ pub enum Command {
     List(ListArgs),
     /// Timers by next elapse, like `systemctl list-timers` (NEXT, LEFT, LAST, PASSED, UNIT, ACTIVATES).
     ListTimers(ListTimersArgs),
+    /// Socket units by listening address, like `systemctl list-sockets` (LISTEN, UNIT, ACTIVATES).
+    ListSockets(ListSocketsArgs),
     /// Show a unit's log.
     Logs(LogsArgs),
     /// Make the daemon check git now and print what it applied.
@@ -141,6 +144,15 @@ pub struct ListArgs {
 #[derive(Debug, Args, Clone)]
 pub struct ListTimersArgs {
     /// Also timers that are not active (stopped, or elapsed for good).
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ListSocketsArgs {
+    /// Also sockets that are not active (stopped, failed).
     #[arg(long)]
     pub all: bool,
     #[arg(long)]
@@ -242,6 +254,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(args) => status::run(&global, &args),
         Command::List(args) => status::list(&global, &args),
         Command::ListTimers(args) => timers::list(&global, &args),
+        Command::ListSockets(args) => sockets::list(&global, &args),
         Command::Logs(args) => logs::run(&global, &args),
         Command::Sync(args) => jobs::sync(&global, &args),
         Command::Perf { command } => perf::run(&global, &command),

@@ -28,11 +28,10 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
         None => first_parent(&repo, &to)?,
     };
     let ctx = FixedHost.specifier_context();
-    let load = |commit: &str| -> anyhow::Result<BTreeMap<String, LoadedUnit>> {
-        let tree = read_units_in(&repo, &url, commit, &args.units_dir)?;
-        Ok(crate::unit::load_tree_with(&tree, &ctx, &FixedHost))
-    };
-    let new = load(&to)?;
+    let new_tree = read_units_in(&repo, &url, &to, &args.units_dir)?;
+    let new = crate::unit::load_tree_with(&new_tree, &ctx, &FixedHost);
+    // Socket units are dependencies services may name (Requires=x.socket), as in the daemon.
+    let new_sockets = crate::unit::load::load_sockets(&new_tree, &ctx);
     // A `from` commit that predates the units directory plans from an empty set.
     let old = match &from {
         Some(c) => match read_units_in(&repo, &url, c, &args.units_dir) {
@@ -57,6 +56,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
     }
     let good: BTreeMap<String, Arc<crate::unit::model::Unit>> = new
         .iter()
+        .chain(&new_sockets)
         .filter_map(|(n, u)| u.unit.clone().map(|unit| (n.clone(), Arc::new(unit))))
         .collect();
     let (_, dep_errors) = crate::deps::Graph::build(&good);

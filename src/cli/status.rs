@@ -204,8 +204,12 @@ fn print_unit(u: &Value, color: bool) {
     if let Some(ovr) = u["override"].as_str() {
         println!("   Override: {ovr} by operator (until `gitproc start`)");
     }
-    if u["kind"].as_str() == Some("timer") {
-        super::timers::print_status_lines(u);
+    if matches!(u["kind"].as_str(), Some("timer" | "socket")) {
+        if u["kind"].as_str() == Some("timer") {
+            super::timers::print_status_lines(u);
+        } else {
+            super::sockets::print_status_lines(u);
+        }
         if let Some(err) = u["error"].as_str() {
             println!("      Error: {}", paint(err, "31", color));
         }

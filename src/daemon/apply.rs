@@ -129,7 +129,15 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
                 .map(|s| (name.clone(), Arc::clone(s.unit())))
         })
         .collect();
-    let (graph, dep_errors) = Graph::build(&loaded);
+    // Socket units are nodes of the graph too (a service may Require= one), though the
+    // loop runs them apart from the services (see `supervisor::sockets`).
+    let mut with_sockets = loaded.clone();
+    for (name, s) in &snapshot.sockets {
+        if let Some(u) = &s.unit {
+            with_sockets.insert(name.clone(), Arc::new(u.clone()));
+        }
+    }
+    let (graph, dep_errors) = Graph::build(&with_sockets);
     for (name, error) in &dep_errors {
         tracing::error!("{name}: {error}");
         if let Some(m) = sup.units_mut().get_mut(name) {
@@ -142,7 +150,9 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
     let steps = plan.perform_order(&graph, &|name| dep_errors.contains_key(name));
     // A service that a timer starts is not started by the commit: it runs when its timer
     // elapses (a changed one that is running now is restarted as usual).
-    let timer_activated = Supervisor::timer_activated(&snapshot.timers);
+    let mut timer_activated = Supervisor::timer_activated(&snapshot.timers);
+    // Likewise a socket-activated one: its sockets listen, the first connection starts it.
+    timer_activated.extend(Supervisor::socket_activated(&snapshot.sockets, &loaded));
     sup.set_graph(graph);
     sup.set_applied(
         commit.clone(),
@@ -205,6 +215,11 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
     sup.apply_timers(
         snapshot.timers,
         restored.as_ref().map(|s| &s.timers),
+        &commit,
+    );
+    sup.apply_sockets(
+        snapshot.sockets,
+        restored.as_ref().map(|s| &s.sockets),
         &commit,
     );
     if let Some(c) = &commit {

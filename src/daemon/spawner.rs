@@ -26,9 +26,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::runtime::cgroup::Cgroup;
 use crate::runtime::resources::{Prepared, ResourceRoots, UnitCgroups};
+use crate::runtime::socket_bind::Bound;
 use crate::runtime::spawn::{Dirs, SpawnError, SpawnProgress, SpawnRequest, Spawned};
 use crate::service::ProcessRole;
-use crate::unit::model::{ExecCommand, Unit};
+use crate::unit::model::{ExecCommand, SocketSection, Unit};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Most threads the pool runs at once. Only spawns stuck for good (a hung mount, an NSS
 /// server that never answers) keep a thread that long; past this many, new tasks wait in
@@ -58,6 +60,9 @@ pub struct SpawnJob {
     pub dirs: Dirs,
     /// The step in progress, read by the loop; cancelled when the service gives up.
     pub progress: Arc<SpawnProgress>,
+    /// Socket activation: the listening sockets handed to the main process as fds 3..,
+    /// with their `FileDescriptorName=`s (empty for other processes).
+    pub listen: Vec<(Arc<OwnedFd>, String)>,
 }
 
 /// What the loop asks the spawner to do for a unit.
@@ -91,6 +96,15 @@ pub enum Task {
         pids: Vec<i32>,
         joined: Vec<PathBuf>,
     },
+    /// The listening sockets of a socket unit (unit-named paths, NSS for `SocketUser=`).
+    BindSockets {
+        id: u64,
+        socket: Arc<SocketSection>,
+    },
+    /// `RemoveOnStop=yes` of a socket unit that stopped.
+    RemoveSocketPaths {
+        socket: Arc<SocketSection>,
+    },
 }
 
 /// The answer to one [`Task`]; every task gets exactly one.
@@ -114,6 +128,12 @@ pub enum Report {
     },
     /// The answer to [`Task::UpdateResources`].
     Resources { unit: String, prepared: Prepared },
+    /// The sockets of [`Task::BindSockets`], or why one could not be made.
+    Sockets {
+        unit: String,
+        id: u64,
+        result: Result<Vec<Bound>, String>,
+    },
     /// A task with nothing to answer (removals); it ends the unit's turn.
     Done { unit: String },
 }
@@ -124,6 +144,7 @@ impl Report {
             Report::Spawn { unit, .. }
             | Report::PidFile { unit, .. }
             | Report::Resources { unit, .. }
+            | Report::Sockets { unit, .. }
             | Report::Done { unit } => unit,
         }
     }
@@ -362,6 +383,14 @@ fn run(unit: String, task: Task) -> Report {
             }
             Report::Resources { unit, prepared }
         }
+        Task::BindSockets { id, socket } => {
+            let result = crate::runtime::socket_bind::bind_all(&unit, &socket);
+            Report::Sockets { unit, id, result }
+        }
+        Task::RemoveSocketPaths { socket } => {
+            crate::runtime::socket_bind::remove_paths(&socket);
+            Report::Done { unit }
+        }
     }
 }
 
@@ -389,6 +418,11 @@ fn spawn(unit: &str, job: &SpawnJob, v1_cgroups: &[PathBuf]) -> Result<Spawned, 
         .collect();
     request.extra_env = &extra_env;
     request.progress = Some(&job.progress);
+    let listen_fds: Vec<std::os::fd::RawFd> =
+        job.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+    let listen_names: Vec<String> = job.listen.iter().map(|(_, n)| n.clone()).collect();
+    request.listen_fds = &listen_fds;
+    request.listen_fd_names = &listen_names;
     crate::runtime::spawn::spawn(&request)
 }
 

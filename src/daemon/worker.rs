@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub units: BTreeMap<String, LoadedUnit>,
     /// The `.timer` units, apart from the services (see [`crate::unit::load::load_timers`]).
     pub timers: BTreeMap<String, LoadedUnit>,
+    /// The `.socket` units, likewise (see [`crate::unit::load::load_sockets`]).
+    pub sockets: BTreeMap<String, LoadedUnit>,
     pub fetch_time: Duration,
     pub parse_time: Duration,
 }
@@ -265,12 +267,14 @@ impl Worker {
             &crate::runtime::unit_host::RealHost,
         );
         let timers = crate::unit::load::load_timers(&tree, &self.config.ctx);
+        let sockets = crate::unit::load::load_sockets(&tree, &self.config.ctx);
         let snapshot = Snapshot {
             commit: Some(tip.clone()),
             subject: info.as_ref().map(|i| i.subject.clone()),
             commit_time: info.as_ref().map(|i| i.author_time),
             units,
             timers,
+            sockets,
             fetch_time,
             parse_time: parse_started.elapsed(),
         };
@@ -304,9 +308,11 @@ impl Worker {
             &crate::runtime::unit_host::RealHost,
         );
         let timers = crate::unit::load::load_timers(&tree, &self.config.ctx);
+        let sockets = crate::unit::load::load_sockets(&tree, &self.config.ctx);
         let hashes: BTreeMap<String, String> = units
             .iter()
             .chain(&timers)
+            .chain(&sockets)
             .map(|(name, u)| (name.clone(), u.content_hash.clone()))
             .collect();
         if self.sent_hashes.as_ref() == Some(&hashes) {
@@ -321,6 +327,7 @@ impl Worker {
                 commit_time: None,
                 units,
                 timers,
+                sockets,
                 fetch_time: Duration::ZERO,
                 parse_time: parse_started.elapsed(),
             }),

@@ -37,6 +37,8 @@ pub mod pidfd;
 pub mod reap;
 pub mod resources;
 pub(crate) mod sd_notify;
+pub mod socket_bind;
+pub mod socket_watch;
 pub mod spawn;
 pub(crate) mod unit_host;
 

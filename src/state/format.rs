@@ -35,6 +35,10 @@ pub struct PersistedState {
     /// timers existed, and omitted when there are none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timers: BTreeMap<String, TimerState>,
+    /// Per-socket facts, by socket unit name (e.g. `web.socket`); absent in files written
+    /// before socket units existed, and omitted when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sockets: BTreeMap<String, SocketState>,
 }
 
 impl Default for PersistedState {
@@ -44,6 +48,7 @@ impl Default for PersistedState {
             daemon: DaemonState::default(),
             units: BTreeMap::new(),
             timers: BTreeMap::new(),
+            sockets: BTreeMap::new(),
         }
     }
 }
@@ -57,6 +62,15 @@ pub struct TimerState {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_trigger_usec: Option<i64>,
     /// An operator's `gitproc stop NAME.timer`, held until `gitproc start`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_override: Option<Override>,
+}
+
+/// What a socket unit keeps across daemon restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SocketState {
+    /// An operator's `gitproc stop NAME.socket`, held until `gitproc start`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator_override: Option<Override>,
 }

@@ -29,6 +29,8 @@ pub enum SectionKind {
     Install,
     /// `[Timer]` of a `.timer` unit (systemd.timer(5)).
     Timer,
+    /// `[Socket]` of a `.socket` unit (systemd.socket(5)).
+    Socket,
     /// `[X-Name]`: gitproc's (and others') extensions, kept raw, never warned about.
     Extension,
     Unknown,
@@ -40,6 +42,7 @@ pub fn section_kind(name: &str) -> SectionKind {
         "Service" => SectionKind::Service,
         "Install" => SectionKind::Install,
         "Timer" => SectionKind::Timer,
+        "Socket" => SectionKind::Socket,
         n if n.starts_with("X-") => SectionKind::Extension,
         _ => SectionKind::Unknown,
     }
@@ -73,6 +76,7 @@ pub fn classify(section: SectionKind, key: &str) -> Option<Support> {
             INSTALL_NOT_ENFORCED,
         ),
         SectionKind::Timer => (TIMER_ENFORCED, TIMER_INFORMATIONAL, TIMER_NOT_ENFORCED),
+        SectionKind::Socket => (SOCKET_ENFORCED, SOCKET_INFORMATIONAL, SOCKET_NOT_ENFORCED),
         SectionKind::Extension => return Some(Support::Informational),
         SectionKind::Unknown => return None,
     };
@@ -102,6 +106,7 @@ pub fn all_keys(section: SectionKind) -> Vec<(&'static str, Support)> {
             INSTALL_NOT_ENFORCED,
         ),
         SectionKind::Timer => (TIMER_ENFORCED, TIMER_INFORMATIONAL, TIMER_NOT_ENFORCED),
+        SectionKind::Socket => (SOCKET_ENFORCED, SOCKET_INFORMATIONAL, SOCKET_NOT_ENFORCED),
         _ => (&[], &[], &[]),
     };
     let mut out: Vec<(&'static str, Support)> = Vec::new();
@@ -309,6 +314,7 @@ const SERVICE_ENFORCED: &[&str] = &[
     "RuntimeDirectoryMode",
     "SendSIGHUP",
     "SendSIGKILL",
+    "Sockets",
     "StandardError",
     "StandardInput",
     "StandardOutput",
@@ -486,7 +492,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "SetLoginEnvironment",
     "Slice",
     "SmackProcessLabel",
-    "Sockets",
     "StandardInputData",
     "StandardInputText",
     "StartLimitAction",
@@ -567,6 +572,86 @@ const TIMER_NOT_ENFORCED: &[&str] = &[
     "WakeSystem",
 ];
 
+/// [Socket] keys gitproc acts on (systemd.socket(5)). `Accept=` is enforced as "no": `yes`
+/// is an error (one service per connection is not implemented).
+const SOCKET_ENFORCED: &[&str] = &[
+    "Accept",
+    "Backlog",
+    "DirectoryMode",
+    "FileDescriptorName",
+    "FreeBind",
+    "ListenDatagram",
+    "ListenSequentialPacket",
+    "ListenStream",
+    "RemoveOnStop",
+    "ReusePort",
+    "Service",
+    "SocketGroup",
+    "SocketMode",
+    "SocketUser",
+];
+
+/// [Socket] keys accepted silently.
+const SOCKET_INFORMATIONAL: &[&str] = &[];
+
+/// [Socket] keys systemd knows and gitproc accepts with a warning: other socket kinds
+/// (FIFOs, netlink, message queues, USB functions), per-socket options, the socket's own
+/// commands, and the trigger and poll limits.
+const SOCKET_NOT_ENFORCED: &[&str] = &[
+    "BindIPv6Only",
+    "BindToDevice",
+    "Broadcast",
+    "DeferAcceptSec",
+    "DeferTrigger",
+    "DeferTriggerMaxSec",
+    "ExecStartPost",
+    "ExecStartPre",
+    "ExecStopPost",
+    "ExecStopPre",
+    "FlushPending",
+    "IPTOS",
+    "IPTTL",
+    "KeepAlive",
+    "KeepAliveIntervalSec",
+    "KeepAliveProbes",
+    "KeepAliveTimeSec",
+    "ListenFIFO",
+    "ListenMessageQueue",
+    "ListenNetlink",
+    "ListenSpecial",
+    "ListenUSBFunction",
+    "Mark",
+    "MaxConnections",
+    "MaxConnectionsPerSource",
+    "MessageQueueMaxMessages",
+    "MessageQueueMessageSize",
+    "NoDelay",
+    "PassCredentials",
+    "PassFileDescriptorsToExec",
+    "PassPIDFD",
+    "PassPacketInfo",
+    "PassSecurity",
+    "PipeSize",
+    "PollLimitBurst",
+    "PollLimitIntervalSec",
+    "Priority",
+    "ReceiveBuffer",
+    "SELinuxContextFromNet",
+    "SendBuffer",
+    "SmackLabel",
+    "SmackLabelIPIn",
+    "SmackLabelIPOut",
+    "SocketProtocol",
+    "Symlinks",
+    "TCPCongestion",
+    "TimeoutSec",
+    "Timestamping",
+    "Transparent",
+    "TriggerLimitBurst",
+    "TriggerLimitIntervalSec",
+    "Writable",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,6 +671,9 @@ mod tests {
             TIMER_ENFORCED,
             TIMER_INFORMATIONAL,
             TIMER_NOT_ENFORCED,
+            SOCKET_ENFORCED,
+            SOCKET_INFORMATIONAL,
+            SOCKET_NOT_ENFORCED,
         ];
         for list in all {
             assert!(list.windows(2).all(|w| w[0] < w[1]), "not sorted: {list:?}");
@@ -595,6 +683,7 @@ mod tests {
             SectionKind::Service,
             SectionKind::Install,
             SectionKind::Timer,
+            SectionKind::Socket,
         ] {
             let keys = all_keys(sec);
             let mut names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
@@ -646,6 +735,7 @@ mod tests {
             Some(Support::Informational)
         );
         assert_eq!(section_kind("X-Health"), SectionKind::Extension);
-        assert_eq!(section_kind("Socket"), SectionKind::Unknown);
+        assert_eq!(section_kind("Socket"), SectionKind::Socket);
+        assert_eq!(section_kind("Path"), SectionKind::Unknown);
     }
 }

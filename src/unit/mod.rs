@@ -21,6 +21,7 @@ pub mod load;
 pub mod model;
 pub(crate) mod name;
 pub mod resources;
+pub mod socket_address;
 pub(crate) mod specifier;
 pub(crate) mod syntax;
 pub mod value;

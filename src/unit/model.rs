@@ -26,6 +26,10 @@ pub mod defaults {
     pub const FINAL_KILL_SIGNAL: i32 = libc::SIGKILL;
     /// `RuntimeDirectoryMode=` and friends default.
     pub const DIRECTORY_MODE: u32 = 0o755;
+    /// `SocketMode=` default (systemd.socket(5)).
+    pub const SOCKET_MODE: u32 = 0o666;
+    /// `Backlog=` default: SOMAXCONN (the kernel caps it at `net.core.somaxconn`).
+    pub const BACKLOG: u32 = libc::SOMAXCONN as u32;
 }
 
 /// A unit name split into its parts: `prefix@instance.service`.
@@ -55,6 +59,8 @@ pub struct Unit {
     pub install: InstallSection,
     /// `[Timer]`: set for `.timer` units only (their `service` stays at its defaults).
     pub timer: TimerSection,
+    /// `[Socket]`: set for `.socket` units only (their `service` stays at its defaults).
+    pub socket: SocketSection,
     /// `[X-*]` sections (gitproc's extensions), kept raw: section -> key -> values.
     pub extensions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
@@ -431,6 +437,9 @@ pub struct ServiceSection {
     /// `None` means "same as standard output" (systemd's `inherit` default for stderr).
     pub standard_error: Option<StdOutput>,
     pub syslog_identifier: Option<String>,
+    /// `Sockets=`: socket units whose listening fds this service is also given (beyond
+    /// those whose `Service=` names it).
+    pub sockets: Vec<String>,
 }
 
 impl Default for ServiceSection {
@@ -493,6 +502,7 @@ impl Default for ServiceSection {
             standard_output: StdOutput::Journal,
             standard_error: None,
             syslog_identifier: None,
+            sockets: Vec::new(),
         }
     }
 }
@@ -526,4 +536,106 @@ pub struct TimerSection {
     pub unit: String,
     /// The schedule, as the pure [`crate::timer::schedule`] computes with it.
     pub settings: crate::timer::schedule::TimerSettings,
+}
+
+/// The socket type of a `Listen*=` line (systemd.socket(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SocketType {
+    /// `ListenStream=`: SOCK_STREAM.
+    Stream,
+    /// `ListenDatagram=`: SOCK_DGRAM.
+    Datagram,
+    /// `ListenSequentialPacket=`: SOCK_SEQPACKET (AF_UNIX only, as in systemd).
+    SequentialPacket,
+}
+
+impl SocketType {
+    /// The key that names it, and systemd's `list-sockets` word for it.
+    pub fn key(self) -> &'static str {
+        match self {
+            SocketType::Stream => "ListenStream",
+            SocketType::Datagram => "ListenDatagram",
+            SocketType::SequentialPacket => "ListenSequentialPacket",
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            SocketType::Stream => "Stream",
+            SocketType::Datagram => "Datagram",
+            SocketType::SequentialPacket => "SequentialPacket",
+        }
+    }
+}
+
+/// Where a socket listens: systemd's address forms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddress {
+    /// A bare port: every address, IPv6 and IPv4 both (`[::]:port` without
+    /// `IPV6_V6ONLY`, or `0.0.0.0:port` where the host has no IPv6).
+    AnyPort(u16),
+    /// `1.2.3.4:port` or `[::1]:port`.
+    Inet(core::net::SocketAddr),
+    /// `/absolute/path`: a unix socket in the file system.
+    Unix(String),
+    /// `@name`: a unix socket in the abstract namespace.
+    Abstract(String),
+}
+
+impl std::fmt::Display for ListenAddress {
+    /// As systemd's `list-sockets` shows it: `[::]:80`, `127.0.0.1:80`, `/run/x`, `@x`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddress::AnyPort(p) => write!(f, "[::]:{p}"),
+            ListenAddress::Inet(a) => write!(f, "{a}"),
+            ListenAddress::Unix(p) => f.write_str(p),
+            ListenAddress::Abstract(n) => write!(f, "@{n}"),
+        }
+    }
+}
+
+/// One `Listen*=` line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Listen {
+    pub socket_type: SocketType,
+    pub address: ListenAddress,
+}
+
+/// `[Socket]` (systemd.socket(5)) of a `.socket` unit. Only `Accept=no` exists here: the
+/// listening sockets themselves are handed to the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketSection {
+    /// In file order; the service gets them as fds 3, 4, ... in this order.
+    pub listen: Vec<Listen>,
+    pub socket_mode: u32,
+    pub directory_mode: u32,
+    pub socket_user: Option<String>,
+    pub socket_group: Option<String>,
+    pub backlog: u32,
+    pub reuse_port: bool,
+    pub free_bind: bool,
+    /// `Service=`, else the service of the same name. Filled in by the loader's rules.
+    pub service: String,
+    /// `FileDescriptorName=`, else the socket unit's full name (as systemd). Filled in by the
+    /// loader's rules.
+    pub file_descriptor_name: String,
+    pub remove_on_stop: bool,
+}
+
+impl Default for SocketSection {
+    fn default() -> Self {
+        SocketSection {
+            listen: Vec::new(),
+            socket_mode: defaults::SOCKET_MODE,
+            directory_mode: defaults::DIRECTORY_MODE,
+            socket_user: None,
+            socket_group: None,
+            backlog: defaults::BACKLOG,
+            reuse_port: false,
+            free_bind: false,
+            service: String::new(),
+            file_descriptor_name: String::new(),
+            remove_on_stop: false,
+        }
+    }
 }

@@ -55,6 +55,7 @@ mod section_service_pid_file;
 mod section_service_resources;
 mod section_service_restart;
 mod section_service_type;
+mod section_socket;
 mod section_timer;
 // The state file, its writer, the lock, process identity.
 mod state_faults;

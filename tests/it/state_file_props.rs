@@ -65,6 +65,7 @@ fn persisted_state() -> impl Strategy<Value = PersistedState> {
                 },
                 units,
                 timers: BTreeMap::new(),
+                sockets: BTreeMap::new(),
             },
         )
 }

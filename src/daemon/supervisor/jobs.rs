@@ -54,6 +54,9 @@ impl Supervisor {
         if job.units.iter().any(|u| u.ends_with(".timer")) {
             return self.timer_job(&job.units, kind.verb(), by, reply);
         }
+        if job.units.iter().any(|u| u.ends_with(".socket")) {
+            return self.socket_job(&job.units, kind.verb(), by, reply);
+        }
         let unknown: Vec<&String> = job
             .units
             .iter()

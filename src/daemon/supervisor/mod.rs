@@ -14,6 +14,7 @@
 //! - [`jobs`]: control requests, operator jobs and the replies waiting for them;
 //! - [`trial`]: versions on trial, their promotion to "last good" and rollback;
 //! - [`timers`]: timer units (their own kind: a pure state each, one deadline each);
+//! - [`sockets`]: socket units (their own kind: listening fds, activation of their service);
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
 //! - [`shutdown`]: stopping everything in reverse dependency order, the final save;
 //! - [`spawns`]: spawns in flight on the spawner's threads, their reports, and the
@@ -30,6 +31,7 @@ mod persist;
 mod queues;
 mod resources;
 mod shutdown;
+mod sockets;
 mod source;
 mod spawns;
 mod status;
@@ -131,6 +133,8 @@ enum Input {
     Source(SourceUpdate),
     AdoptedExit(i32),
     Spawner(Report),
+    /// A socket unit's listening fd is readable (see [`sockets`]).
+    SocketReadable(crate::runtime::socket_watch::Readable),
     Saved(usize, Result<(), StateError>),
     /// A deadline passed (or a channel other than the signals' closed).
     Tick,
@@ -168,6 +172,12 @@ pub struct Supervisor {
     timers: BTreeMap<String, timers::ManagedTimer>,
     broken_timers: BTreeMap<String, String>,
     timer_clock: timers::TimerClock,
+    /// Socket units, by name; and those that never loaded, with their error.
+    sockets: BTreeMap<String, sockets::ManagedSocket>,
+    broken_sockets: BTreeMap<String, String>,
+    /// The readiness watcher of the listening sockets (`None` if its thread cannot start).
+    socket_watcher: Option<crate::runtime::socket_watch::SocketWatcher>,
+    socket_readable: Receiver<crate::runtime::socket_watch::Readable>,
     spawner: Spawner,
     /// The spawn each unit's machine waits for (see `spawns`).
     spawns: HashMap<String, spawns::PendingSpawn>,
@@ -200,6 +210,16 @@ impl Supervisor {
             &settings.instance,
             cgroups.as_ref().map(|c| c.path()),
         );
+        let (socket_watcher, socket_readable) =
+            match crate::runtime::socket_watch::SocketWatcher::start() {
+                Ok((w, rx)) => (Some(w), rx),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot start the socket watcher thread: {e}; socket units will not activate their services"
+                    );
+                    (None, crossbeam_channel::never())
+                }
+            };
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -226,6 +246,10 @@ impl Supervisor {
             timers: BTreeMap::new(),
             broken_timers: BTreeMap::new(),
             timer_clock: timers::TimerClock::read(),
+            sockets: BTreeMap::new(),
+            broken_sockets: BTreeMap::new(),
+            socket_watcher,
+            socket_readable,
             spawner: Spawner::start(),
             spawns: HashMap::new(),
             pid_reads: HashMap::new(),
@@ -265,6 +289,7 @@ impl Supervisor {
                 Input::Source(update) => self.on_source_update(update),
                 Input::AdoptedExit(pid) => self.on_adopted_exit(pid),
                 Input::Spawner(report) => self.on_spawner_report(report),
+                Input::SocketReadable(r) => self.on_socket_readable(r),
                 Input::Saved(index, result) => {
                     let save = self.job_saves.remove(index);
                     self.job_saved(save, result);
@@ -278,6 +303,7 @@ impl Supervisor {
             self.fire_timers(now);
             self.tick_timers();
             self.process_queues();
+            self.tick_sockets();
             self.check_trials(now);
             self.settle_waiters(now);
             self.feed_watchdog(now);
@@ -306,7 +332,8 @@ impl Supervisor {
         let source = sel.recv(&inputs.source);
         let adopted = sel.recv(&inputs.adopted_exits);
         let spawner = sel.recv(reports);
-        let first_save = spawner + 1;
+        let readable = sel.recv(&self.socket_readable);
+        let first_save = readable + 1;
         for rx in &saves {
             sel.recv(rx);
         }
@@ -328,6 +355,9 @@ impl Supervisor {
                 .map_or(Input::Tick, Input::AdoptedExit)
         } else if i == spawner {
             op.recv(reports).map_or(Input::Tick, Input::Spawner)
+        } else if i == readable {
+            op.recv(&self.socket_readable)
+                .map_or(Input::Tick, Input::SocketReadable)
         } else {
             let k = i - first_save;
             // A writer that went away answers like a failed save.

@@ -16,6 +16,7 @@ impl Supervisor {
                 last_check: self.source.last_check.map(unix_of),
             },
             timers: self.persisted_timers(),
+            sockets: self.persisted_sockets(),
             ..PersistedState::default()
         };
         for (name, m) in &self.units {

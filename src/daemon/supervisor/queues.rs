@@ -16,6 +16,11 @@ impl Supervisor {
     /// Asks for a unit to start once its ordering allows; pulls in its requirements.
     pub(super) fn queue_start(&mut self, name: &str) {
         let closure = self.graph.requirement_closure(&[name.to_string()]);
+        // Socket units are not services: what the closure pulls in of them (and each
+        // service's own sockets) starts listening now; the services wait for the binds.
+        for unit in &closure {
+            self.start_sockets_of(unit);
+        }
         for unit in closure {
             let Some(m) = self.units.get(&unit) else {
                 continue;
@@ -56,7 +61,7 @@ impl Supervisor {
                     let blockers = self.graph.start_blockers(&name, &|n| {
                         n != name && (keep.contains(&n.to_string()) || self.unit_is_busy(n))
                     });
-                    if blockers.is_empty() {
+                    if blockers.is_empty() && !self.waits_for_sockets(&name) {
                         self.start_now(&name);
                         progressed = true;
                     } else {

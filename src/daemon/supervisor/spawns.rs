@@ -51,6 +51,12 @@ impl Supervisor {
         role: ProcessRole,
         command: &ExecCommand,
     ) -> Option<Event> {
+        // Socket activation: the main process gets the fds of its listening sockets.
+        let listen = if role == ProcessRole::Main {
+            self.listen_fds_for(name)
+        } else {
+            Vec::new()
+        };
         let Some(m) = self.units.get_mut(name) else {
             return Some(Event::SpawnFailed {
                 role,
@@ -103,6 +109,7 @@ impl Supervisor {
             cgroup: m.tracker.cgroup().cloned(),
             resources: self.resource_job(name, &unit),
             dirs: self.settings.dirs.clone(),
+            listen,
             unit,
             progress: Arc::clone(&progress),
         };
@@ -215,6 +222,7 @@ impl Supervisor {
                 }
             }
             Report::Resources { unit, prepared } => self.resources_updated(&unit, prepared),
+            Report::Sockets { unit, id, result } => self.on_sockets_bound(&unit, id, result),
             Report::Done { .. } => {}
         }
         if !self.spawner.is_busy() {

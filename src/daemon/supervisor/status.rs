@@ -92,13 +92,14 @@ impl Supervisor {
             })
             .collect();
         units.extend(self.timers_json(names));
+        units.extend(self.sockets_json(names));
         let data = serde_json::json!({
             "daemon": self.daemon_json(),
             "units": units,
         });
         let missing: Vec<&String> = names
             .iter()
-            .filter(|n| !self.units.contains_key(*n) && !self.has_timer(n))
+            .filter(|n| !self.units.contains_key(*n) && !self.has_timer(n) && !self.has_socket(n))
             .collect();
         if let Some(name) = missing.first() {
             return Reply::partial(

@@ -262,7 +262,7 @@ impl Supervisor {
     }
 
     /// Whether a service is active, activating or about to start (queued).
-    fn service_busy(&self, name: &str) -> bool {
+    pub(super) fn service_busy(&self, name: &str) -> bool {
         self.is_running(name) || self.start_queue.iter().any(|n| n == name)
     }
 

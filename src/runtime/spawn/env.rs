@@ -86,6 +86,12 @@ pub(super) fn build_environment(
         env.insert("WATCHDOG_USEC".into(), usec.to_string());
         env.insert("WATCHDOG_PID".into(), CHILD_PID.into());
     }
+    if !req.listen_fds.is_empty() {
+        // Socket activation (sd_listen_fds(3)): fds 3.. are the sockets, in this order.
+        env.insert("LISTEN_FDS".into(), req.listen_fds.len().to_string());
+        env.insert("LISTEN_PID".into(), CHILD_PID.into());
+        env.insert("LISTEN_FDNAMES".into(), req.listen_fd_names.join(":"));
+    }
     for (k, v) in req.extra_env {
         env.insert(k.clone(), v.clone());
     }

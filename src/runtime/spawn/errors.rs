@@ -232,6 +232,7 @@ fn setting_of(step: Step, index: usize, req: &SpawnRequest) -> String {
             "AmbientCapabilities={}",
             capability::format_set(svc.ambient_capabilities)
         ),
+        Step::CloseFds if index == 1 => "passing the listening sockets (LISTEN_FDS)".to_string(),
         Step::CloseFds => "closing inherited file descriptors".to_string(),
         Step::Stdio => match index {
             0 => "StandardInput=null".to_string(),

@@ -82,6 +82,11 @@ pub struct SpawnRequest<'a> {
     pub main_pid: Option<i32>,
     /// Extra variables set last (override everything but `UnsetEnvironment=`).
     pub extra_env: &'a [(String, String)],
+    /// Listening sockets handed over as fds 3, 4, ... with `LISTEN_FDS`, `LISTEN_PID` and
+    /// `LISTEN_FDNAMES` (socket activation); the caller keeps them open during the spawn.
+    pub listen_fds: &'a [std::os::fd::RawFd],
+    /// One name per entry of `listen_fds` (`FileDescriptorName=`).
+    pub listen_fd_names: &'a [String],
     pub stdout: OutputTarget,
     pub stderr: OutputTarget,
     /// `Type=exec`: succeed only once execve succeeded. Informational: [`spawn`] always
@@ -122,6 +127,8 @@ impl<'a> SpawnRequest<'a> {
             notify_socket: None,
             main_pid: None,
             extra_env: &[],
+            listen_fds: &[],
+            listen_fd_names: &[],
             stdout: OutputTarget::stdout_of(service),
             stderr: OutputTarget::stderr_of(service),
             wait_exec: true,

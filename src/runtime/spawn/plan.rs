@@ -52,8 +52,11 @@ pub(super) struct ChildPlan {
     /// `IgnoreSIGPIPE=`.
     pub(super) ignore_sigpipe: bool,
     pub(super) caps: CapPlan,
-    /// `WATCHDOG_PID=`, which envp points at, for the child to fill in.
-    pub(super) watchdog_pid: Option<PidSlot>,
+    /// `WATCHDOG_PID=` and `LISTEN_PID=`, which envp points at, for the child to fill in.
+    pub(super) pid_slots: Vec<PidSlot>,
+    /// Listening sockets for fds 3, 4, ... (socket activation), at most
+    /// [`MAX_LISTEN_FDS`].
+    pub(super) listen_fds: Vec<RawFd>,
     pub(super) oom_score_adj: Option<Vec<u8>>,
     pub(super) umask: libc::mode_t,
     pub(super) groups: Option<Vec<libc::gid_t>>,
@@ -200,10 +203,12 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         argv.push(cstr(&cmd.origin, a.as_bytes())?);
     }
     let mut envp = Vec::with_capacity(env.len() + dir_env.len());
-    let mut watchdog_pid = None;
+    let mut pid_slots = Vec::new();
     for (k, v) in env.iter().chain(dir_env.iter().map(|(k, v)| (k, v))) {
-        if k == "WATCHDOG_PID" && v == env::CHILD_PID {
-            watchdog_pid = Some(PidSlot::new());
+        if v == env::CHILD_PID
+            && let Some(slot) = PidSlot::new(k)
+        {
+            pid_slots.push(slot);
             continue;
         }
         envp.push(cstr(
@@ -222,7 +227,7 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
             exe: exe_c,
             argv,
             envp,
-            watchdog_pid,
+            pid_slots,
         },
         &stdio,
     )?;
@@ -234,13 +239,17 @@ struct Program {
     exe: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    watchdog_pid: Option<PidSlot>,
+    pid_slots: Vec<PidSlot>,
 }
 
-fn null_terminated(v: &[CString], extra: Option<&PidSlot>) -> Vec<*const libc::c_char> {
+/// Most listening sockets one service is handed (the child keeps their copies in a fixed
+/// array: it cannot allocate).
+pub(super) const MAX_LISTEN_FDS: usize = 64;
+
+fn null_terminated(v: &[CString], extra: &[PidSlot]) -> Vec<*const libc::c_char> {
     v.iter()
         .map(|c| c.as_ptr())
-        .chain(extra.map(PidSlot::as_ptr))
+        .chain(extra.iter().map(PidSlot::as_ptr))
         .chain(std::iter::once(std::ptr::null()))
         .collect()
 }
@@ -366,12 +375,18 @@ impl ChildPlan {
             exe,
             argv,
             envp,
-            watchdog_pid,
+            pid_slots,
         } = program;
+        if req.listen_fds.len() > MAX_LISTEN_FDS {
+            return Err(SpawnError::setup(
+                "LISTEN_FDS".to_string(),
+                format!("more than {MAX_LISTEN_FDS} listening sockets"),
+            ));
+        }
         Ok(ChildPlan {
             exe,
-            argv_ptrs: null_terminated(&argv, None),
-            envp_ptrs: null_terminated(&envp, watchdog_pid.as_ref()),
+            argv_ptrs: null_terminated(&argv, &[]),
+            envp_ptrs: null_terminated(&envp, &pid_slots),
             _argv: argv,
             _envp: envp,
             stdio: stdio.sources(),
@@ -383,7 +398,8 @@ impl ChildPlan {
             nice: svc.nice,
             ignore_sigpipe: svc.ignore_sigpipe,
             caps,
-            watchdog_pid,
+            pid_slots,
+            listen_fds: req.listen_fds.to_vec(),
             oom_score_adj: svc.oom_score_adjust.map(|v| v.to_string().into_bytes()),
             umask: svc.umask as libc::mode_t,
             groups,

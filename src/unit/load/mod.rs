@@ -30,6 +30,7 @@ mod tree;
 use std::borrow::Cow;
 
 use super::diagnostic::Diagnostic;
+use super::directives::SectionKind;
 use super::host::Lookup;
 use super::model::{Unit, UnitName};
 use super::name::parse_unit_name;
@@ -37,7 +38,9 @@ use super::specifier::SpecifierContext;
 use super::syntax::Entry;
 use hash::Fnv128;
 
-pub use tree::{load_templates, load_templates_with, load_timers, load_tree, load_tree_with};
+pub use tree::{
+    load_sockets, load_templates, load_templates_with, load_timers, load_tree, load_tree_with,
+};
 
 /// One unit after loading.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -174,13 +177,13 @@ pub(crate) fn parse_resolved(
         inputs,
     };
     let unit_name = match parse_unit_name(name) {
-        Ok(n) if n.suffix == "service" || n.suffix == "timer" => n,
+        Ok(n) if matches!(n.suffix.as_str(), "service" | "timer" | "socket") => n,
         Ok(_) => {
             out.diagnostics.push(Diagnostic::error(
                 path,
                 1,
                 1,
-                format!("{name}: gitproc only runs .service and .timer units"),
+                format!("{name}: gitproc only runs .service, .timer and .socket units"),
             ));
             out.content_hash = hash.hex();
             return out;
@@ -195,8 +198,12 @@ pub(crate) fn parse_resolved(
     let mut files: Vec<(&str, &[u8])> = Vec::with_capacity(1 + dropins.len());
     files.push((path, bytes));
     files.extend(dropins.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
-    let is_timer = unit_name.suffix == "timer";
-    let lexed = passes::lex(&files, is_timer, &mut out.diagnostics);
+    let own = match unit_name.suffix.as_str() {
+        "timer" => SectionKind::Timer,
+        "socket" => SectionKind::Socket,
+        _ => SectionKind::Service,
+    };
+    let lexed = passes::lex(&files, own, &mut out.diagnostics);
 
     let mut b = Builder {
         unit: Unit {
@@ -219,10 +226,10 @@ pub(crate) fn parse_resolved(
     let exec_entries = passes::assign_entries(&mut b, &lexed.entries);
     passes::environment_files(&mut b, env_file, &mut hash, &mut out.inputs);
     passes::exec_lines(&mut b, &exec_entries);
-    if is_timer {
-        rules::check_timer(&mut b, lexed.timer_pos.as_ref());
-    } else {
-        rules::check(&mut b, lexed.has_service_section);
+    match own {
+        SectionKind::Timer => rules::check_timer(&mut b, lexed.timer_pos.as_ref()),
+        SectionKind::Socket => rules::check_socket(&mut b, lexed.timer_pos.as_ref()),
+        _ => rules::check(&mut b, lexed.has_service_section),
     }
 
     out.diagnostics.extend(b.diags);

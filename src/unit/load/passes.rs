@@ -20,23 +20,30 @@ pub(super) struct Lexed<'a> {
     pub(super) has_service_section: bool,
     /// The first `[Service]` header.
     pub(super) service_pos: Option<Pos>,
-    /// The first `[Timer]` header (of a `.timer` unit).
+    /// The first `[Timer]` or `[Socket]` header (of a `.timer` or `.socket` unit).
     pub(super) timer_pos: Option<Pos>,
 }
 
 /// Lexes `files` (main file first, then drop-ins); entries keep their file for diagnostics.
-/// `timer` says which type-specific section belongs: `[Timer]` in a `.timer` unit,
-/// `[Service]` in a `.service` one; the other is warned about and ignored like any unknown
-/// section.
+/// `own` is the type-specific section that belongs (`[Service]` in a `.service` unit,
+/// `[Timer]` in a `.timer`, `[Socket]` in a `.socket`); another type's section is warned
+/// about and ignored like any unknown section.
 pub(super) fn lex<'a>(
     files: &[(&'a str, &'a [u8])],
-    timer: bool,
+    own: SectionKind,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Lexed<'a> {
-    let misplaced = |k: SectionKind| {
-        (timer && k == SectionKind::Service) || (!timer && k == SectionKind::Timer)
+    let typed = [
+        SectionKind::Service,
+        SectionKind::Timer,
+        SectionKind::Socket,
+    ];
+    let misplaced = |k: SectionKind| k != own && typed.contains(&k);
+    let kind_name = match own {
+        SectionKind::Timer => ".timer",
+        SectionKind::Socket => ".socket",
+        _ => ".service",
     };
-    let kind_name = if timer { ".timer" } else { ".service" };
     let mut out = Lexed {
         entries: Vec::new(),
         has_service_section: false,
@@ -66,7 +73,7 @@ pub(super) fn lex<'a>(
                         ),
                     ))
                 }
-                SectionKind::Timer if out.timer_pos.is_none() => {
+                SectionKind::Timer | SectionKind::Socket if out.timer_pos.is_none() => {
                     out.timer_pos = Some((file.to_string(), s.line, s.column));
                 }
                 SectionKind::Service => {

@@ -95,3 +95,28 @@ pub(super) fn check_timer(b: &mut Builder<'_>, timer_pos: Option<&super::Pos>) {
         };
     }
 }
+
+/// The rules of a `.socket` unit (systemd.socket(5)): at least one `Listen*=` (systemd:
+/// "Unit has no Listen setting"), `Service=` defaults to the service of the same name and
+/// `FileDescriptorName=` to the socket unit's own name.
+pub(super) fn check_socket(b: &mut Builder<'_>, socket_pos: Option<&super::Pos>) {
+    if b.unit.socket.listen.is_empty() && !b.diags.iter().any(Diagnostic::is_error) {
+        let (f, l, c) = socket_pos.cloned().unwrap_or((b.path.to_string(), 1, 1));
+        b.diags.push(Diagnostic::error(
+            &f,
+            l,
+            c,
+            "socket has nothing to listen on: set ListenStream=, ListenDatagram= or ListenSequentialPacket= in [Socket]",
+        ));
+    }
+    let n = b.name;
+    if b.unit.socket.service.is_empty() {
+        b.unit.socket.service = match &n.instance {
+            Some(i) => format!("{}@{i}.service", n.prefix),
+            None => format!("{}.service", n.prefix),
+        };
+    }
+    if b.unit.socket.file_descriptor_name.is_empty() {
+        b.unit.socket.file_descriptor_name = n.full.clone();
+    }
+}

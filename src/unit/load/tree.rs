@@ -90,6 +90,12 @@ pub fn load_timers(tree: &FileTree, ctx: &SpecifierContext) -> BTreeMap<String, 
     load_suffix(tree, ctx, &FixedHost, ".timer")
 }
 
+/// Every top-level `*.socket` of the tree, like [`load_timers`]; each loaded socket has its
+/// `[Socket]` in `unit.socket`.
+pub fn load_sockets(tree: &FileTree, ctx: &SpecifierContext) -> BTreeMap<String, LoadedUnit> {
+    load_suffix(tree, ctx, &FixedHost, ".socket")
+}
+
 fn load_suffix(
     tree: &FileTree,
     ctx: &SpecifierContext,
@@ -175,7 +181,7 @@ pub fn load_templates_with(
     let env_file = tree_env_file(tree, host);
     let mut out = BTreeMap::new();
     for (path, entry) in &tree.entries {
-        let template = [".service", ".timer"]
+        let template = [".service", ".timer", ".socket"]
             .iter()
             .any(|suffix| unit_file_kind_of(path, suffix) == Some(UnitFile::Template));
         if !template {

@@ -41,7 +41,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
-use super::plan::ChildPlan;
+use super::plan::{ChildPlan, MAX_LISTEN_FDS};
 
 mod caps;
 mod clone;
@@ -235,11 +235,13 @@ pub(super) extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
         Ok(()) => {
             ctx.enter(Step::Exec, 0);
             let plan = ctx.plan;
-            if let Some(slot) = &plan.watchdog_pid {
+            if !plan.pid_slots.is_empty() {
                 // SAFETY: getpid has no preconditions; the raw call, since glibc's may
                 // answer from the parent's cache (the child shares its memory).
                 let pid = unsafe { libc::syscall(libc::SYS_getpid) };
-                slot.fill(u32::try_from(pid).unwrap_or(0));
+                for slot in &plan.pid_slots {
+                    slot.fill(u32::try_from(pid).unwrap_or(0));
+                }
             }
             // SAFETY: pointers to NUL-terminated strings and NULL-terminated arrays that
             // the plan keeps alive.
@@ -294,6 +296,19 @@ const OOM_PATH: &[u8] = b"/proc/self/oom_score_adj\0";
 fn setup(ctx: &ChildCtx) -> Result<(), i32> {
     let plan = ctx.plan;
     ctx.enter(Step::Entry, 0);
+    // Socket activation: the listening sockets go to fds 3.. (LISTEN_FDS). First copied
+    // above that range (close-on-exec), so that neither the stdio sources nor the fds the
+    // later steps use are overwritten; moved into place last, before close-on-exec.
+    let n_listen = plan.listen_fds.len();
+    let first_free = 3i32.saturating_add(i32::try_from(n_listen).unwrap_or(i32::MAX));
+    let mut high: [RawFd; MAX_LISTEN_FDS] = [-1; MAX_LISTEN_FDS];
+    for (src, slot) in plan.listen_fds.iter().zip(high.iter_mut()) {
+        ctx.enter(Step::CloseFds, 1);
+        // SAFETY: fcntl on an fd the parent keeps open.
+        let fd = unsafe { libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, first_free) };
+        ctx.step(Step::CloseFds, 1, fd >= 0)?;
+        *slot = fd;
+    }
     let [stdin, stdout, stderr] = plan.stdio;
     // stderr before stdout: stderr may copy the inherited fd 1 that stdout replaces.
     for (src, target) in [(stdin, 0), (stderr, 2), (stdout, 1)] {
@@ -469,8 +484,13 @@ fn setup(ctx: &ChildCtx) -> Result<(), i32> {
         // Last. Marking close-on-exec rather than closing keeps the parent's fds intact
         // (clone without CLONE_FILES gives the child its own fd table, but a failure after
         // this point must not disturb anything either).
+        for (target, fd) in (3i32..).zip(high.iter().take(n_listen)) {
+            ctx.enter(Step::CloseFds, 1);
+            // dup2 clears close-on-exec on the target; `fd` is above every target.
+            ctx.step(Step::CloseFds, 1, libc::dup2(*fd, target) >= 0)?;
+        }
         ctx.enter(Step::CloseFds, 0);
-        ctx.step(Step::CloseFds, 0, mark_fds_cloexec_from(3) >= 0)?;
+        ctx.step(Step::CloseFds, 0, mark_fds_cloexec_from(first_free) >= 0)?;
     }
     Ok(())
 }

@@ -1,31 +1,46 @@
-//! `WATCHDOG_PID=`, the one environment entry only the child can write: with
+//! `WATCHDOG_PID=` and `LISTEN_PID=`, the environment entries only the child can write: with
 //! `clone(CLONE_VM | CLONE_VFORK)` the parent learns the pid only once the child has
 //! exec'd, so the parent reserves the entry's bytes and the child writes its own pid into
-//! them just before execve (systemd's `WATCHDOG_PID` is the pid of the process it is given
-//! to, which `sd_watchdog_enabled()` compares with its own).
+//! them just before execve (systemd's `WATCHDOG_PID` and `LISTEN_PID` are the pid of the
+//! process they are given to, which `sd_watchdog_enabled()` and `sd_listen_fds()` compare
+//! with their own).
 
 use std::cell::UnsafeCell;
 
-const PREFIX: &[u8] = b"WATCHDOG_PID=";
-/// The prefix, ten digits (any pid) and the NUL.
+/// The longest prefix (`WATCHDOG_PID=`), ten digits (any pid) and the NUL fit.
 const LEN: usize = 32;
 
-/// A heap buffer holding `WATCHDOG_PID=<pid>\0`; its address is stable, so envp can point
-/// at it. Until [`PidSlot::fill`] the value is empty.
-pub(in crate::runtime::spawn) struct PidSlot(Box<UnsafeCell<[u8; LEN]>>);
+/// A heap buffer holding `NAME=<pid>\0`; its address is stable, so envp can point at it.
+/// Until [`PidSlot::fill`] the value is empty.
+pub(in crate::runtime::spawn) struct PidSlot {
+    buf: Box<UnsafeCell<[u8; LEN]>>,
+    prefix_len: usize,
+}
 
 impl PidSlot {
-    pub(in crate::runtime::spawn) fn new() -> PidSlot {
-        let mut buf = [0u8; LEN];
-        for (b, p) in buf.iter_mut().zip(PREFIX) {
-            *b = *p;
+    /// A slot for variable `name` (`WATCHDOG_PID`, `LISTEN_PID`); `None` for a name too
+    /// long for the slot.
+    pub(in crate::runtime::spawn) fn new(name: &str) -> Option<PidSlot> {
+        let prefix_len = name.len().checked_add(1)?;
+        if prefix_len.checked_add(11)? > LEN {
+            return None;
         }
-        PidSlot(Box::new(UnsafeCell::new(buf)))
+        let mut buf = [0u8; LEN];
+        for (b, p) in buf
+            .iter_mut()
+            .zip(name.bytes().chain(std::iter::once(b'=')))
+        {
+            *b = p;
+        }
+        Some(PidSlot {
+            buf: Box::new(UnsafeCell::new(buf)),
+            prefix_len,
+        })
     }
 
     /// The entry, for envp.
     pub(in crate::runtime::spawn) fn as_ptr(&self) -> *const libc::c_char {
-        self.0.get().cast()
+        self.buf.get().cast()
     }
 
     /// Writes `pid` in decimal after the prefix, NUL-terminated. Runs in the child: no
@@ -44,8 +59,8 @@ impl PidSlot {
         }
         // SAFETY: only the child touches the slot between clone and execve, while the
         // parent (its owner) is suspended; no reference to the contents is held elsewhere.
-        let buf = unsafe { &mut *self.0.get() };
-        let mut out = buf.iter_mut().skip(PREFIX.len());
+        let buf = unsafe { &mut *self.buf.get() };
+        let mut out = buf.iter_mut().skip(self.prefix_len);
         for d in digits.iter().take(len).rev() {
             if let Some(o) = out.next() {
                 *o = *d;
@@ -70,7 +85,7 @@ mod tests {
 
     #[test]
     fn the_child_writes_its_pid_in_place() {
-        let slot = PidSlot::new();
+        let slot = PidSlot::new("WATCHDOG_PID").expect("fits");
         assert_eq!(text(&slot), "WATCHDOG_PID=");
         slot.fill(4_194_304);
         assert_eq!(text(&slot), "WATCHDOG_PID=4194304");
@@ -78,5 +93,8 @@ mod tests {
         assert_eq!(text(&slot), "WATCHDOG_PID=7");
         slot.fill(u32::MAX);
         assert_eq!(text(&slot), "WATCHDOG_PID=4294967295");
+        let listen = PidSlot::new("LISTEN_PID").expect("fits");
+        listen.fill(42);
+        assert_eq!(text(&listen), "LISTEN_PID=42");
     }
 }

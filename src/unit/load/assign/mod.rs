@@ -1,5 +1,5 @@
 //! Assignment: one enforced key's value into the typed model, one module per section
-//! ([`unit_section`], [`service_section`], [`timer_section`], [`install_section`]). Each function gets the
+//! ([`unit_section`], [`service_section`], [`timer_section`], [`socket_section`], [`install_section`]). Each function gets the
 //! specifier-expanded value and either sets the model field (an empty value resets it to
 //! systemd's default) or returns the message of an error at that entry; warnings go to the
 //! builder's diagnostics directly. `Exec*=` lines are not assigned here (see
@@ -7,6 +7,7 @@
 
 mod install_section;
 mod service_section;
+mod socket_section;
 mod timer_section;
 mod unit_section;
 
@@ -60,6 +61,7 @@ impl Builder<'_> {
                 Ok(())
             }
             SectionKind::Timer => self.apply_timer(key, v),
+            SectionKind::Socket => self.apply_socket(key, v),
             _ => Ok(()),
         };
         if let Err(msg) = r {

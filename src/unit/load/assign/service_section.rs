@@ -11,6 +11,7 @@ use crate::unit::model::{
     EnvironmentFile, KillMode, NotifyAccess, RestartPolicy, ServiceType, StdInput, StdOutput,
     defaults,
 };
+use crate::unit::name::parse_unit_name;
 use crate::unit::specifier::{SpecifierUnit, expand};
 use crate::unit::value::{
     limit_resource, parse_bool, parse_exit_status_set, parse_int_range, parse_mode, parse_rlimit,
@@ -404,6 +405,20 @@ impl Builder<'_> {
                 }
             }
             "SyslogIdentifier" => s.syslog_identifier = (!v.is_empty()).then(|| v.to_string()),
+            "Sockets" => {
+                if v.is_empty() {
+                    s.sockets.clear();
+                }
+                for name in v.split_ascii_whitespace() {
+                    if !name.ends_with(".socket") {
+                        return Err(format!("{name} is not a .socket unit"));
+                    }
+                    parse_unit_name(name)?;
+                    if !s.sockets.iter().any(|n| n == name) {
+                        s.sockets.push(name.to_string());
+                    }
+                }
+            }
             _ if crate::unit::resources::assign(&mut s.resources, key, v)? => {}
             _ => {
                 if let Some(res) = limit_resource(key) {
