@@ -69,6 +69,11 @@ pub enum Task {
     RemovePidFile {
         path: String,
     },
+    /// `Type=forking` without `PIDFile=`: guess the main process (GuessMainPID=).
+    GuessMainPid {
+        id: u64,
+        scope: crate::runtime::main_pid::GuessScope,
+    },
     /// `RuntimeDirectory=` of a service that stopped.
     RemoveRuntimeDirectories {
         unit: Arc<Unit>,
@@ -93,6 +98,11 @@ pub enum Report {
         id: u64,
         result: crate::runtime::main_pid::PidRead,
     },
+    MainPidGuess {
+        unit: String,
+        id: u64,
+        guess: crate::runtime::main_pid::Guess,
+    },
     /// A task with nothing to answer (removals); it ends the unit's turn.
     Done { unit: String },
 }
@@ -100,9 +110,10 @@ pub enum Report {
 impl Report {
     pub fn unit(&self) -> &str {
         match self {
-            Report::Spawn { unit, .. } | Report::PidFile { unit, .. } | Report::Done { unit } => {
-                unit
-            }
+            Report::Spawn { unit, .. }
+            | Report::PidFile { unit, .. }
+            | Report::MainPidGuess { unit, .. }
+            | Report::Done { unit } => unit,
         }
     }
 }
@@ -294,6 +305,11 @@ fn run(unit: String, task: Task) -> Report {
             unit,
             id,
             result: crate::runtime::main_pid::read_trusted_pid_file(&path, &trust),
+        },
+        Task::GuessMainPid { id, scope } => Report::MainPidGuess {
+            unit,
+            id,
+            guess: crate::runtime::main_pid::guess_main_pid(&scope),
         },
         Task::RemovePidFile { path } => {
             match std::fs::remove_file(&path) {
