@@ -38,6 +38,7 @@ pub mod reap;
 pub(crate) mod sd_notify;
 pub mod spawn;
 pub(crate) mod unit_host;
+pub mod virt;
 
 /// The one `/proc/PID/stat` parser lives in `sys`; re-exported here for the integration tests
 /// and the code that reaches it as `runtime::procstat`.

@@ -116,6 +116,7 @@ impl Condition {
     /// with a "not enforced" warning at load.
     pub const EVALUATED: &'static [&'static str] = &[
         "Architecture",
+        "CPUs",
         "DirectoryNotEmpty",
         "Environment",
         "FileIsExecutable",
@@ -123,11 +124,16 @@ impl Condition {
         "Group",
         "Host",
         "KernelCommandLine",
+        "Memory",
         "PathExists",
+        "PathExistsGlob",
         "PathIsDirectory",
+        "PathIsMountPoint",
         "PathIsReadWrite",
         "PathIsSymbolicLink",
+        "Security",
         "User",
+        "Virtualization",
     ];
 
     /// The line as written, for messages: `ConditionPathExists=|!/etc/x`.
