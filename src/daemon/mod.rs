@@ -250,7 +250,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
             fallback_reap: config.fallback_reap(),
             rollback: config.rollback,
             keep_services,
-            hostname,
+            host: crate::runtime::host::HostFacts::detect(hostname),
             notify_socket: notify_path,
             dirs: crate::runtime::spawn::Dirs::default(),
             repo: repo_label,

@@ -78,6 +78,11 @@ pub enum Task {
     RemovePidFile {
         path: String,
     },
+    /// `Type=forking` without `PIDFile=`: guess the main process (GuessMainPID=).
+    GuessMainPid {
+        id: u64,
+        scope: crate::runtime::main_pid::GuessScope,
+    },
     /// `RuntimeDirectory=` of a service that stopped.
     RemoveRuntimeDirectories {
         unit: Arc<Unit>,
@@ -134,6 +139,11 @@ pub enum Report {
         id: u64,
         result: Result<Vec<Bound>, String>,
     },
+    MainPidGuess {
+        unit: String,
+        id: u64,
+        guess: crate::runtime::main_pid::Guess,
+    },
     /// A task with nothing to answer (removals); it ends the unit's turn.
     Done { unit: String },
 }
@@ -145,6 +155,7 @@ impl Report {
             | Report::PidFile { unit, .. }
             | Report::Resources { unit, .. }
             | Report::Sockets { unit, .. }
+            | Report::MainPidGuess { unit, .. }
             | Report::Done { unit } => unit,
         }
     }
@@ -343,6 +354,11 @@ fn run(unit: String, task: Task) -> Report {
             unit,
             id,
             result: crate::runtime::main_pid::read_trusted_pid_file(&path, &trust),
+        },
+        Task::GuessMainPid { id, scope } => Report::MainPidGuess {
+            unit,
+            id,
+            guess: crate::runtime::main_pid::guess_main_pid(&scope),
         },
         Task::RemovePidFile { path } => {
             match std::fs::remove_file(&path) {

@@ -8,36 +8,59 @@
 //! control server's connection thread (NSS may wait on a directory server),
 //! [`track_main_session`] on the loop (it reads `/proc` only, which does not block).
 //! [`check_conditions`] and [`check_asserts`] still run on the loop: they read
-//! `/etc/machine-id`, `/proc/cmdline`, `/etc/passwd` or `/etc/group` and stat() the paths
-//! named, which only a hung mount or an automount could delay (no NSS lookup).
+//! `/etc/machine-id`, `/proc/cmdline`, `/proc/meminfo`, `/proc/self/mountinfo`,
+//! `/etc/passwd` or `/etc/group`, stat() the paths named or list the directories of a
+//! `PathExistsGlob=` pattern, which only a hung mount or an automount could delay (no NSS
+//! lookup). The virtualization is probed once at start ([`HostFacts::detect`]).
 
 use std::path::Path;
 
 use super::kill::ProcessTracker;
 use super::procstat::read_stat;
+use super::virt::Virtualization;
+use crate::unit::comparison;
 use crate::unit::model::{Condition, Unit};
+
+/// What the conditions compare against that is read once, at daemon start.
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    /// `--hostname` or the detected one (`ConditionHost=`).
+    pub hostname: String,
+    /// `ConditionVirtualization=` (see [`super::virt`]).
+    pub virtualization: Virtualization,
+}
+
+impl HostFacts {
+    /// The facts of this host: the virtualization is probed now, once.
+    pub fn detect(hostname: String) -> HostFacts {
+        HostFacts {
+            hostname,
+            virtualization: Virtualization::detect(),
+        }
+    }
+}
 
 /// The `Condition*=` lines of `unit` (those gitproc evaluates, [`Condition::EVALUATED`]). A
 /// failed condition is not an error: the unit is simply not for this host, and the message
 /// names the line that failed.
-pub fn check_conditions(unit: &Unit, hostname: &str) -> Result<(), String> {
-    check_family(unit, hostname, false)
+pub fn check_conditions(unit: &Unit, host: &HostFacts) -> Result<(), String> {
+    check_family(unit, host, false)
 }
 
 /// The `Assert*=` lines of `unit`: unlike a condition, a failed assert fails the start; the
 /// message names the line and starts with `Assert` (status tells the two apart by it).
-pub fn check_asserts(unit: &Unit, hostname: &str) -> Result<(), String> {
-    check_family(unit, hostname, true)
+pub fn check_asserts(unit: &Unit, host: &HostFacts) -> Result<(), String> {
+    check_family(unit, host, true)
 }
 
-fn check_family(unit: &Unit, hostname: &str, assert: bool) -> Result<(), String> {
+fn check_family(unit: &Unit, host: &HostFacts, assert: bool) -> Result<(), String> {
     let mut triggering: Vec<(bool, String)> = Vec::new();
     for c in unit.unit.conditions.iter().filter(|c| c.assert == assert) {
-        let ok = holds(c, hostname) != c.negate;
+        let ok = holds(c, host) != c.negate;
         if c.trigger {
             triggering.push((ok, c.directive()));
         } else if !ok {
-            return Err(failed(c, hostname));
+            return Err(failed(c, host));
         }
     }
     if !triggering.is_empty() && !triggering.iter().any(|(ok, _)| *ok) {
@@ -51,23 +74,30 @@ fn check_family(unit: &Unit, hostname: &str, assert: bool) -> Result<(), String>
     Ok(())
 }
 
-fn failed(c: &Condition, hostname: &str) -> String {
-    match c.check.as_str() {
-        "Host" => format!("{} (this host is {hostname})", c.directive()),
-        "Architecture" => format!("{} (this host is {})", c.directive(), architecture()),
-        _ => c.directive(),
-    }
+/// The failed line, with what this host has where that helps (`this host is web-7`).
+fn failed(c: &Condition, host: &HostFacts) -> String {
+    let this = match c.check.as_str() {
+        "Host" => host.hostname.clone(),
+        "Architecture" => architecture().to_string(),
+        "Virtualization" => host.virtualization.name().to_string(),
+        "Memory" => physical_memory().map_or("unknown".into(), |b| format!("{b} bytes")),
+        "CPUs" => format!("{} CPUs", cpus()),
+        _ => return c.directive(),
+    };
+    format!("{} (this host is {this})", c.directive())
 }
 
-/// Whether the test of `c` holds, before its `!`. Each reads at most one small host file
-/// or stat()s one path.
-fn holds(c: &Condition, hostname: &str) -> bool {
+/// Whether the test of `c` holds, before its `!`. Each reads at most a few small host
+/// files, stat()s one path or lists the directories of one glob.
+fn holds(c: &Condition, host: &HostFacts) -> bool {
     let v = c.value.as_str();
     let path = Path::new(v);
     match c.check.as_str() {
         "PathExists" => path.exists(),
+        "PathExistsGlob" => glob::glob(v).is_ok_and(|mut paths| paths.any(|p| p.is_ok())),
         "PathIsDirectory" => path.is_dir(),
         "PathIsSymbolicLink" => path.is_symlink(),
+        "PathIsMountPoint" => is_mount_point(path),
         "PathIsReadWrite" => nix::sys::statvfs::statvfs(path)
             .is_ok_and(|s| !s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)),
         "DirectoryNotEmpty" => std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some()),
@@ -79,7 +109,7 @@ fn holds(c: &Condition, hostname: &str) -> bool {
         }
         "Host" => {
             globset::Glob::new(v)
-                .map(|g| g.compile_matcher().is_match(hostname))
+                .map(|g| g.compile_matcher().is_match(&host.hostname))
                 .unwrap_or(false)
                 || machine_id().trim() == v
         }
@@ -95,9 +125,143 @@ fn holds(c: &Condition, hostname: &str) -> bool {
             None => std::env::var_os(v).is_some(),
         },
         "Architecture" => v == architecture() || v == "native",
+        "Virtualization" => host.virtualization.matches(v),
+        "Memory" => match (comparison::parse_memory(v), physical_memory()) {
+            (Ok((order, want)), Some(have)) => order.holds(have, want),
+            _ => false,
+        },
+        "CPUs" => comparison::parse_cpus(v).is_ok_and(|(order, want)| order.holds(cpus(), want)),
+        "Security" => security_enabled(v),
         "User" => user_matches(v),
         "Group" => group_matches(v),
         _ => true, // not evaluated (rejected at load)
+    }
+}
+
+/// `ConditionPathIsMountPoint=`: the path (symlinks followed, as systemd does) is the root
+/// of a mount: listed as a mount point in `/proc/self/mountinfo` (which sees bind mounts of
+/// the same file system), or on another device than its parent.
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let Some(parent) = real.parent() else {
+        return true; // `/`
+    };
+    let other_device = match (std::fs::metadata(&real), std::fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    };
+    other_device
+        || std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+            info.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .any(|m| Path::new(&unescape_mountinfo(m)) == real)
+        })
+}
+
+/// `/proc/self/mountinfo` writes space, tab, newline and backslash as `\ooo` octal.
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `ConditionMemory=`: the memory this host gives the daemon, as systemd reckons it: the
+/// physical memory (`MemTotal`), or less when a cgroup the daemon is in (a container's) is
+/// limited to less.
+fn physical_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let total = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())?
+        .saturating_mul(1024);
+    Some(cgroup_memory_limit().map_or(total, |limit| limit.min(total)))
+}
+
+/// The lowest memory limit on the daemon's cgroup and its ancestors (cgroup2
+/// `memory.max`, cgroup1 `memory.limit_in_bytes`), if any is set.
+fn cgroup_memory_limit() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut limits = Vec::new();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(rel)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let (roots, file): (&[&str], &str) = match controllers {
+            "" => (&["/sys/fs/cgroup", "/sys/fs/cgroup/unified"], "memory.max"),
+            c if c.split(',').any(|x| x == "memory") => {
+                (&["/sys/fs/cgroup/memory"], "memory.limit_in_bytes")
+            }
+            _ => continue,
+        };
+        for root in roots {
+            let mut dir = Path::new(root).join(rel.trim_start_matches('/'));
+            loop {
+                if let Some(n) = std::fs::read_to_string(dir.join(file))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+                {
+                    limits.push(n);
+                }
+                if dir.as_path() == Path::new(root) || !dir.pop() {
+                    break;
+                }
+            }
+        }
+    }
+    limits.into_iter().min()
+}
+
+/// `ConditionCPUs=`: the CPUs in the daemon's affinity mask (as systemd counts them).
+fn cpus() -> u64 {
+    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_or(1, |set| {
+        (0..nix::sched::CpuSet::count())
+            .filter(|&i| set.is_set(i).unwrap_or(false))
+            .count() as u64
+    })
+}
+
+/// `ConditionSecurity=`: the security frameworks cheap to tell from their file systems.
+/// Others (`audit`, `cvm`, `measured-uki`) count as absent.
+fn security_enabled(v: &str) -> bool {
+    let exists = |p: &str| Path::new(p).exists();
+    match v {
+        "selinux" => std::fs::read_to_string("/sys/fs/selinux/enforce").is_ok(),
+        "apparmor" => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|t| t.trim() == "Y"),
+        "tomoyo" => exists("/sys/kernel/security/tomoyo/version"),
+        "smack" => exists("/sys/fs/smackfs/load2"),
+        "ima" => exists("/sys/kernel/security/ima"),
+        "tpm2" => std::fs::read_dir("/sys/class/tpmrm").is_ok_and(|mut d| d.next().is_some()),
+        "uefi-secureboot" => std::fs::read(
+            "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e0a9e0e5a8c4",
+        )
+        .is_ok_and(|b| b.last() == Some(&1)),
+        _ => false,
     }
 }
 

@@ -109,3 +109,139 @@ pub fn read_trusted_pid_file(path: &str, trust: &PidTrust) -> PidRead {
         }
     ))
 }
+
+/// Where [`guess_main_pid`] looks, for one run of a `Type=forking` service without
+/// `PIDFile=`.
+#[derive(Debug, Clone, Default)]
+pub struct GuessScope {
+    /// The service's cgroup and sessions.
+    pub trust: PidTrust,
+    /// Environment entries every process of this run inherits (the unit marker and its
+    /// `INVOCATION_ID`). Without a cgroup, a daemon that called setsid() is in no session
+    /// of ours; these tell the daemon's orphans of this run from anyone else's.
+    pub markers: Vec<(String, String)>,
+    /// Processes the loop already knows as the service's other roles (a control process):
+    /// never the main one.
+    pub known: Vec<i32>,
+}
+
+/// The answer of [`guess_main_pid`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guess {
+    /// The main process and its start time, when exactly one candidate was found.
+    pub main: Option<(i32, u64)>,
+    /// Why no main pid was guessed although processes are left (more than one candidate),
+    /// for the unit's log.
+    pub warning: Option<String>,
+}
+
+/// systemd's `GuessMainPID=yes`: once the forking parent exited successfully, the main
+/// process is the one process of the service whose parent is the daemon (a child subreaper:
+/// the double-forked daemon is reparented to us). None when there is no such process or
+/// more than one (ambiguous: `$MAINPID` would name the wrong one). Reads `/proc` and the
+/// cgroup; runs on the spawner like the PID file reads.
+pub fn guess_main_pid(scope: &GuessScope) -> Guess {
+    let daemon = std::process::id() as i32;
+    let candidates: Vec<i32> = match &scope.trust.cgroup {
+        Some(cg) => std::fs::read_to_string(cg.join("cgroup.procs"))
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default(),
+        None => crate::sys::procstat::pids(),
+    };
+    let mut found: Vec<(i32, u64)> = Vec::new();
+    for pid in candidates {
+        if pid == daemon || scope.known.contains(&pid) {
+            continue;
+        }
+        let Ok(stat) = read_stat(pid) else {
+            continue;
+        };
+        if stat.ppid != daemon || matches!(stat.state, b'Z' | b'X' | b'x') {
+            continue;
+        }
+        let ours = scope.trust.cgroup.is_some()
+            || scope.trust.sessions.contains(&stat.session)
+            || std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| carries(&env, &scope.markers));
+        if ours {
+            found.push((pid, stat.start_time));
+        }
+    }
+    match found.as_slice() {
+        [one] => Guess {
+            main: Some(*one),
+            warning: None,
+        },
+        [] => Guess {
+            main: None,
+            warning: None,
+        },
+        many => Guess {
+            main: None,
+            warning: Some(format!(
+                "cannot guess the main process (GuessMainPID=): {} processes of the service \
+                 were started by the forking parent (pids {}); running without a main pid \
+                 ($MAINPID is empty, KillMode=mixed acts like control-group); set PIDFile=",
+                many.len(),
+                many.iter()
+                    .map(|(p, _)| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        },
+    }
+}
+
+/// Whether the NUL-separated environment block `env` holds every `NAME=value` of `markers`
+/// (an empty list matches nothing: without markers, no orphan is provably ours).
+fn carries(env: &[u8], markers: &[(String, String)]) -> bool {
+    !markers.is_empty()
+        && markers.iter().all(|(name, value)| {
+            env.split(|&b| b == 0).any(|entry| {
+                entry
+                    .strip_prefix(name.as_bytes())
+                    .and_then(|rest| rest.strip_prefix(b"="))
+                    .is_some_and(|v| v == value.as_bytes())
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_must_all_match_exactly() {
+        let env = b"PATH=/bin\0GITPROC_UNIT=web.service\0INVOCATION_ID=abc\0";
+        let m = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert!(carries(
+            env,
+            &m(&[("GITPROC_UNIT", "web.service"), ("INVOCATION_ID", "abc")])
+        ));
+        assert!(!carries(env, &m(&[("GITPROC_UNIT", "web")])));
+        assert!(!carries(env, &m(&[("INVOCATION_ID", "abcd")])));
+        assert!(!carries(env, &m(&[("GITPROC_UNI", "web.service")])));
+        assert!(!carries(env, &[]));
+    }
+
+    #[test]
+    fn no_child_of_ours_means_no_guess() {
+        // The test process has no children whose parent is it and that carry this marker.
+        let scope = GuessScope {
+            markers: vec![("GITPROC_TEST_MARKER".into(), "none-such".into())],
+            ..Default::default()
+        };
+        assert_eq!(
+            guess_main_pid(&scope),
+            Guess {
+                main: None,
+                warning: None
+            }
+        );
+    }
+}

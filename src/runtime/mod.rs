@@ -41,6 +41,7 @@ pub mod socket_bind;
 pub mod socket_watch;
 pub mod spawn;
 pub(crate) mod unit_host;
+pub mod virt;
 
 /// The one `/proc/PID/stat` parser lives in `sys`; re-exported here for the integration tests
 /// and the code that reaches it as `runtime::procstat`.

@@ -106,6 +106,9 @@ pub enum Event {
     /// service's, or none is usable and nothing of the service is left: the start fails
     /// with result `protocol` (the message names the pid).
     PidFileRefused(String),
+    /// Answer to [`Effect::GuessMainPid`]: the one process of the service whose parent is
+    /// the daemon, or `None` when there is none or more than one (GuessMainPID=).
+    MainPidGuessed(Option<i32>),
     /// An sd_notify datagram from one of the service's own processes.
     Notify { pid: i32, message: NotifyMessage },
     /// [`super::Service::next_deadline`] has passed (spurious timers are harmless).
@@ -163,6 +166,9 @@ pub enum Effect {
     Signal { target: KillTarget, signal: i32 },
     /// Read the pid from this file; answer with [`Event::PidFile`].
     ReadPidFile { path: String },
+    /// `Type=forking` without `PIDFile=` (GuessMainPID=yes): find the main process among the
+    /// service's processes; answer with [`Event::MainPidGuessed`].
+    GuessMainPid,
     /// Remove this `PIDFile=` (the run is over). As systemd does: a stale file would make the
     /// next start read a dead, or worse a reused, pid. A missing file is not an error.
     RemovePidFile { path: String },

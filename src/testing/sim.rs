@@ -301,6 +301,8 @@ impl Sim {
                     }
                 }
                 Effect::ReadPidFile { path } => self.pid_reads.push(format!("{name}\n{path}")),
+                // Fake processes have no parent to guess by: as if ambiguous.
+                Effect::GuessMainPid => self.feed(name, Event::MainPidGuessed(None)),
                 Effect::RemovePidFile { .. } | Effect::Lifecycle { .. } | Effect::StatusChanged => {
                 }
             }

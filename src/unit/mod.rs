@@ -12,6 +12,7 @@
 //! (the typed model, drop-ins, templates) -> [`diagnostic`] (what is reported).
 
 pub mod capability;
+pub mod comparison;
 pub(crate) mod diagnostic;
 pub mod directives;
 pub mod environment;

@@ -122,6 +122,7 @@ impl Condition {
     /// with a "not enforced" warning at load.
     pub const EVALUATED: &'static [&'static str] = &[
         "Architecture",
+        "CPUs",
         "DirectoryNotEmpty",
         "Environment",
         "FileIsExecutable",
@@ -129,11 +130,16 @@ impl Condition {
         "Group",
         "Host",
         "KernelCommandLine",
+        "Memory",
         "PathExists",
+        "PathExistsGlob",
         "PathIsDirectory",
+        "PathIsMountPoint",
         "PathIsReadWrite",
         "PathIsSymbolicLink",
+        "Security",
         "User",
+        "Virtualization",
     ];
 
     /// The line as written, for messages: `ConditionPathExists=|!/etc/x`.

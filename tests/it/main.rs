@@ -69,6 +69,7 @@ mod unit_debian;
 mod unit_directives;
 mod unit_load;
 mod unit_never_panics;
+mod unit_real_daemons;
 // The runtime adapters in-process: spawn, kill, notify socket.
 mod runtime_kill;
 mod runtime_notify;

@@ -137,6 +137,33 @@ fn a_forking_daemon_in_its_own_session_is_stopped() {
 }
 
 #[test]
+fn a_forking_daemon_without_pid_file_is_guessed_by_its_markers() {
+    require_unshare!();
+    let repo = Repo::new();
+    let pids = repo.path().join("pids");
+    // The daemon leaves the service's session: only its environment says whose it is.
+    let exec = script(
+        &repo,
+        "forker.sh",
+        &format!(
+            "( setsid sh -c 'echo $$ >> \"$0\"; exec sleep 1000' {p} & )\nexit 0",
+            p = pids.display()
+        ),
+    );
+    repo.write(
+        "guessed.service",
+        &service(&exec, "Type=forking\nTimeoutStopSec=2"),
+    );
+    repo.commit("Type=forking without PIDFile=");
+    let daemon = start_without_cgroups(repo.path());
+    let main = daemon.wait_running("guessed.service");
+    let _guard = KillPids(vec![main]);
+    assert_eq!(pids_in(&pids, 1), vec![main], "the guessed main pid");
+    daemon.cli_ok(&["stop", "guessed.service"]);
+    all_gone(&[main]);
+}
+
+#[test]
 fn an_adopted_service_is_stopped_with_its_children() {
     require_unshare!();
     let repo = Repo::new();

@@ -62,6 +62,102 @@ fn forking_with_pid_file_is_supervised_and_restarted_after_kill_9() {
     });
 }
 
+/// A double-forking shell daemon for `Type=forking` without `PIDFile=`: the parent waits
+/// for an intermediate that starts `copies` daemons in new sessions and exits, then exits 0
+/// (so every daemon is an orphan of the subreaper when the parent is gone). Each daemon
+/// appends its pid to `pids` and `hup` to `hups` on SIGHUP.
+fn guessing_forker(repo: &Repo, pids: &Path, hups: &Path, copies: usize) -> String {
+    let daemon = format!(
+        "trap 'echo hup >> {hups}' HUP; echo \\$\\$ >> {pids}; while :; do sleep 0.1; done",
+        hups = hups.display(),
+        pids = pids.display()
+    );
+    let starts = format!("setsid sh -c \"{daemon}\" &\n").repeat(copies);
+    script(
+        repo,
+        "guesser.sh",
+        &format!("#!/bin/sh\n( {starts} )\nexit 0\n"),
+    )
+}
+
+#[test]
+fn forking_without_pid_file_guesses_the_main_pid_for_reload_and_restart() {
+    let repo = Repo::new();
+    let pids = repo.path().join("pids");
+    let hups = repo.path().join("hups");
+    let exec = guessing_forker(&repo, &pids, &hups, 1);
+    repo.write(
+        "guess.service",
+        &service(
+            &exec,
+            "Type=forking\nExecReload=/bin/kill -HUP $MAINPID\nKillMode=mixed\n\
+             Restart=on-failure\nRestartSec=0\nTimeoutStartSec=5",
+        ),
+    );
+    repo.commit("Type=forking without PIDFile=");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let first = daemon.wait_running("guess.service");
+    assert_eq!(
+        crate::support::pids_in(&pids, 1),
+        vec![first],
+        "main pid is the daemon's"
+    );
+    // ExecReload= reaches it through $MAINPID.
+    let out = daemon.cli(&["reload", "guess.service"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for("the reload's SIGHUP to reach the daemon", WAIT, || {
+        std::fs::read_to_string(&hups)
+            .is_ok_and(|t| t.contains("hup"))
+            .then_some(())
+    });
+    // Its death is the main process's: Restart=on-failure brings the service back.
+    kill(Pid::from_raw(first), Signal::SIGKILL).expect("kill -9");
+    let unit = daemon.wait_unit("guess.service", "restarted with a new daemon", |u| {
+        u["sub_state"] == "running"
+            && u["n_restarts"] == 1
+            && u["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    let second = unit["main_pid"].as_i64().unwrap_or_default() as i32;
+    assert_eq!(crate::support::pids_in(&pids, 2)[1], second, "{unit:#}");
+    let out = daemon.cli(&["stop", "guess.service"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for("the guessed daemon to be stopped", WAIT, || {
+        (!alive(second)).then_some(())
+    });
+}
+
+#[test]
+fn forking_without_pid_file_and_two_daemons_runs_without_a_main_pid_and_says_why() {
+    let repo = Repo::new();
+    let pids = repo.path().join("pids");
+    let exec = guessing_forker(&repo, &pids, &repo.path().join("hups"), 2);
+    repo.write(
+        "ambiguous.service",
+        &service(&exec, "Type=forking\nTimeoutStartSec=5"),
+    );
+    repo.commit("two daemons");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let unit = daemon.wait_unit("ambiguous.service", "running", |u| {
+        u["sub_state"] == "running"
+    });
+    assert!(
+        unit["main_pid"].is_null(),
+        "ambiguous: no main pid: {unit:#}"
+    );
+    let both = crate::support::pids_in(&pids, 2);
+    let logs = daemon.cli(&["logs", "ambiguous.service"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        text.contains("cannot guess the main process (GuessMainPID=)"),
+        "{text}"
+    );
+    let out = daemon.cli(&["stop", "ambiguous.service"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for("both daemons to be stopped", WAIT, || {
+        both.iter().all(|&p| !alive(p)).then_some(())
+    });
+}
+
 /// A notify service in python that says READY=1 once `go` exists.
 fn late_notifier(repo: &Repo, go: &Path) -> String {
     script(

@@ -162,6 +162,37 @@ fn each_evaluated_condition_family_skips_or_runs_the_unit() {
             false,
         ),
         (
+            "mount-yes",
+            "ConditionPathIsMountPoint=/proc".to_string(),
+            true,
+        ),
+        (
+            "mount-no",
+            format!("ConditionPathIsMountPoint={d}/empty"),
+            false,
+        ),
+        ("glob-yes", format!("ConditionPathExistsGlob={d}/da*"), true),
+        (
+            "glob-no",
+            format!("ConditionPathExistsGlob={d}/nothing-*"),
+            false,
+        ),
+        ("memory-yes", "ConditionMemory=>=1M".to_string(), true),
+        ("memory-no", "ConditionMemory=<1M".to_string(), false),
+        ("memory-bare-no", "ConditionMemory=1E".to_string(), false),
+        ("cpus-yes", "ConditionCPUs=>=1".to_string(), true),
+        ("cpus-no", "ConditionCPUs=>1024".to_string(), false),
+        (
+            "virt-no",
+            "ConditionVirtualization=gitproc-no-such-hypervisor".to_string(),
+            false,
+        ),
+        (
+            "security-no",
+            "ConditionSecurity=gitproc-no-such-framework".to_string(),
+            false,
+        ),
+        (
             "trigger-yes",
             format!("ConditionPathExists=|{d}/none\nConditionPathExists=|{d}/data"),
             true,
@@ -236,7 +267,7 @@ fn conditions_gitproc_does_not_evaluate_are_warnings_at_load() {
     let file = dir.path().join("v.service");
     std::fs::write(
         &file,
-        guarded("ConditionVirtualization=container\nAssertPathExists=/x"),
+        guarded("ConditionFirstBoot=yes\nAssertPathExists=/x"),
     )
     .expect("write");
     let out = std::process::Command::new(crate::support::bin())
@@ -247,11 +278,115 @@ fn conditions_gitproc_does_not_evaluate_are_warnings_at_load() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("warning") && text.contains("ConditionVirtualization="),
+        text.contains("warning") && text.contains("ConditionFirstBoot="),
         "{text}"
     );
     assert!(
         !text.contains("AssertPathExists"),
         "evaluated, so no warning: {text}"
     );
+}
+
+/// What `systemd-detect-virt` says (`none` on bare metal), when it is installed.
+fn systemd_detect_virt(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("systemd-detect-virt")
+        .args(args)
+        .output()
+        .ok()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!id.is_empty()).then_some(id)
+}
+
+#[test]
+fn condition_virtualization_agrees_with_systemd_detect_virt() {
+    let Some(id) = systemd_detect_virt(&[]) else {
+        crate::support::require("systemd-detect-virt (package systemd)", false);
+        return;
+    };
+    let container = systemd_detect_virt(&["--container"]).is_some_and(|c| c != "none");
+    let virtualized = id != "none";
+    let repo = Repo::new();
+    // (unit, line, holds here)
+    let mut cases: Vec<(&str, String, bool)> = vec![
+        ("any", "ConditionVirtualization=yes".into(), virtualized),
+        ("none", "ConditionVirtualization=no".into(), !virtualized),
+        ("ctr", "ConditionVirtualization=container".into(), container),
+        (
+            "vm",
+            "ConditionVirtualization=vm".into(),
+            virtualized && !container,
+        ),
+    ];
+    if virtualized {
+        cases.push(("this", format!("ConditionVirtualization={id}"), true));
+        cases.push(("not-this", format!("ConditionVirtualization=!{id}"), false));
+    }
+    for (name, line, _) in &cases {
+        repo.write(&format!("v-{name}.service"), &guarded(line));
+    }
+    repo.commit("one unit per virtualization test");
+    let daemon = Daemon::start(repo.path(), &[]);
+    for (name, line, holds) in &cases {
+        let unit = format!("v-{name}.service");
+        if *holds {
+            daemon.wait_running(&unit);
+        } else {
+            let u = daemon.wait_unit(&unit, "skipped by its condition", |u| {
+                u["sub_state"] == "condition"
+            });
+            let why = u["condition"].as_str().unwrap_or_default();
+            assert!(
+                why.contains(line.as_str()) && why.contains(&format!("this host is {id}")),
+                "systemd-detect-virt says {id}: {u:#}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_cpus_or_memory_assert_fails_the_start_with_the_host_value() {
+    let repo = Repo::new();
+    repo.write("many-cpus.service", &guarded("AssertCPUs=>1024"));
+    repo.write("huge.service", &guarded("AssertMemory=>=1E"));
+    repo.commit("asserts this host cannot meet");
+    let daemon = Daemon::start(repo.path(), &[]);
+    for (unit, line) in [
+        ("many-cpus.service", "AssertCPUs=>1024"),
+        ("huge.service", "AssertMemory=>=1E"),
+    ] {
+        let u = daemon.wait_unit(unit, "failed by its assert", |u| {
+            u["active_state"] == "failed"
+        });
+        assert_eq!(u["result"], "assert", "{u:#}");
+        let why = u["condition"].as_str().unwrap_or_default();
+        assert!(
+            why.starts_with(line) && why.contains("this host is"),
+            "{u:#}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_memory_or_cpus_comparison_fails_at_load() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, line) in [
+        ("m.service", "ConditionMemory=>=lots"),
+        ("c.service", "AssertCPUs=>=two"),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, guarded(line)).expect("write");
+        let out = std::process::Command::new(crate::support::bin())
+            .arg("check")
+            .arg(&file)
+            .output()
+            .expect("run gitproc check");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{line}: {text}");
+        let key = line.split('=').next().unwrap_or_default();
+        assert!(
+            text.contains(key),
+            "{line}: the error names the line: {text}"
+        );
+    }
 }

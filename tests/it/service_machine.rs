@@ -949,13 +949,48 @@ fn forking_pid_file_never_written_times_out() {
 fn forking_without_pid_file_runs_without_a_main_pid() {
     let mut s = simple("/usr/sbin/daemon");
     s.service_type = ServiceType::Forking;
+    s.guess_main_pid = false;
     let mut sim = Sim::started(unit(s));
-    sim.exit_main(ExitStatus::Exited(0));
+    let fx = sim.exit_main(ExitStatus::Exited(0));
+    assert!(
+        !fx.contains(&Effect::GuessMainPid),
+        "GuessMainPID=no: {fx:?}"
+    );
     assert_eq!(sim.state().1, SubState::Running);
     assert_eq!(sim.svc.status().main_pid, None);
     let fx = sim.send(Event::Stop);
     assert_eq!(Sim::signals(&fx), vec![(KillTarget::Group, TERM)]);
     assert_eq!(sim.state().1, SubState::Dead);
+}
+
+#[test]
+fn forking_without_pid_file_guesses_the_main_pid_and_restarts_on_its_death() {
+    let mut s = simple("/usr/sbin/daemon");
+    s.service_type = ServiceType::Forking;
+    s.restart = RestartPolicy::OnFailure;
+    let mut sim = Sim::started(unit(s));
+    let fx = sim.exit_main(ExitStatus::Exited(0));
+    assert!(fx.contains(&Effect::GuessMainPid), "{fx:?}");
+    assert_eq!(sim.state().1, SubState::Start, "activating until the guess");
+    sim.send(Event::MainPidGuessed(Some(4321)));
+    assert_eq!(sim.state().1, SubState::Running);
+    assert_eq!(sim.main_pid(), 4321);
+    sim.exit_main(signaled(KILL));
+    assert_eq!(sim.state().1, SubState::AutoRestart);
+}
+
+#[test]
+fn forking_without_pid_file_and_no_guess_runs_without_a_main_pid() {
+    let mut s = simple("/usr/sbin/daemon");
+    s.service_type = ServiceType::Forking;
+    let mut sim = Sim::started(unit(s));
+    sim.exit_main(ExitStatus::Exited(0));
+    sim.send(Event::MainPidGuessed(None));
+    assert_eq!(sim.state().1, SubState::Running);
+    assert_eq!(sim.svc.status().main_pid, None);
+    // A late answer (another run's) changes nothing.
+    assert!(sim.send(Event::MainPidGuessed(Some(99))).is_empty());
+    assert_eq!(sim.svc.status().main_pid, None);
 }
 
 #[test]
@@ -1530,6 +1565,7 @@ fn tracked_forking_without_pid_file_ends_when_the_group_empties() {
     s.restart = RestartPolicy::Always;
     let mut sim = tracked(s);
     sim.exit_main(ExitStatus::Exited(0));
+    sim.send(Event::MainPidGuessed(None));
     assert_eq!(sim.state().1, SubState::Running);
     sim.send(Event::GroupEmpty);
     assert_eq!(sim.state().1, SubState::AutoRestart);
@@ -1541,6 +1577,7 @@ fn group_empty_is_ignored_without_tracking() {
     s.service_type = ServiceType::Forking;
     let mut sim = Sim::started(unit(s));
     sim.exit_main(ExitStatus::Exited(0));
+    sim.send(Event::MainPidGuessed(None));
     assert!(sim.send(Event::GroupEmpty).is_empty());
     assert_eq!(sim.state().1, SubState::Running);
 }
@@ -1562,6 +1599,7 @@ mod random {
         Advance(u64),
         Notify(&'static str),
         PidFile(bool),
+        Guess(bool),
         FailNextSpawn,
         GroupEmpty,
     }
@@ -1591,6 +1629,7 @@ mod random {
             ])
             .prop_map(Action::Notify),
             1 => any::<bool>().prop_map(Action::PidFile),
+            1 => any::<bool>().prop_map(Action::Guess),
             1 => Just(Action::FailNextSpawn),
             2 => Just(Action::GroupEmpty),
         ]
@@ -1676,6 +1715,9 @@ mod random {
                     Action::PidFile(ok) => {
                         let read = if ok { Ok(5000) } else { Err("/run/x.pid: missing".to_string()) };
                         sim.send(Event::PidFile(read));
+                    }
+                    Action::Guess(found) => {
+                        sim.send(Event::MainPidGuessed(found.then_some(5001)));
                     }
                     Action::GroupEmpty => {
                         if sim.svc.status().main_pid.is_none() && sim.svc.status().control_pid.is_none() {

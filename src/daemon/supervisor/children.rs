@@ -164,6 +164,51 @@ impl Supervisor {
         }
     }
 
+    /// Where the guess of a `Type=forking` main process looks (see
+    /// [`crate::runtime::main_pid::guess_main_pid`]): the unit's cgroup and sessions, the
+    /// markers of this run's processes, and the pids that are already something else.
+    pub(super) fn guess_scope(&self, name: &str) -> crate::runtime::main_pid::GuessScope {
+        use crate::daemon::discovery::{STATE_VAR, UNIT_VAR};
+        let Some(m) = self.units.get(name) else {
+            return Default::default();
+        };
+        crate::runtime::main_pid::GuessScope {
+            trust: self.pid_trust(name),
+            markers: vec![
+                (UNIT_VAR.to_string(), name.to_string()),
+                (STATE_VAR.to_string(), self.settings.instance.clone()),
+                ("INVOCATION_ID".to_string(), m.invocation_id.clone()),
+            ],
+            known: m
+                .service
+                .as_ref()
+                .and_then(|s| s.status().control_pid)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// A main pid the service did not spawn directly (read from `PIDFile=`, or guessed):
+    /// record its start time, so it is signalled only while it is that process, and watch
+    /// it by pidfd when it is not our child (its exit would not reach `waitpid`).
+    pub(super) fn record_main(&mut self, name: &str, pid: i32, start_time: Option<u64>) {
+        let Some(start_time) = start_time
+            .or_else(|| crate::state::identity::ProcessIdentity::read(pid).map(|id| id.start_time))
+        else {
+            return; // gone already: the machine learns it from the reaper
+        };
+        let Some(m) = self.units.get_mut(name) else {
+            return;
+        };
+        m.main_start_time = Some((pid, start_time));
+        self.pids.insert(pid, name.to_string());
+        let our_child = crate::sys::procstat::read_stat(pid)
+            .is_ok_and(|st| st.ppid == std::process::id() as i32);
+        if !our_child && let Err(err) = self.pidfds.watch(pid, start_time) {
+            tracing::warn!("{name}: cannot watch main pid {pid}: {err}");
+        }
+    }
+
     /// Hands the datagrams kept while a spawn was in flight to [`Self::on_notify`] again, in
     /// the order received, now that one more process is known.
     pub(super) fn replay_early_notify(&mut self) {

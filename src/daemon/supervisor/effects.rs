@@ -89,6 +89,14 @@ impl Supervisor {
                     .submit(name, Task::ReadPidFile { id, path, trust });
                 None
             }
+            Effect::GuessMainPid => {
+                let id = self.next_task_id;
+                self.next_task_id += 1;
+                self.pid_reads.insert(name.to_string(), id);
+                let scope = self.guess_scope(name);
+                self.spawner.submit(name, Task::GuessMainPid { id, scope });
+                None
+            }
             Effect::RemovePidFile { path } => {
                 self.spawner.submit(name, Task::RemovePidFile { path });
                 None

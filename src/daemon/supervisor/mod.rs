@@ -82,7 +82,8 @@ pub struct Settings {
     pub fallback_reap: Option<Duration>,
     pub rollback: bool,
     pub keep_services: bool,
-    pub hostname: String,
+    /// What `Condition*=` compare against (host name, virtualization: read once).
+    pub host: crate::runtime::host::HostFacts,
     pub notify_socket: PathBuf,
     pub dirs: Dirs,
     pub repo: String,

@@ -114,8 +114,8 @@ impl Supervisor {
         let Some(svc) = m.service.as_ref() else {
             return;
         };
-        let checked = check_conditions(svc.unit(), &self.settings.hostname)
-            .and_then(|()| check_asserts(svc.unit(), &self.settings.hostname));
+        let checked = check_conditions(svc.unit(), &self.settings.host)
+            .and_then(|()| check_asserts(svc.unit(), &self.settings.host));
         match checked {
             Ok(()) => m.condition_failed = None,
             Err(why) if why.starts_with("Assert") => {
@@ -156,7 +156,7 @@ impl Supervisor {
             .units
             .get(name)
             .and_then(|m| m.service.as_ref())
-            .and_then(|svc| check_conditions(svc.unit(), &self.settings.hostname).err());
+            .and_then(|svc| check_conditions(svc.unit(), &self.settings.host).err());
         if let (Some(why), true) = (blocked, self.is_running(name)) {
             // The new version is not for this host: stop it rather than restart it (a
             // restart inside the state machine would skip the condition check).

@@ -214,7 +214,10 @@ impl Supervisor {
                     self.pid_reads.remove(&unit);
                     use crate::runtime::main_pid::PidRead;
                     let event = match result {
-                        PidRead::Pid(pid) => Event::PidFile(Ok(pid)),
+                        PidRead::Pid(pid) => {
+                            self.record_main(&unit, pid, None);
+                            Event::PidFile(Ok(pid))
+                        }
                         PidRead::NotYet(e) => Event::PidFile(Err(e)),
                         PidRead::Refused(e) => Event::PidFileRefused(e),
                     };
@@ -223,6 +226,30 @@ impl Supervisor {
             }
             Report::Resources { unit, prepared } => self.resources_updated(&unit, prepared),
             Report::Sockets { unit, id, result } => self.on_sockets_bound(&unit, id, result),
+            Report::MainPidGuess { unit, id, guess } => {
+                if self.pid_reads.get(&unit) == Some(&id) {
+                    self.pid_reads.remove(&unit);
+                    if let Some(warning) = &guess.warning {
+                        tracing::warn!("{unit}: {warning}");
+                        let _ = self.logs.note(&unit, &format!("gitproc: {warning}"));
+                    }
+                    if let Some((pid, start_time)) = guess.main {
+                        self.record_main(&unit, pid, Some(start_time));
+                    }
+                    self.feed(&unit, Event::MainPidGuessed(guess.main.map(|(pid, _)| pid)));
+                    // No main process and nothing left at all: the daemon died already. Say
+                    // so now (the loop checks groups only while stopping), or the service
+                    // would show `running` with nothing running.
+                    let empty = guess.main.is_none()
+                        && self.units.get_mut(&unit).is_some_and(|m| {
+                            m.tracker.prune();
+                            m.tracker.members().is_empty()
+                        });
+                    if empty {
+                        self.feed(&unit, Event::GroupEmpty);
+                    }
+                }
+            }
             Report::Done { .. } => {}
         }
         if !self.spawner.is_busy() {

@@ -153,6 +153,10 @@ impl Service {
                         self.run.awaiting_pid_file = true;
                         fx.push(Effect::ReadPidFile { path });
                     }
+                    None if self.svc().guess_main_pid => {
+                        self.run.awaiting_main_guess = true;
+                        fx.push(Effect::GuessMainPid);
+                    }
                     None => {
                         self.run.running_without_main = true;
                         self.enter_start_post(now, fx);

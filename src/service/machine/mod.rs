@@ -173,6 +173,7 @@ impl Service {
             }
             Event::PidFile(read) => self.pid_file(read, now, &mut fx),
             Event::PidFileRefused(error) => self.pid_file_refused(error, now, &mut fx),
+            Event::MainPidGuessed(pid) => self.main_pid_guessed(pid, now, &mut fx),
             Event::Notify { pid, message } => self.notify(pid, message, now, &mut fx),
             Event::Timer => self.timer(now, &mut fx),
             Event::GroupEmpty => self.on_group_empty(now, &mut fx),

@@ -122,8 +122,9 @@ impl Service {
         if new_main > 1 && from_ours && !is_control && main_may_run(self.sub) {
             self.run.main_pid = Some(new_main);
             self.run.running_without_main = false;
-            if self.run.awaiting_pid_file {
+            if self.run.awaiting_pid_file || self.run.awaiting_main_guess {
                 self.run.awaiting_pid_file = false;
+                self.run.awaiting_main_guess = false;
                 self.run.pid_file_retry = None;
                 self.enter_start_post(now, fx);
             }

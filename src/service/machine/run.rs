@@ -63,6 +63,8 @@ pub(crate) struct Run {
     /// Forking: the parent exited and the PID file is awaited.
     pub(crate) awaiting_pid_file: bool,
     pub(crate) last_pid_file_error: Option<String>,
+    /// Forking without PIDFile=: the parent exited and the guess of the main pid is awaited.
+    pub(crate) awaiting_main_guess: bool,
     /// Forking without PIDFile=: running with no main pid is legitimate.
     pub(crate) running_without_main: bool,
     /// A notify service said RELOADING=1 (the reload ends at READY=1).

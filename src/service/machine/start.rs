@@ -284,4 +284,23 @@ impl Service {
             }
         }
     }
+
+    /// Answer to [`Effect::GuessMainPid`]: the guessed main process, or none (the service
+    /// then runs without one, as with GuessMainPID=no, until no process of it is left).
+    pub(super) fn main_pid_guessed(
+        &mut self,
+        pid: Option<i32>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if !self.run.awaiting_main_guess || self.sub != SubState::Start {
+            return;
+        }
+        self.run.awaiting_main_guess = false;
+        match pid.filter(|&p| p > 1 && self.run.control.pid != Some(p)) {
+            Some(pid) => self.run.main_pid = Some(pid),
+            None => self.run.running_without_main = true,
+        }
+        self.enter_start_post(now, fx);
+    }
 }

@@ -115,6 +115,7 @@ impl Service {
                 }
                 self.run.pid_file_retry = None;
                 self.run.awaiting_pid_file = false;
+                self.run.awaiting_main_guess = false;
                 self.run.error = Some(msg.clone());
                 self.reason = msg;
                 self.enter_signal(SubState::StopSigterm, ServiceResult::Timeout, now, fx);

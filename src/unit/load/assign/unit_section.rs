@@ -59,6 +59,16 @@ impl Builder<'_> {
                         "path {value:?} must be absolute (optionally prefixed with | or !)"
                     ));
                 }
+                // Malformed comparisons fail at load, not at each start.
+                match check {
+                    "Memory" => {
+                        crate::unit::comparison::parse_memory(value)?;
+                    }
+                    "CPUs" => {
+                        crate::unit::comparison::parse_cpus(value)?;
+                    }
+                    _ => {}
+                }
                 u.conditions.push(Condition {
                     check: check.to_string(),
                     assert,
