@@ -286,8 +286,17 @@ fn a_commit_changing_on_calendar_reschedules_without_running_and_removal_stops_i
     let c = repo.commit("no more timer");
     daemon.sync_to(&c);
     assert!(daemon.unit("job.timer").is_null());
-    // A run may already be under way; after it, none for 3 s (three elapses).
-    std::thread::sleep(Duration::from_millis(500));
+    // A run may already be under way: wait for it to end; then none for 3 s (three
+    // elapses) — that window of nothing happening is what this test observes.
+    wait_for(
+        "job.service to finish its last run",
+        Duration::from_secs(10),
+        || {
+            (daemon.unit("job.service")["active_state"] != "activating"
+                && daemon.unit("job.service")["active_state"] != "active")
+                .then_some(())
+        },
+    );
     let n = runs(&file).len();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(runs(&file).len(), n, "the removed timer still runs");
