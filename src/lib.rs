@@ -24,6 +24,7 @@ pub mod deps;
 pub mod logs;
 pub mod perf;
 pub(crate) mod reconcile;
+pub(crate) mod rollout;
 pub mod runtime;
 pub mod service;
 pub mod source;

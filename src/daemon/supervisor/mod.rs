@@ -15,6 +15,7 @@
 //! - [`trial`]: versions on trial, their promotion to "last good" and rollback;
 //! - [`timers`]: timer units (their own kind: a pure state each, one deadline each);
 //! - [`sockets`]: socket units (their own kind: listening fds, activation of their service);
+//! - [`rollout`]: the commit waiting for this host's rollout wave, and the freeze;
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
 //! - [`shutdown`]: stopping everything in reverse dependency order, the final save;
 //! - [`spawns`]: spawns in flight on the spawner's threads, their reports, and the
@@ -30,6 +31,7 @@ mod jobs;
 mod persist;
 mod queues;
 mod resources;
+mod rollout;
 mod shutdown;
 mod sockets;
 mod source;
@@ -193,6 +195,8 @@ pub struct Supervisor {
     /// Replayed after each spawn report (see `children`), dropped once the spawner is idle.
     early_notify: Vec<NotifyDatagram>,
     job_saves: Vec<JobSave>,
+    /// The commit waiting for this host's rollout wave, and the freeze (see [`rollout`]).
+    rollout: rollout::RolloutState,
 }
 
 impl Supervisor {
@@ -221,6 +225,7 @@ impl Supervisor {
                     (None, crossbeam_channel::never())
                 }
             };
+        let rollout = rollout::RolloutState::restore(restored.as_ref());
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -258,6 +263,7 @@ impl Supervisor {
             unclaimed_exits: Vec::new(),
             early_notify: Vec::new(),
             job_saves: Vec::new(),
+            rollout,
         }
     }
 
@@ -303,6 +309,7 @@ impl Supervisor {
             self.reap();
             self.fire_timers(now);
             self.tick_timers();
+            self.apply_due();
             self.process_queues();
             self.tick_sockets();
             self.check_trials(now);
@@ -403,6 +410,7 @@ impl Supervisor {
             consider(deadline(last, period));
         }
         consider(self.timers_deadline());
+        consider(self.rollout.deadline(now));
         if self.dirty {
             consider(self.save_held_until(now));
         }
