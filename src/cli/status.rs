@@ -124,7 +124,7 @@ pub fn pending_line(p: &Value) -> Option<String> {
         (Some("freeze"), Some(s)) if by_wave => {
             format!("held by the freeze (its wave is due in {s:.1} s)")
         }
-        (Some("freeze"), None) => "held by the freeze".to_string(),
+        (Some("freeze"), _) => "held by the freeze".to_string(),
         (Some("halt"), _) => "halted by its rollout policy (halt = true)".to_string(),
         (Some("invalid-policy"), _) => format!(
             "held: invalid rollout policy: {}",

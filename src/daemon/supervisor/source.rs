@@ -39,14 +39,13 @@ impl Supervisor {
             self.source.verified_commit = snapshot.commit.clone();
             self.perf.record(Op::Fetch, snapshot.fetch_time);
             self.perf.record(Op::Parse, snapshot.parse_time);
-            match self.offer(snapshot) {
-                Some(applied) => summary = applied,
-                None => {
-                    summary["pending"] = self.pending_json();
-                    summary["frozen"] = self.freeze_json();
-                }
+            if let Some(applied) = self.offer(snapshot) {
+                summary = applied;
             }
         }
+        // What holds a fetched commit back, whether it came with this check or before.
+        summary["pending"] = self.pending_json();
+        summary["frozen"] = self.freeze_json();
         if let Some(error) = &update.error {
             summary["error"] = serde_json::Value::String(error.clone());
         }
