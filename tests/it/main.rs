@@ -10,6 +10,7 @@ mod runtime_support;
 mod support;
 
 // The `gitproc` verbs, one module per verb (or verb group).
+mod bench_fleet;
 mod bench_regress;
 mod cli_check;
 mod cli_completions;
