@@ -22,7 +22,7 @@ Prints Markdown tables; `--json FILE` writes the figures (tests/it/bench_fleet.r
 them). Standard library only. Every wait has a timeout; cleanup SIGTERMs each daemon by
 pid (which stops its services) and SIGKILLs whatever is left in our process tree.
 
-    python3 bench/fleet.py --hosts 100 --poll 5 --delays 3,6
+    python3 bench/fleet.py --hosts 100 --poll 5 --delays 5,30
 """
 import argparse
 import gzip
@@ -143,12 +143,15 @@ def make_handler(root, counts):
                     status = int(v.split()[0])
                 elif k:
                     headers.append((k, v.strip()))
-            self.send_response(status)
-            for k, v in headers:
-                self.send_header(k, v)
-            self.send_header('Content-Length', str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header('Content-Length', str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                counts.add('client_gone')     # the client gave up (its own timeout)
 
     return Handler
 
@@ -253,12 +256,15 @@ class Fleet:
             log.close()
 
     def commits(self):
-        """{host: applied commit} (None when its socket does not answer yet)."""
+        """{host: (applied commit, when it answered)}; the commit is None when its socket
+        does not answer yet. The time is taken per answer, so a slow sweep of N sockets
+        does not blur when each host applied."""
         def one(host):
             try:
-                return host, ctl(self.sock(host), 'status', timeout=5)['daemon']['commit']
+                c = ctl(self.sock(host), 'status', timeout=5)['daemon']['commit']
             except (OSError, ValueError, KeyError, TypeError):
-                return host, None
+                c = None
+            return host, (c, time.time())
         return dict(self.pool.map(one, self.hosts))
 
     def statuses(self):
@@ -286,21 +292,40 @@ class Fleet:
                 raise RuntimeError('%d host(s) did not apply %s within %.0f s: %s'
                                    % (len(missing), commit[:10], timeout, missing[:5]))
             self.check_alive()
-            now = time.time()
-            for host, c in self.commits().items():
+            for host, (c, at) in self.commits().items():
                 if host in hosts and host not in seen and c == commit:
-                    seen[host] = now - since
+                    seen[host] = at - since
             time.sleep(0.02)
         return seen
 
-    def nudge(self):
-        """Tell every host to check now (what a webhook fan-out does)."""
+    def nudge(self, first=None):
+        """Tell every host to check now, all at once (what a webhook fan-out does), without
+        waiting: returns {host: seconds until its check answered}, filled in as they do.
+        `first`: told alone before the others, and waited for (the canary: this one
+        server's queue must not make the canary hear of a commit after the 10 % do)."""
+        t0 = time.time()
+        done = {}
+
         def one(host):
             try:
-                ctl(self.sock(host), 'sync', timeout=60)
+                ctl(self.sock(host), 'sync', timeout=120)
+                done[host] = time.time() - t0
             except (OSError, ValueError):
                 pass
-        list(self.pool.map(one, self.hosts))
+        if first:
+            one(first)
+        for host in self.hosts:
+            if host != first:
+                threading.Thread(target=one, args=(host,), daemon=True).start()
+        return done
+
+    def cpu_s(self):
+        """CPU seconds used so far by the N daemons (all threads)."""
+        ticks = 0
+        for p in self.procs.values():
+            st = gpbench.cpu_sample(p.pid)
+            ticks += st['ticks'] if st else 0
+        return ticks / float(gpbench.CLK_TCK)
 
     def pss_mib(self):
         total = 0
@@ -399,6 +424,7 @@ def run(args):
     waves = {h: wave_of(salt, h) for h in fleet.hosts}
     res = {'hosts': args.hosts, 'poll_s': args.poll, 'jitter': args.jitter,
            'delays_s': delays, 'salt': salt, 'bin': fleet.bin,
+           'loadavg_at_start': os.getloadavg(),
            'wave_sizes': {w: sum(1 for v in waves.values() if v == w)
                           for w in ('canary', 'ten', 'rest')}}
     ok = False
@@ -413,9 +439,11 @@ def run(args):
 
         # Idle: nothing changes for `idle` seconds.
         t_idle = time.time()
+        cpu0 = fleet.cpu_s()
         time.sleep(args.idle)
         idle = server.counts.take()
         window = time.time() - t_idle
+        res['idle_daemon_cpu_pct'] = 100.0 * (fleet.cpu_s() - cpu0) / window
         intervals = window / args.poll
         res['idle'] = {
             'window_s': window,
@@ -440,8 +468,14 @@ def run(args):
         c2 = commit(work, bare, {'app.service': unit(2),
                                  POLICY: policy(salt, delays[0], delays[1])},
                     message='waves')
-        fleet.nudge()
+        checked = fleet.nudge(first='host-000')
         applied = fleet.wait_applied(c2, t, delays[1] + args.timeout)
+        res['nudge_all_checked_s'] = max(checked.values()) if checked else None
+        delay_of = {'canary': 0.0, 'ten': delays[0], 'rest': delays[1]}
+        # The one invariant that holds whatever the load: no host applies before its wave's
+        # delay (0.1 s of slack for the sub-second part of the committer time).
+        res['applied_early'] = sorted(h for h, s in applied.items()
+                                      if s < delay_of[waves[h]] - 0.1)
         by_wave = {}
         for host, s in applied.items():
             by_wave.setdefault(waves[host], []).append(s)
@@ -457,9 +491,9 @@ def run(args):
         c3 = commit(work, bare, {'app.service': unit(3),
                                  POLICY: policy(salt, delays[0], delays[1])},
                     message='a change to halt')
-        fleet.nudge()
+        fleet.nudge(first='host-000')
         early = [h for h in fleet.hosts if waves[h] in ('canary', 'ten')]
-        fleet.wait_applied(c3, t, delays[0] + args.timeout, hosts=early)
+        fleet.wait_applied(c3, t, args.timeout, hosts=['host-000'])
         t_halt = time.time()
         c4 = commit(work, bare, {POLICY: policy(salt, delays[0], delays[1], halt=True)},
                     message='halt')
@@ -474,8 +508,11 @@ def run(args):
         rest = [h for h in fleet.hosts if waves[h] == 'rest']
         took = [h for h in rest if st[h].get('commit') in (c3, c4)]
         held = [h for h in rest if (st[h].get('pending') or {}).get('held_by') == 'halt']
+        ten = [h for h in fleet.hosts if waves[h] == 'ten']
         res['halt'] = {'rest_hosts': len(rest), 'rest_applied': len(took),
                        'rest_held_by_halt': len(held),
+                       'ten_applied_before_the_halt': sum(
+                           1 for h in ten if st[h].get('commit') in (c3, c4)),
                        'early_on_halt_commit': sum(1 for h in early
                                                    if st[h].get('commit') == c4)}
         res['halt_ok'] = not took and len(held) == len(rest)
@@ -502,8 +539,9 @@ def run(args):
 
 def report(res):
     f = lambda v: '-' if v is None else '%.2f' % v  # noqa: E731
-    print('## gitproc fleet: %d hosts, poll %s s (jitter %s), wave delays %s s'
-          % (res['hosts'], res['poll_s'], res['jitter'], res['delays_s']))
+    print('## gitproc fleet: %d hosts, poll %s s (jitter %s), wave delays %s s, '
+          'load average at start %.1f' % (res['hosts'], res['poll_s'], res['jitter'],
+                                          res['delays_s'], res['loadavg_at_start'][0]))
     print()
     idle = res['idle']
     rows = [
@@ -515,6 +553,8 @@ def report(res):
         ('idle: ls-refs POSTs per host per poll interval',
          '%.2f' % idle['ls_refs_per_host_per_interval']),
         ('idle: pack transfers (window %.0f s)' % idle['window_s'], idle['pack_transfers']),
+        ('idle: CPU of the %d daemons together' % res['hosts'],
+         '%.1f %% of one core' % res['idle_daemon_cpu_pct']),
         ('PSS of the %d daemons, idle' % res['hosts'],
          '%.1f MiB (%.2f MiB each)' % (res['pss_total_mib'], res['pss_per_daemon_mib'])),
     ]
@@ -525,10 +565,16 @@ def report(res):
                          % (w, res['wave_sizes'][w]),
                          '%s / %s / %s s' % (f(v['min_s']), f(v['p50_s']), f(v['max_s']))))
     rows.append(('waves in order (canary < 10 % < rest)', res['waves_in_order']))
+    rows.append(('hosts that applied before their wave\'s delay', len(res['applied_early'])))
+    if res.get('nudge_all_checked_s') is not None:
+        rows.append(('`sync` fanned out to every host: until the last check answered',
+                     '%.2f s' % res['nudge_all_checked_s']))
     h = res['halt']
-    rows.append(('halt pushed %.1f s into the rollout: rest applied / held'
+    rows.append(('halt pushed %.1f s into the rollout (canary applied): rest applied / held'
                  % res['halt_pushed_after_s'],
                  '%d / %d of %d' % (h['rest_applied'], h['rest_held_by_halt'], h['rest_hosts'])))
+    rows.append(('halt: 10 % hosts that had applied before it reached them',
+                 '%d of %d' % (h['ten_applied_before_the_halt'], res['wave_sizes']['ten'])))
     rows.append(('revert (delays 60 s): applied on every host after (min / p50 / max)',
                  '%s / %s / %s s' % tuple(f(res['revert'][k]) for k in ('min_s', 'p50_s', 'max_s'))))
     print(gpbench.md_table(['measure', 'value'], rows))
@@ -543,7 +589,7 @@ def main():
     ap.add_argument('--jitter', type=float, default=0.1)
     ap.add_argument('--idle', type=float, default=None,
                     help='idle window (seconds; default 4 poll intervals)')
-    ap.add_argument('--delays', default='3,6',
+    ap.add_argument('--delays', default='5,30',
                     help='delays of the 10 %% wave and of the rest (seconds)')
     ap.add_argument('--timeout', type=float, default=120.0)
     ap.add_argument('--bin', help='gitproc binary (default GITPROC_BIN or target/release)')
@@ -564,7 +610,9 @@ def main():
     if args.json:
         with open(args.json, 'w') as fh:
             json.dump(res, fh, indent=2)
-    return 0 if res['waves_in_order'] and res['halt_ok'] and res['revert_ok'] else 1
+    good = (res['waves_in_order'] and res['halt_ok'] and res['revert_ok']
+            and not res['applied_early'])
+    return 0 if good else 1
 
 
 if __name__ == '__main__':

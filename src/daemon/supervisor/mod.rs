@@ -410,7 +410,10 @@ impl Supervisor {
             consider(deadline(last, period));
         }
         consider(self.timers_deadline());
-        consider(self.rollout.deadline(now));
+        if !self.shutting_down {
+            // While shutting down nothing is applied: a due commit must not spin the loop.
+            consider(self.rollout.deadline(now));
+        }
         if self.dirty {
             consider(self.save_held_until(now));
         }
