@@ -231,3 +231,40 @@ fn an_invalid_policy_holds_the_commit_and_names_the_error() {
     );
     assert_eq!(daemon.status()["daemon"]["commit"], first.as_str());
 }
+
+#[test]
+fn a_restart_keeps_the_pending_commit_and_when_it_was_first_seen() {
+    let repo = Repo::new();
+    repo.write("a.service", &service("/bin/sleep 1000", ""));
+    let first = repo.commit("first");
+    let rest = host_where(false);
+    let mut daemon = Daemon::start(repo.path(), &["--hostname", &rest]);
+    daemon.sync_to(&first);
+    let pid = daemon.wait_running("a.service");
+    repo.write("gitproc-rollout.toml", &policy(60.0, 120.0, false));
+    repo.write("a.service", &service("/bin/sleep 1004", ""));
+    let second = repo.commit("slow wave");
+    let before = daemon.wait("the commit to be pending", || {
+        let p = pending(&daemon);
+        (p["commit"] == second.as_str()).then_some(p)
+    });
+    // Saved with the pending commit (the next batch of the state writer).
+    daemon.wait("state.json to record the pending commit", || {
+        let s = daemon.try_state_file()?;
+        (s["daemon"]["pending_commit"] == second.as_str()).then_some(())
+    });
+
+    daemon.restart();
+    let after = daemon.wait("the restarted daemon to hold the same commit", || {
+        let p = pending(&daemon);
+        (p["commit"] == second.as_str()).then_some(p)
+    });
+    assert_eq!(after["first_seen_ms"], before["first_seen_ms"], "{after:#}");
+    assert_eq!(after["apply_at_ms"], before["apply_at_ms"], "{after:#}");
+    assert_eq!(daemon.status()["daemon"]["commit"], first.as_str());
+    assert_eq!(
+        daemon.wait_running("a.service"),
+        pid,
+        "adopted on the applied commit"
+    );
+}
