@@ -26,6 +26,7 @@
 //! thread whose answer comes back as one more input.
 
 mod children;
+mod deadlines;
 mod effects;
 mod jobs;
 mod persist;
@@ -59,7 +60,7 @@ use crate::runtime::kill::ProcessTracker;
 use crate::runtime::notify_socket::NotifyDatagram;
 use crate::runtime::sd_notify::{sd_notify, watchdog_period};
 use crate::runtime::spawn::Dirs;
-use crate::service::{ActiveState, Event, Service};
+use crate::service::Event;
 use crate::state::StateError;
 use crate::state::format::PersistedState;
 use crate::state::writer::StateWriter;
@@ -197,6 +198,8 @@ pub struct Supervisor {
     job_saves: Vec<JobSave>,
     /// The commit waiting for this host's rollout wave, and the freeze (see [`rollout`]).
     rollout: rollout::RolloutState,
+    /// Every unit's next deadline, so that a wakeup reads the earliest one (`deadlines`).
+    deadlines: deadlines::Deadlines,
 }
 
 impl Supervisor {
@@ -264,6 +267,7 @@ impl Supervisor {
             early_notify: Vec::new(),
             job_saves: Vec::new(),
             rollout,
+            deadlines: deadlines::Deadlines::default(),
         }
     }
 
@@ -272,6 +276,7 @@ impl Supervisor {
         let reports = self.spawner.reports();
         loop {
             let now = Instant::now();
+            self.refresh_deadlines();
             let timeout = self
                 .next_deadline(now)
                 .map(|at| at.saturating_duration_since(now))
@@ -383,12 +388,9 @@ impl Supervisor {
                 next = Some(next.map_or(at, |n: Instant| n.min(at)));
             }
         };
-        let mut stopping = false;
+        consider(self.deadlines.first());
+        let stopping = self.deadlines.any_stopping();
         for m in self.units.values() {
-            if let Some(svc) = &m.service {
-                consider(svc.next_deadline());
-                stopping |= svc.status().active_state == ActiveState::Deactivating;
-            }
             if let Some(Trial {
                 active_since: Some(since),
                 ..
@@ -421,18 +423,8 @@ impl Supervisor {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .units
-            .iter()
-            .filter(|(_, m)| {
-                m.service
-                    .as_ref()
-                    .and_then(Service::next_deadline)
-                    .is_some_and(|at| at <= now)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in due {
+        self.refresh_deadlines();
+        for name in self.deadlines.due(now) {
             // A start timeout that hits a pending spawn names the step it is stuck in.
             if let Some(p) = self.spawns.get(&name) {
                 let step = p.progress.step();
@@ -463,7 +455,9 @@ impl Supervisor {
         self.perf.record(op, took);
     }
 
+    /// The units, for `apply`: whatever it changes, the deadline index is rebuilt after.
     pub(in crate::daemon) fn units_mut(&mut self) -> &mut BTreeMap<String, Managed> {
+        self.deadlines.mark_stale();
         &mut self.units
     }
 
