@@ -268,3 +268,32 @@ fn a_restart_keeps_the_pending_commit_and_when_it_was_first_seen() {
         "adopted on the applied commit"
     );
 }
+
+#[test]
+fn check_validates_the_policy_before_it_is_pushed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("a.service"), service("/bin/sleep 1000", ""))
+        .expect("write unit");
+    let policy_path = dir.path().join("gitproc-rollout.toml");
+    let run = || {
+        std::process::Command::new(crate::support::bin())
+            .arg("check")
+            .arg(dir.path())
+            .output()
+            .expect("run gitproc check")
+    };
+    std::fs::write(&policy_path, policy(2.0, 4.0, false)).expect("write policy");
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    std::fs::write(&policy_path, "[[wave]]\nname = \"x\"\ndelay_s = -1\n").expect("write");
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout.contains(&format!(
+            "{}: error: wave \"x\": delay_s",
+            policy_path.display()
+        )),
+        "{stdout}"
+    );
+}

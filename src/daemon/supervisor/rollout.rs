@@ -138,6 +138,12 @@ impl Supervisor {
                     (at.saturating_sub(now)).max(0) as f64 / 1000.0
                 );
             }
+            (Some(p), _) if p.reason == Reason::RanBefore && policy.is_some() => tracing::info!(
+                "commit {short}: units this host ran before (a revert): applying at once, whatever the waves"
+            ),
+            (Some(p), _) if p.reason == Reason::Immediate => tracing::info!(
+                "commit {short}: immediate = true in its rollout policy: applying at once"
+            ),
             _ => {}
         }
         if let Some(old) = &self.rollout.pending
