@@ -10,6 +10,8 @@ the load the fleet puts on a git server is measured, not guessed. Phases, in ord
    `command=fetch`, or any v0 upload-pack POST) per host per poll interval, nothing changing;
 3. memory: PSS (/proc/PID/smaps_rollup) of the N daemons, idle;
 4. polling: a commit without rollout policy, no nudge: time until every host applied it;
+   with `--webhooks` each daemon also has an `[http]` listener, and a second commit is
+   announced by a signed push event POSTed to every host's `/hooks/git` at once;
 5. waves: a commit with `gitproc-rollout.toml` (canary = host-000, then 10 % by hash, then
    the rest, DELAYS apart); every host is told at once (`sync` on its control socket, as a
    webhook would), so each applies when its wave is due; per-wave apply times;
@@ -233,10 +235,28 @@ class Fleet:
         self.pool = ThreadPoolExecutor(max_workers=16)
         libc = __import__('ctypes').CDLL(None, use_errno=True)
         libc.prctl(36, 1, 0, 0, 0)      # PR_SET_CHILD_SUBREAPER: orphans come back to us
-        self.config = os.path.join(scratch, 'gitproc.toml')
-        with open(self.config, 'w') as fh:
-            fh.write('[poll]\nmin_interval_s = %s\nmax_interval_s = %s\njitter = %s\n'
-                     % (args.poll, args.poll, args.jitter))
+        self.poll_toml = ('[poll]\nmin_interval_s = %s\nmax_interval_s = %s\njitter = %s\n'
+                          % (args.poll, args.poll, args.jitter))
+        self.secret = os.path.join(scratch, 'webhook.secret')
+        with open(self.secret, 'w') as fh:
+            fh.write('fleet-%d\n' % os.getpid())
+        self.ports = {}
+
+    def config(self, host):
+        """The host's gitproc.toml: the shared [poll], and with --webhooks an [http]
+        listener of its own on a free loopback port."""
+        path = os.path.join(self.state(host), 'gitproc.toml')
+        text = self.poll_toml
+        if self.args.webhooks:
+            probe = socket.socket()
+            probe.bind(('127.0.0.1', 0))
+            self.ports[host] = probe.getsockname()[1]
+            probe.close()
+            text += ('[http]\nlisten = "127.0.0.1:%d"\nwebhook_secret_file = "%s"\n'
+                     'webhook_min_interval_s = 0.5\n' % (self.ports[host], self.secret))
+        with open(path, 'w') as fh:
+            fh.write(text)
+        return path
 
     def state(self, host):
         return os.path.join(self.scratch, 'hosts', host)
@@ -253,7 +273,7 @@ class Fleet:
             env = dict(os.environ, RUST_LOG='info')
             env.pop('NOTIFY_SOCKET', None)
             self.procs[host] = subprocess.Popen(
-                [self.bin, 'daemon', '--config', self.config, '--repo', url,
+                [self.bin, 'daemon', '--config', self.config(host), '--repo', url,
                  '--state-dir', st, '--hostname', host],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, env=env)
@@ -357,6 +377,36 @@ class Fleet:
             if host != first:
                 threading.Thread(target=one, args=(host,), daemon=True).start()
         return done
+
+    def webhook(self):
+        """POST a signed push event to every host's /hooks/git at once (what a git server's
+        webhook fan-out does); returns {host: seconds until its listener answered 2xx}."""
+        import hashlib
+        import hmac
+        import http.client
+        with open(self.secret, 'rb') as fh:
+            key = fh.read().strip()
+        body = json.dumps({'ref': 'refs/heads/main'}).encode()
+        sig = 'sha256=' + hmac.new(key, body, hashlib.sha256).hexdigest()
+        t0 = time.time()
+        done = {}
+
+        def one(host):
+            try:
+                c = http.client.HTTPConnection('127.0.0.1', self.ports[host], timeout=30)
+                c.request('POST', '/hooks/git', body, {'X-Gitproc-Signature': sig,
+                                                       'Content-Type': 'application/json'})
+                r = c.getresponse()
+                r.read()
+                if 200 <= r.status < 300:
+                    done[host] = time.time() - t0
+                c.close()
+            except OSError:
+                pass
+        threads = [threading.Thread(target=one, args=(h,), daemon=True) for h in self.hosts]
+        for t in threads:
+            t.start()
+        return done, threads
 
     def cpu_s(self):
         """CPU seconds used so far by the N daemons (all threads)."""
@@ -502,6 +552,20 @@ def run(args):
         res['polling'] = dict(zip(('min_s', 'p50_s', 'max_s'), spread(polled.values())))
         server.counts.take()
 
+        if args.webhooks:
+            # Webhooks: a commit without a policy, a signed push event to every listener.
+            t = align()
+            cw = commit(work, bare, {'app.service': unit(9)}, message='webhook')
+            t_push = time.time()
+            answered, threads = fleet.webhook()
+            hooked = fleet.wait_applied(cw, t_push, args.timeout)
+            for th in threads:
+                th.join(30)
+            res['webhook'] = dict(zip(('min_s', 'p50_s', 'max_s'), spread(hooked.values())))
+            res['webhook']['answered'] = len(answered)
+            res['webhook']['last_answer_s'] = max(answered.values()) if answered else None
+            server.counts.take()
+
         # Waves: canary, 10 %, the rest; every host told at once.
         t = align()
         c2 = commit(work, bare, {'app.service': unit(2),
@@ -597,6 +661,13 @@ def report(res):
         ('PSS of the %d daemons, idle' % res['hosts'],
          '%.1f MiB (%.2f MiB each)' % (res['pss_total_mib'], res['pss_per_daemon_mib'])),
     ]
+    if 'webhook' in res:
+        v = res['webhook']
+        rows.append(('webhook to every listener: push until every host applied '
+                     '(min / p50 / max)',
+                     '%s / %s / %s s' % (f(v['min_s']), f(v['p50_s']), f(v['max_s']))))
+        rows.append(('webhook: listeners that answered 2xx / last answer',
+                     '%d / %s s' % (v['answered'], f(v['last_answer_s']))))
     for w in ('canary', 'ten', 'rest'):
         if w in res['waves']:
             v = res['waves'][w]
@@ -634,6 +705,8 @@ def main():
     ap.add_argument('--bin', help='gitproc binary (default GITPROC_BIN or target/release)')
     ap.add_argument('--workdir')
     ap.add_argument('--keep', action='store_true', help='keep the work directory')
+    ap.add_argument('--webhooks', action='store_true',
+                    help='give each daemon an [http] listener and add the webhook phase')
     ap.add_argument('--json', help='write the figures here')
     args = ap.parse_args()
     if args.idle is None:
