@@ -116,6 +116,14 @@ pub enum Event {
     /// No process of the service is left (only with [`super::Service::set_group_tracking`];
     /// ignored otherwise, and harmless when repeated).
     GroupEmpty,
+    /// The `[X-Health]` check found the run healthy ([`super::health`]): a
+    /// `ReadyOnHealthy=yes` service waiting in `activating` becomes `active`.
+    Healthy,
+    /// The `[X-Health]` check found the run unhealthy; the message says why (`HTTP 503
+    /// after 3 probes`). `OnUnhealthy=restart` stops and restarts it with result `health`
+    /// (whatever `Restart=` says; the start limit applies), `stop` stops it (`failed`,
+    /// result `health`), `none` does nothing.
+    Unhealthy(String),
 }
 
 /// Which processes a signal goes to.
