@@ -22,6 +22,8 @@ pub enum ExecKind {
     Reload,
     Stop,
     StopPost,
+    /// An `[X-Health]` `Exec=` probe (run by the loop, never by the machine).
+    Health,
 }
 
 impl ExecKind {
@@ -34,6 +36,7 @@ impl ExecKind {
             ExecKind::Reload => "ExecReload",
             ExecKind::Stop => "ExecStop",
             ExecKind::StopPost => "ExecStopPost",
+            ExecKind::Health => "X-Health Exec",
         }
     }
 }

@@ -54,6 +54,9 @@ impl Supervisor {
     }
 
     pub(super) fn on_exit(&mut self, pid: i32, status: ExitStatus) {
+        if self.on_probe_exit(pid, status) {
+            return;
+        }
         let Some(name) = self.pids.remove(&pid) else {
             // An orphaned grandchild we reaped as subreaper, or a process just spawned
             // whose report the loop has not read yet (see `spawns`).

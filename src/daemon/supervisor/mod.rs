@@ -13,6 +13,8 @@
 //! - [`source`]: asking the source worker for a check, and what its updates bring;
 //! - [`jobs`]: control requests, operator jobs and the replies waiting for them;
 //! - [`trial`]: versions on trial, their promotion to "last good" and rollback;
+//! - [`health`]: `[X-Health]` checks: which runs are probed, probe results (the prober
+//!   thread's, and `Exec=` probe processes), and what a change of health does;
 //! - [`timers`]: timer units (their own kind: a pure state each, one deadline each);
 //! - [`sockets`]: socket units (their own kind: listening fds, activation of their service);
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
@@ -26,6 +28,7 @@
 
 mod children;
 mod effects;
+mod health;
 mod jobs;
 mod persist;
 mod queues;
@@ -134,6 +137,8 @@ enum Input {
     Source(SourceUpdate),
     AdoptedExit(i32),
     Spawner(Report),
+    /// A health probe's result from the prober thread (see [`health`]).
+    Probe(crate::runtime::prober::ProbeResult),
     /// A socket unit's listening fd is readable (see [`sockets`]).
     SocketReadable(crate::runtime::socket_watch::Readable),
     Saved(usize, Result<(), StateError>),
@@ -193,6 +198,13 @@ pub struct Supervisor {
     /// Replayed after each spawn report (see `children`), dropped once the spawner is idle.
     early_notify: Vec<NotifyDatagram>,
     job_saves: Vec<JobSave>,
+    /// The prober thread (`None` if it cannot start: health checks are then not run).
+    prober: Option<crate::runtime::prober::Prober>,
+    probe_results: Receiver<crate::runtime::prober::ProbeResult>,
+    /// The health check of each probed unit's current run.
+    health: HashMap<String, health::UnitHealth>,
+    /// `Exec=` probe processes: pid -> unit.
+    probe_pids: HashMap<i32, String>,
 }
 
 impl Supervisor {
@@ -221,6 +233,15 @@ impl Supervisor {
                     (None, crossbeam_channel::never())
                 }
             };
+        let (prober, probe_results) = match crate::runtime::prober::Prober::start() {
+            Ok((p, rx)) => (Some(p), rx),
+            Err(e) => {
+                tracing::error!(
+                    "cannot start the prober thread: {e}; HTTP= and TCP= health checks will not run"
+                );
+                (None, crossbeam_channel::never())
+            }
+        };
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -258,6 +279,10 @@ impl Supervisor {
             unclaimed_exits: Vec::new(),
             early_notify: Vec::new(),
             job_saves: Vec::new(),
+            prober,
+            probe_results,
+            health: HashMap::new(),
+            probe_pids: HashMap::new(),
         }
     }
 
@@ -291,6 +316,7 @@ impl Supervisor {
                 Input::AdoptedExit(pid) => self.on_adopted_exit(pid),
                 Input::Spawner(report) => self.on_spawner_report(report),
                 Input::SocketReadable(r) => self.on_socket_readable(r),
+                Input::Probe(r) => self.on_probe_result(r),
                 Input::Saved(index, result) => {
                     let save = self.job_saves.remove(index);
                     self.job_saved(save, result);
@@ -302,6 +328,7 @@ impl Supervisor {
             // the sweep thread wakes the loop for the exit whose SIGCHLD was lost.
             self.reap();
             self.fire_timers(now);
+            self.run_exec_probes(now);
             self.tick_timers();
             self.process_queues();
             self.tick_sockets();
@@ -334,7 +361,8 @@ impl Supervisor {
         let adopted = sel.recv(&inputs.adopted_exits);
         let spawner = sel.recv(reports);
         let readable = sel.recv(&self.socket_readable);
-        let first_save = readable + 1;
+        let probe = sel.recv(&self.probe_results);
+        let first_save = probe + 1;
         for rx in &saves {
             sel.recv(rx);
         }
@@ -359,6 +387,9 @@ impl Supervisor {
         } else if i == readable {
             op.recv(&self.socket_readable)
                 .map_or(Input::Tick, Input::SocketReadable)
+        } else if i == probe {
+            op.recv(&self.probe_results)
+                .map_or(Input::Tick, Input::Probe)
         } else {
             let k = i - first_save;
             // A writer that went away answers like a failed save.
@@ -390,6 +421,8 @@ impl Supervisor {
                 consider(deadline(*since, TRIAL_PERIOD));
             }
         }
+        consider(self.health_deadline());
+        consider(self.health_trial_deadline());
         if stopping {
             // A stopping unit waits for its whole process group, which may hold processes
             // that are not our children (no SIGCHLD for them): look again periodically.

@@ -88,6 +88,7 @@ impl Supervisor {
             .map(|(name, m)| {
                 let mut v = unit_json(name, m);
                 v["resources"] = self.resources_json(name, m);
+                self.health_json(name, &mut v);
                 v
             })
             .collect();
@@ -141,6 +142,8 @@ impl Supervisor {
         let w = self.writer.stats();
         serde_json::json!({
             "operations": self.perf.stats(),
+            // Per-unit health probe latencies and failure counts.
+            "probes": self.perf.probe_stats(),
             "state_writer": {
                 "saves": w.saves,
                 "forced_saves": w.forced_saves,

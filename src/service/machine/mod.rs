@@ -128,6 +128,11 @@ impl Service {
         &self.unit
     }
 
+    /// The unit of the current (or last) run: what its processes were started with.
+    pub fn running_unit(&self) -> &Arc<Unit> {
+        &self.cfg
+    }
+
     /// A new version of the unit; takes effect at the next start (the loop restarts the
     /// service when the change needs it). A stop in progress uses the unit it started with.
     pub fn set_unit(&mut self, unit: Arc<Unit>) {

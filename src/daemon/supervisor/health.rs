@@ -1,0 +1,421 @@
+//! Health checks (`[X-Health]`) in the loop: which runs are probed, the probe results, and
+//! what a change of health does.
+//!
+//! A run is probed from the moment its main process exists (sub-state `start` with a main
+//! pid, `start-post`, `running`, `reload`) until it leaves those states; each run (each
+//! invocation) starts `starting` with fresh counters ([`Health`], pure). Network probes
+//! (`HTTP=`, `TCP=`) run on the one prober thread ([`crate::runtime::prober`]), which sends
+//! every result back as an input of the select. `Exec=` probes are processes like any
+//! other of the unit's: spawned on the spawner pool with the unit's `User=`, `Group=`,
+//! environment, working directory and cgroup (under a spawner key of their own, so a stuck
+//! probe never holds up the unit's own starts), reaped by the loop, killed at `TimeoutSec=`;
+//! their output goes to the unit's log. The loop never waits on a probe.
+//!
+//! A change of health is logged in the unit's log (`Health: unhealthy: HTTP 503 after 3
+//! probes`) and fed to the machine (`Event::Healthy`/`Event::Unhealthy`), which acts on
+//! `ReadyOnHealthy=` and `OnUnhealthy=`. A version on trial that turns unhealthy is rolled
+//! back ([`super::trial`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::Supervisor;
+use crate::daemon::spawner::{SpawnJob, Task};
+use crate::perf::Op;
+use crate::runtime::prober::{NetProbe, ProbeResult};
+use crate::runtime::spawn::{SpawnProgress, Spawned};
+use crate::service::health::{Change, Health, ProbeOutcome};
+use crate::service::{Event, ExecKind, ExitStatus, ProcessRole, SubState};
+use crate::sys::time::deadline;
+use crate::unit::model::{HealthCheck, HealthProbe};
+
+/// The spawner key of a unit's `Exec=` probes (a NUL never appears in a unit name).
+const PROBE_KEY_SUFFIX: &str = "\0health";
+
+/// An `Exec=` probe process in flight.
+pub(super) struct ExecInFlight {
+    /// The spawn task, until its report arrives.
+    task: u64,
+    pid: Option<(i32, u64)>,
+    started: Instant,
+    timeout_at: Option<Instant>,
+}
+
+/// The health check of one unit's current run.
+pub(super) struct UnitHealth {
+    /// The run (invocation) probed; a new run starts a new [`UnitHealth`].
+    invocation: String,
+    /// Watch number: results of an older watch are ignored.
+    generation: u64,
+    pub(super) check: HealthCheck,
+    pub(super) health: Health,
+    /// `Exec=` probes: when the next one is due, and the one in flight.
+    next_exec: Option<Instant>,
+    exec: Option<ExecInFlight>,
+    /// Connections the prober has opened for this run (keep-alive: 1).
+    pub(super) connections: u64,
+    /// The run is being probed; once it ends, the entry stays for `status` (the last
+    /// verdict) until the next run replaces it.
+    probing: bool,
+}
+
+impl UnitHealth {
+    /// The loop's deadlines for this unit's `Exec=` probes.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        if !self.probing {
+            return None;
+        }
+        match &self.exec {
+            Some(e) => e.timeout_at,
+            None => self.next_exec,
+        }
+    }
+}
+
+/// Wall-clock seconds of a past `Instant`, for status.
+pub(super) fn unix_at(at: Instant) -> u64 {
+    let ago = Instant::now().saturating_duration_since(at);
+    super::unix_of(SystemTime::now() - ago)
+}
+
+fn probed(sub: SubState, has_main: bool) -> bool {
+    match sub {
+        SubState::Start => has_main,
+        SubState::StartPost | SubState::Running | SubState::Reload => true,
+        _ => false,
+    }
+}
+
+fn exit_words(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Exited(code) => format!("exit status {code}"),
+        ExitStatus::Signaled { signal, .. } => format!("killed by signal {signal}"),
+        ExitStatus::Unknown => "exit status unknown".to_string(),
+    }
+}
+
+impl Supervisor {
+    /// After an event: starts probing a run that is up, stops probing one that is not.
+    pub(super) fn sync_health(&mut self, name: &str) {
+        let wanted = self.units.get(name).and_then(|m| {
+            let svc = m.service.as_ref()?;
+            let check = svc.running_unit().health.clone()?;
+            let st = svc.status();
+            probed(st.sub_state, st.main_pid.is_some()).then(|| (check, m.invocation_id.clone()))
+        });
+        let current = self
+            .health
+            .get(name)
+            .filter(|h| h.probing)
+            .map(|h| h.invocation.clone());
+        match (wanted, current) {
+            (Some((_, invocation)), Some(cur)) if invocation == cur => {}
+            (Some((check, invocation)), _) => self.begin_health(name, check, invocation),
+            (None, Some(_)) => self.end_health(name),
+            (None, None) => {}
+        }
+    }
+
+    fn begin_health(&mut self, name: &str, check: HealthCheck, invocation: String) {
+        self.end_health(name);
+        let now = Instant::now();
+        let generation = self.next_task_id;
+        self.next_task_id += 1;
+        let net = NetProbe::of(&check.probe);
+        if let (Some(probe), Some(prober)) = (&net, &self.prober)
+            && let Err(e) = prober.watch(
+                name,
+                generation,
+                probe.clone(),
+                check.interval,
+                check.timeout,
+            )
+        {
+            tracing::error!("{name}: cannot hand the health check to the prober: {e}");
+        }
+        let next_exec = match check.probe {
+            HealthProbe::Exec(_) => deadline(now, check.interval),
+            _ => None,
+        };
+        self.health.insert(
+            name.to_string(),
+            UnitHealth {
+                invocation,
+                generation,
+                health: Health::new(&check, now),
+                check,
+                next_exec,
+                exec: None,
+                connections: 0,
+                probing: true,
+            },
+        );
+        self.dirty = true;
+    }
+
+    fn end_health(&mut self, name: &str) {
+        let Some(h) = self.health.get_mut(name).filter(|h| h.probing) else {
+            return;
+        };
+        h.probing = false;
+        h.next_exec = None;
+        let exec = h.exec.take();
+        if NetProbe::of(&h.check.probe).is_some()
+            && let Some(prober) = &self.prober
+        {
+            let _ = prober.unwatch(name);
+        }
+        if let Some(ExecInFlight {
+            pid: Some((pid, start_time)),
+            ..
+        }) = exec
+        {
+            // The run is over: so is its probe.
+            let _ = crate::runtime::kill::signal_verified(pid, start_time, libc::SIGKILL);
+        }
+    }
+
+    /// A result from the prober thread.
+    pub(super) fn on_probe_result(&mut self, r: ProbeResult) {
+        let Some(h) = self.health.get_mut(&r.unit) else {
+            return;
+        };
+        if h.generation != r.generation || !h.probing {
+            return;
+        }
+        h.connections = r.connections;
+        self.perf.record_probe(&r.unit, r.latency, r.outcome.ok);
+        self.probe_done(&r.unit, r.outcome, r.finished);
+    }
+
+    /// One probe's verdict, from either kind of probe.
+    fn probe_done(&mut self, name: &str, outcome: ProbeOutcome, finished: Instant) {
+        let Some(h) = self.health.get_mut(name).filter(|h| h.probing) else {
+            return;
+        };
+        let change = h.health.record(outcome, finished);
+        self.dirty = true;
+        let Some(change) = change else {
+            return;
+        };
+        let (line, event) = match change {
+            Change::Healthy { message } => (format!("healthy: {message}"), Event::Healthy),
+            Change::Unhealthy { message } => {
+                let event = Event::Unhealthy(message.clone());
+                (format!("unhealthy: {message}"), event)
+            }
+        };
+        let unhealthy = matches!(event, Event::Unhealthy(_));
+        if unhealthy {
+            tracing::warn!("{name}: Health: {line}");
+        } else {
+            tracing::info!("{name}: Health: {line}");
+        }
+        let _ = self.logs.note(name, &format!("gitproc: Health: {line}"));
+        self.feed(name, event);
+        if unhealthy {
+            self.perf.record(Op::ProbeToRestart, finished.elapsed());
+            // OnUnhealthy=none leaves the run as it is; a version on trial is rolled back
+            // all the same (a stop or restart was rolled back by `after_change`).
+            if let Some(m) = self.units.get(name)
+                && m.trial.is_some()
+                && let Some(status) = m.service.as_ref().map(|s| s.status())
+            {
+                self.roll_back(name, &status);
+            }
+        }
+    }
+
+    /// `Exec=` probes due now: spawn them; probes past `TimeoutSec=`: kill them and fail.
+    pub(super) fn run_exec_probes(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .health
+            .iter()
+            .filter(|(_, h)| h.deadline().is_some_and(|at| at <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let timed_out = self.health.get_mut(&name).and_then(|h| {
+                let e = h.exec.take()?;
+                h.next_exec = deadline(now, h.check.interval);
+                Some((e, h.check.timeout))
+            });
+            if let Some((e, timeout)) = timed_out {
+                if let Some((pid, start_time)) = e.pid {
+                    let _ = crate::runtime::kill::signal_verified(pid, start_time, libc::SIGKILL);
+                }
+                self.perf
+                    .record_probe(&name, now.saturating_duration_since(e.started), false);
+                let summary = format!("Exec= timed out after {}s", timeout.as_secs_f64());
+                self.probe_done(&name, ProbeOutcome::new(false, summary, ""), now);
+                continue;
+            }
+            self.spawn_exec_probe(&name, now);
+        }
+    }
+
+    fn spawn_exec_probe(&mut self, name: &str, now: Instant) {
+        let Some(m) = self.units.get(name) else {
+            return;
+        };
+        let Some(svc) = m.service.as_ref() else {
+            return;
+        };
+        let unit = Arc::clone(svc.running_unit());
+        let Some(h) = self.health.get_mut(name) else {
+            return;
+        };
+        let HealthProbe::Exec(command) = &h.check.probe else {
+            return;
+        };
+        let id = self.next_task_id;
+        self.next_task_id += 1;
+        h.next_exec = None;
+        h.exec = Some(ExecInFlight {
+            task: id,
+            pid: None,
+            started: now,
+            timeout_at: deadline(now, h.check.timeout),
+        });
+        let job = SpawnJob {
+            id,
+            unit_name: Some(name.to_string()),
+            role: ProcessRole::Control(ExecKind::Health),
+            command: command.clone(),
+            invocation_id: m.invocation_id.clone(),
+            instance: self.settings.instance.clone(),
+            notify_socket: None,
+            main_pid: svc.status().main_pid,
+            cgroup: m.tracker.cgroup().cloned(),
+            resources: None,
+            dirs: self.settings.dirs.clone(),
+            listen: Vec::new(),
+            unit,
+            progress: Arc::new(SpawnProgress::new()),
+        };
+        let key = format!("{name}{PROBE_KEY_SUFFIX}");
+        self.spawner.submit(&key, Task::Spawn(Box::new(job)));
+    }
+
+    /// The spawner's report of an `Exec=` probe spawn; `false` when `key` is not a probe's.
+    pub(super) fn on_probe_spawned(
+        &mut self,
+        key: &str,
+        id: u64,
+        result: Result<Spawned, crate::runtime::spawn::SpawnError>,
+        began: Instant,
+    ) -> bool {
+        let Some(name) = key.strip_suffix(PROBE_KEY_SUFFIX) else {
+            return false;
+        };
+        let name = name.to_string();
+        let wanted = self
+            .health
+            .get(&name)
+            .and_then(|h| h.exec.as_ref())
+            .is_some_and(|e| e.task == id && e.pid.is_none());
+        match result {
+            Ok(spawned) => {
+                let pid = spawned.pid;
+                let early = self.claim_exit(pid, began);
+                let start_time = spawned.start_time;
+                self.attach_logs(&name, spawned);
+                if !wanted {
+                    if early.is_none() {
+                        let _ =
+                            crate::runtime::kill::signal_verified(pid, start_time, libc::SIGKILL);
+                        self.probe_pids.insert(pid, name);
+                    }
+                    return true;
+                }
+                if let Some(m) = self.units.get_mut(&name) {
+                    m.tracker.add_session(pid);
+                }
+                if let Some(e) = self.health.get_mut(&name).and_then(|h| h.exec.as_mut()) {
+                    e.pid = Some((pid, start_time));
+                }
+                self.probe_pids.insert(pid, name);
+                if let Some(status) = early {
+                    self.on_probe_exit(pid, status);
+                }
+            }
+            Err(err) if wanted => {
+                let now = Instant::now();
+                if let Some(h) = self.health.get_mut(&name) {
+                    h.exec = None;
+                    h.next_exec = deadline(now, h.check.interval);
+                }
+                let summary = format!("Exec= could not start: {err}");
+                self.probe_done(&name, ProbeOutcome::new(false, summary, ""), now);
+            }
+            Err(_) => {}
+        }
+        true
+    }
+
+    /// A reaped pid that was an `Exec=` probe's: its verdict. `false` when it was not one.
+    pub(super) fn on_probe_exit(&mut self, pid: i32, status: ExitStatus) -> bool {
+        let Some(name) = self.probe_pids.remove(&pid) else {
+            return false;
+        };
+        let now = Instant::now();
+        let Some(h) = self.health.get_mut(&name) else {
+            return true;
+        };
+        let Some(e) = h.exec.take_if(|e| e.pid.is_some_and(|(p, _)| p == pid)) else {
+            return true; // a probe given up on (timed out, or of an earlier run)
+        };
+        h.next_exec = deadline(now, h.check.interval);
+        let ignore = matches!(&h.check.probe, HealthProbe::Exec(c) if c.flags.ignore_failure);
+        let ok = ignore || status == ExitStatus::Exited(0);
+        let latency = now.saturating_duration_since(e.started);
+        self.perf.record_probe(&name, latency, ok);
+        self.probe_done(&name, ProbeOutcome::new(ok, exit_words(status), ""), now);
+        true
+    }
+
+    /// The loop's earliest `Exec=` probe deadline and health-trial promotion deadline.
+    pub(super) fn health_deadline(&self) -> Option<Instant> {
+        self.health.values().filter_map(UnitHealth::deadline).min()
+    }
+
+    /// `status` fields of a unit's health (`health: null` without a check).
+    pub(super) fn health_json(&self, name: &str, v: &mut serde_json::Value) {
+        let Some(h) = self.health.get(name) else {
+            v["health"] = serde_json::Value::Null;
+            return;
+        };
+        let last = h.health.last();
+        v["health"] = serde_json::json!(h.health.state().as_str());
+        v["health_since"] = serde_json::json!(unix_at(h.health.since()));
+        v["health_probe"] = serde_json::json!(h.check.probe.kind());
+        v["health_probing"] = serde_json::json!(h.probing);
+        v["last_probe"] = serde_json::json!(last.map(|(at, _)| unix_at(*at)));
+        v["last_probe_result"] = serde_json::json!(last.map(|(_, o)| o.summary.clone()));
+        v["last_probe_ok"] = serde_json::json!(last.map(|(_, o)| o.ok));
+        v["last_probe_output"] = serde_json::json!(last.map(|(_, o)| o.output.clone()));
+        v["health_probes"] = serde_json::json!(h.health.probes);
+        v["health_failed_probes"] = serde_json::json!(h.health.failed_probes);
+        v["health_connections"] = serde_json::json!(h.connections);
+    }
+
+    /// Forgets the health of a unit gone from the repository.
+    pub(super) fn forget_health(&mut self, name: &str) {
+        self.end_health(name);
+        self.health.remove(name);
+    }
+
+    /// How long a unit with a health check must have been healthy to leave its trial.
+    pub(super) fn healthy_for(&self, name: &str, now: Instant) -> Option<(Duration, Duration)> {
+        let h = self.health.get(name)?;
+        let healthy = h.health.state() == crate::service::health::HealthState::Healthy;
+        Some((
+            if healthy {
+                now.saturating_duration_since(h.health.since())
+            } else {
+                Duration::ZERO
+            },
+            h.check.interval,
+        ))
+    }
+}
