@@ -76,8 +76,8 @@ pub struct ProbeResult {
     pub latency: Duration,
     /// When it ended (the loop measures the probe-to-decision latency from here).
     pub finished: Instant,
-    /// Connections this watch has opened so far (keep-alive: stays at 1 while the server
-    /// keeps the connection).
+    /// Connections this watch has established so far (keep-alive: stays at 1 while the
+    /// server keeps the connection; refused attempts do not count).
     pub connections: u64,
 }
 
@@ -346,7 +346,6 @@ impl Probing {
             match connect(&t.probe) {
                 Ok(c) => {
                     t.conn = Some(c);
-                    t.connections += 1;
                     t.phase = Phase::Connecting;
                 }
                 Err(e) => {
@@ -490,6 +489,7 @@ fn step(t: &mut Target) -> Step {
                 if conn.peer_addr().is_err() {
                     return Step::Wait;
                 }
+                t.connections += 1;
                 match &t.probe {
                     NetProbe::Tcp { host, port } => {
                         // TCP=: connected is healthy; the connection is not kept.
@@ -591,7 +591,6 @@ fn retry_or_fail(t: &mut Target, why: &str) -> Step {
         match connect(&t.probe) {
             Ok(c) => {
                 t.conn = Some(c);
-                t.connections += 1;
                 t.phase = Phase::Connecting;
                 return step(t);
             }

@@ -47,6 +47,7 @@ mod git_source;
 mod section_unit_conditions;
 mod section_unit_dependencies;
 // `[Service]` directives, end to end.
+mod section_health;
 mod section_service_exec;
 mod section_service_kill;
 mod section_service_kill_no_cgroup;

@@ -8,7 +8,7 @@
 //! must be an IP address or `localhost`: a name lookup could block the prober thread (NSS),
 //! and a health check of a local service has no need for one.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 use std::time::Duration;
 
 use super::timespan;
