@@ -150,7 +150,6 @@ impl Supervisor {
                 probing: true,
             },
         );
-        self.dirty = true;
     }
 
     fn end_health(&mut self, name: &str) {
@@ -175,8 +174,21 @@ impl Supervisor {
         }
     }
 
-    /// A result from the prober thread.
-    pub(super) fn on_probe_result(&mut self, r: ProbeResult) {
+    /// A batch of results from the prober thread, and every other batch already queued:
+    /// one loop iteration per batch costs far less than one per result (see the prober's
+    /// schedule grid and `HOLD`).
+    pub(super) fn on_probe_results(&mut self, first: Vec<ProbeResult>) {
+        for r in first {
+            self.on_probe_result(r);
+        }
+        while let Ok(batch) = self.probe_results.try_recv() {
+            for r in batch {
+                self.on_probe_result(r);
+            }
+        }
+    }
+
+    fn on_probe_result(&mut self, r: ProbeResult) {
         let Some(h) = self.health.get_mut(&r.unit) else {
             return;
         };
@@ -193,8 +205,9 @@ impl Supervisor {
         let Some(h) = self.health.get_mut(name).filter(|h| h.probing) else {
             return;
         };
+        // Not persisted (a new daemon probes afresh), so no state save: a save per probe
+        // would cost more than the probe.
         let change = h.health.record(outcome, finished);
-        self.dirty = true;
         let Some(change) = change else {
             return;
         };

@@ -138,7 +138,7 @@ enum Input {
     AdoptedExit(i32),
     Spawner(Report),
     /// A health probe's result from the prober thread (see [`health`]).
-    Probe(crate::runtime::prober::ProbeResult),
+    Probe(Vec<crate::runtime::prober::ProbeResult>),
     /// A socket unit's listening fd is readable (see [`sockets`]).
     SocketReadable(crate::runtime::socket_watch::Readable),
     Saved(usize, Result<(), StateError>),
@@ -200,7 +200,7 @@ pub struct Supervisor {
     job_saves: Vec<JobSave>,
     /// The prober thread (`None` if it cannot start: health checks are then not run).
     prober: Option<crate::runtime::prober::Prober>,
-    probe_results: Receiver<crate::runtime::prober::ProbeResult>,
+    probe_results: Receiver<Vec<crate::runtime::prober::ProbeResult>>,
     /// The health check of each probed unit's current run.
     health: HashMap<String, health::UnitHealth>,
     /// `Exec=` probe processes: pid -> unit.
@@ -316,7 +316,7 @@ impl Supervisor {
                 Input::AdoptedExit(pid) => self.on_adopted_exit(pid),
                 Input::Spawner(report) => self.on_spawner_report(report),
                 Input::SocketReadable(r) => self.on_socket_readable(r),
-                Input::Probe(r) => self.on_probe_result(r),
+                Input::Probe(r) => self.on_probe_results(r),
                 Input::Saved(index, result) => {
                     let save = self.job_saves.remove(index);
                     self.job_saved(save, result);
