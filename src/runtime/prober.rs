@@ -183,6 +183,8 @@ struct Target {
     unit: String,
     generation: u64,
     probe: NetProbe,
+    /// The HTTP request, built once per watch (empty for `TCP=`).
+    request: Vec<u8>,
     interval: Duration,
     timeout: Duration,
     conn: Option<TcpStream>,
@@ -200,7 +202,7 @@ struct Target {
 const GRID_MAX: Duration = Duration::from_millis(50);
 
 /// Longest a successful result waits for others to be sent with (see the module comment).
-pub const HOLD: Duration = Duration::from_millis(10);
+pub const HOLD: Duration = Duration::from_millis(25);
 
 struct Probing {
     /// The origin of the schedule grid.
@@ -321,10 +323,15 @@ impl Probing {
                 let id = self.next_id;
                 self.next_id += 1;
                 let now = Instant::now();
+                let request = match &probe {
+                    NetProbe::Http(http) => request(http).into_bytes(),
+                    NetProbe::Tcp { .. } => Vec::new(),
+                };
                 let mut t = Target {
                     unit: unit.clone(),
                     generation,
                     probe,
+                    request,
                     interval,
                     timeout,
                     conn: None,
@@ -566,12 +573,12 @@ fn step(t: &mut Target) -> Step {
                 }
             }
             Phase::Sending { sent } => {
-                let NetProbe::Http(http) = &t.probe else {
+                let req = &t.request;
+                if req.is_empty() {
                     return Step::Done(ProbeOutcome::new(false, "not an HTTP probe", ""));
-                };
-                let req = request(http);
+                }
                 while *sent < req.len() {
-                    match conn.write(&req.as_bytes()[*sent..]) {
+                    match conn.write(&req[*sent..]) {
                         Ok(0) => return retry_or_fail(t, "connection closed while sending"),
                         Ok(n) => *sent += n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -254,6 +254,8 @@ impl Supervisor {
                 self.feed(name, ev);
             }
         }
+        // An adopted run with a health check is probed afresh (health is not persisted).
+        self.sync_health(name);
         self.dirty = true;
     }
 }
