@@ -163,15 +163,20 @@ fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, Strin
     if meta.is_dir() {
         let tree =
             crate::source::dir::read_tree(p).map_err(|e| format!("cannot read directory: {e}"))?;
-        let services = unit::load_tree_with(&tree, ctx, &FixedHost);
+        let mut services = unit::load_tree_with(&tree, ctx, &FixedHost);
         let mut timers = unit::load::load_timers(&tree, ctx);
+        let mut sockets = unit::load::load_sockets(&tree, ctx);
+        unit::load::resolve_aliases(unit::load::UnitSets {
+            services: &mut services,
+            timers: &mut timers,
+            sockets: &mut sockets,
+        });
         for t in timers.values_mut() {
             let target = t.unit.as_ref().map(|u| u.timer.unit.clone());
             check_target(t, "Unit", target, &tree, &|name| {
                 services.contains_key(name)
             });
         }
-        let mut sockets = unit::load::load_sockets(&tree, ctx);
         for s in sockets.values_mut() {
             let target = s.unit.as_ref().map(|u| u.socket.service.clone());
             check_target(s, "Service", target, &tree, &|name| {

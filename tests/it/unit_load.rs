@@ -859,3 +859,24 @@ fn resource_control_values_follow_systemds_syntax() {
         assert!(e.iter().any(|e| e.contains(key)), "{line}: {e:?}");
     }
 }
+
+/// Debian's tor@default.service: `PermissionsStartOnly=yes` with a `CapabilityBoundingSet=`
+/// that lacks CAP_CHOWN and an `ExecStartPre=/usr/bin/install -o debian-tor ...`: every
+/// command but `ExecStart=` is privileged, as with a `+` prefix; `!` keeps its meaning.
+#[test]
+fn permissions_start_only_makes_every_command_but_exec_start_privileged() {
+    let u = ok("[Service]\nPermissionsStartOnly=yes\nUser=nobody\n\
+                ExecStartPre=/bin/true pre\nExecStartPre=!/bin/true bang\n\
+                ExecStart=/bin/sleep 1\nExecReload=/bin/true\nExecStopPost=/bin/true\n");
+    let s = &u.service;
+    assert!(s.permissions_start_only);
+    assert!(s.exec_start_pre[0].flags.full_privileges);
+    assert!(!s.exec_start_pre[1].flags.full_privileges && s.exec_start_pre[1].flags.no_setuid);
+    assert!(
+        !s.exec_start[0].flags.full_privileges,
+        "ExecStart= keeps User="
+    );
+    assert!(s.exec_reload[0].flags.full_privileges && s.exec_stop_post[0].flags.full_privileges);
+    let plain = ok("[Service]\nUser=nobody\nExecStartPre=/bin/true\nExecStart=/bin/sleep 1\n");
+    assert!(!plain.service.exec_start_pre[0].flags.full_privileges);
+}

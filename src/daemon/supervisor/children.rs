@@ -256,6 +256,7 @@ impl Supervisor {
         }
         // An adopted run with a health check is probed afresh (health is not persisted).
         self.sync_health(name);
+        self.reindex(name);
         self.dirty = true;
     }
 }

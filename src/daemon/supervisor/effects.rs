@@ -19,6 +19,12 @@ impl Supervisor {
     /// Feeds one event to a unit's state machine and performs the effects, including the
     /// events they produce (spawn results) until none are left.
     pub(super) fn feed(&mut self, name: &str, event: Event) {
+        self.feed_machine(name, event);
+        self.reindex(name);
+    }
+
+    /// [`Self::feed`] without the re-index.
+    fn feed_machine(&mut self, name: &str, event: Event) {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             let now = Instant::now();
@@ -169,6 +175,7 @@ impl Supervisor {
                 let _ = cgroup.remove(); // empty now; rmdir refuses otherwise
             }
             self.units.remove(name);
+            self.reindex(name);
             self.pids.retain(|_, unit| unit != name);
             self.perf.forget_probes(name);
             self.forget_health(name);

@@ -134,7 +134,10 @@ impl Supervisor {
             tracing::error!("{name}: cannot hand the health check to the prober: {e}");
         }
         let next_exec = match check.probe {
-            HealthProbe::Exec(_) => deadline(now, check.interval),
+            HealthProbe::Exec(_) => {
+                self.exec_probed.insert(name.to_string());
+                deadline(now, check.interval)
+            }
             _ => None,
         };
         self.health.insert(
@@ -159,6 +162,7 @@ impl Supervisor {
         h.probing = false;
         h.next_exec = None;
         let exec = h.exec.take();
+        self.exec_probed.remove(name);
         if NetProbe::of(&h.check.probe).is_some()
             && let Some(prober) = &self.prober
         {
@@ -242,10 +246,15 @@ impl Supervisor {
     /// `Exec=` probes due now: spawn them; probes past `TimeoutSec=`: kill them and fail.
     pub(super) fn run_exec_probes(&mut self, now: Instant) {
         let due: Vec<String> = self
-            .health
+            .exec_probed
             .iter()
-            .filter(|(_, h)| h.deadline().is_some_and(|at| at <= now))
-            .map(|(n, _)| n.clone())
+            .filter(|n| {
+                self.health
+                    .get(*n)
+                    .and_then(UnitHealth::deadline)
+                    .is_some_and(|at| at <= now)
+            })
+            .cloned()
             .collect();
         for name in due {
             let timed_out = self.health.get_mut(&name).and_then(|h| {
@@ -387,9 +396,12 @@ impl Supervisor {
         true
     }
 
-    /// The loop's earliest `Exec=` probe deadline and health-trial promotion deadline.
+    /// The loop's earliest `Exec=` probe deadline (network probes have none in the loop).
     pub(super) fn health_deadline(&self) -> Option<Instant> {
-        self.health.values().filter_map(UnitHealth::deadline).min()
+        self.exec_probed
+            .iter()
+            .filter_map(|n| self.health.get(n).and_then(UnitHealth::deadline))
+            .min()
     }
 
     /// `status` fields of a unit's health (`health: null` without a check).

@@ -27,6 +27,7 @@
 //! thread whose answer comes back as one more input.
 
 mod children;
+mod deadlines;
 mod effects;
 mod health;
 mod jobs;
@@ -60,7 +61,7 @@ use crate::runtime::kill::ProcessTracker;
 use crate::runtime::notify_socket::NotifyDatagram;
 use crate::runtime::sd_notify::{sd_notify, watchdog_period};
 use crate::runtime::spawn::Dirs;
-use crate::service::{ActiveState, Event, Service};
+use crate::service::Event;
 use crate::state::StateError;
 use crate::state::format::PersistedState;
 use crate::state::writer::StateWriter;
@@ -205,6 +206,10 @@ pub struct Supervisor {
     health: HashMap<String, health::UnitHealth>,
     /// `Exec=` probe processes: pid -> unit.
     probe_pids: HashMap<i32, String>,
+    /// Units probed by `Exec=` now: the only ones with probe deadlines in the loop.
+    exec_probed: std::collections::BTreeSet<String>,
+    /// Every unit's next deadline, so that a wakeup reads the earliest one (`deadlines`).
+    deadlines: deadlines::Deadlines,
 }
 
 impl Supervisor {
@@ -283,6 +288,8 @@ impl Supervisor {
             probe_results,
             health: HashMap::new(),
             probe_pids: HashMap::new(),
+            exec_probed: std::collections::BTreeSet::new(),
+            deadlines: deadlines::Deadlines::default(),
         }
     }
 
@@ -291,6 +298,7 @@ impl Supervisor {
         let reports = self.spawner.reports();
         loop {
             let now = Instant::now();
+            self.refresh_deadlines();
             let timeout = self
                 .next_deadline(now)
                 .map(|at| at.saturating_duration_since(now))
@@ -407,12 +415,9 @@ impl Supervisor {
                 next = Some(next.map_or(at, |n: Instant| n.min(at)));
             }
         };
-        let mut stopping = false;
+        consider(self.deadlines.first());
+        let stopping = self.deadlines.any_stopping();
         for m in self.units.values() {
-            if let Some(svc) = &m.service {
-                consider(svc.next_deadline());
-                stopping |= svc.status().active_state == ActiveState::Deactivating;
-            }
             if let Some(Trial {
                 active_since: Some(since),
                 ..
@@ -443,18 +448,8 @@ impl Supervisor {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .units
-            .iter()
-            .filter(|(_, m)| {
-                m.service
-                    .as_ref()
-                    .and_then(Service::next_deadline)
-                    .is_some_and(|at| at <= now)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in due {
+        self.refresh_deadlines();
+        for name in self.deadlines.due(now) {
             // A start timeout that hits a pending spawn names the step it is stuck in.
             if let Some(p) = self.spawns.get(&name) {
                 let step = p.progress.step();
@@ -485,7 +480,9 @@ impl Supervisor {
         self.perf.record(op, took);
     }
 
+    /// The units, for `apply`: whatever it changes, the deadline index is rebuilt after.
     pub(in crate::daemon) fn units_mut(&mut self) -> &mut BTreeMap<String, Managed> {
+        self.deadlines.mark_stale();
         &mut self.units
     }
 

@@ -56,6 +56,25 @@ pub(super) fn check(b: &mut Builder<'_>, has_service_section: bool) {
             ));
         }
     }
+    if s.permissions_start_only {
+        // systemd: "PermissionsStartOnly=yes" is a '+' on every command but ExecStart=
+        // (a command already marked '!' or '!!' keeps its own prefix).
+        let s = &mut b.unit.service;
+        for cmd in s
+            .exec_condition
+            .iter_mut()
+            .chain(&mut s.exec_start_pre)
+            .chain(&mut s.exec_start_post)
+            .chain(&mut s.exec_reload)
+            .chain(&mut s.exec_stop)
+            .chain(&mut s.exec_stop_post)
+        {
+            if !cmd.flags.no_setuid {
+                cmd.flags.full_privileges = true;
+            }
+        }
+    }
+    let s = &b.unit.service;
     if oneshot && matches!(s.restart, RestartPolicy::Always | RestartPolicy::OnSuccess) {
         let (f, l, c) = b.restart_pos.clone().unwrap_or((b.path.to_string(), 1, 1));
         b.diags.push(Diagnostic::error(
