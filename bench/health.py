@@ -34,10 +34,12 @@ import gpbench as gp  # noqa: E402
 # ----------------------------------------------------------------------------- the server
 
 def serve(ports, stats_path):
-    """Answers `GET /uN` with 200 and a short body, keeps connections open, and writes
+    """Answers `GET /uN` with 200 and a short body (503 for the paths listed in
+    stats_path + '.fail'), keeps connections open, and writes
     {"requests": n, "conns": {path: connections}} to stats_path every 0.5 s."""
     requests = [0]
     conns = {}
+    failing = set()
 
     async def handle(reader, writer):
         first = True
@@ -51,8 +53,9 @@ def serve(ports, stats_path):
                     first = False
                 requests[0] += 1
                 body = b'ok\n'
-                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s'
-                             % (len(body), body))
+                status = b'503 Unavailable' if path in failing else b'200 OK'
+                writer.write(b'HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s'
+                             % (status, len(body), body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -66,6 +69,12 @@ def serve(ports, stats_path):
             with open(tmp, 'w') as fh:
                 json.dump({'requests': requests[0], 'conns': conns}, fh)
             os.replace(tmp, stats_path)
+            try:
+                with open(stats_path + '.fail') as fh:
+                    failing.clear()
+                    failing.update(fh.read().split())
+            except OSError:
+                failing.clear()
 
     async def main():
         servers = [await asyncio.start_server(handle, '127.0.0.1', p, backlog=2048)
@@ -123,6 +132,9 @@ def main():
     ap.add_argument('--seconds', type=float, default=60.0, help='measured window')
     ap.add_argument('--interval', default='1s', help='IntervalSec= of every probe')
     ap.add_argument('--ports', type=int, default=4, help='server ports (units spread over)')
+    ap.add_argument('--fail', type=int, default=20,
+                    help='after the window, make this many units answer 503 and time the '
+                         'probe-to-restart decision (perf probe_to_restart)')
     ap.add_argument('--no-health', action='store_true',
                     help='the same units without [X-Health]: the baseline CPU of the daemon')
     ap.add_argument('--scratch', help='work directory (default: a new temporary one)')
@@ -192,12 +204,26 @@ def main():
         conns = [s1['conns'].get('/u%d' % i, 0) for i in range(args.units)]
         if args.no_health:
             conns = [0]
+        restart = {}
+        if args.fail and not args.no_health:
+            with open(stats_path + '.fail', 'w') as fh:
+                fh.write('\n'.join('/u%d' % i for i in range(args.fail)))
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                st = b.status() or {}
+                done = sum(1 for u in st.get('units', [])
+                           if u['name'] < 'h%04d' % args.fail and u.get('n_restarts', 0) >= 1)
+                if done >= args.fail:
+                    break
+                time.sleep(0.5)
+            os.unlink(stats_path + '.fail')
         rc, out, _ = b.cli('perf', 'export', '--format', 'json')
         perf = json.loads(out) if rc == 0 else {}
         probes = perf.get('probes', {})
         p50 = sorted(p['p50_us'] for p in probes.values())
         p99 = sorted(p['p99_us'] for p in probes.values())
         failures = sum(p['failures'] for p in probes.values())
+        ptr = perf.get('operations', {}).get('probe_to_restart', {})
         result = {
             'units': args.units,
             'health_checks': not args.no_health,
@@ -212,6 +238,10 @@ def main():
             'probe_latency_p50_us_median_unit': p50[len(p50) // 2] if p50 else None,
             'probe_latency_p99_us_worst_unit': p99[-1] if p99 else None,
             'failed_probes': failures,
+            'probe_to_restart_count': ptr.get('count'),
+            'probe_to_restart_p50_us': ptr.get('p50_us'),
+            'probe_to_restart_p99_us': ptr.get('p99_us'),
+            'probe_to_restart_max_us': ptr.get('max_us'),
             'binary': b.bin,
         }
         print(json.dumps(result, indent=2))
