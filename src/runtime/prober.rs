@@ -1,6 +1,6 @@
 //! The prober: every network health probe (`[X-Health]` `HTTP=` and `TCP=`) of every unit,
 //! run from deadlines on ONE thread ([`crate::sys::worker`]) with non-blocking sockets and
-//! poll(2). It reports each probe's outcome to the loop as a message; the loop never waits
+//! epoll(7). It reports each probe's outcome to the loop as a message; the loop never waits
 //! on a probe. (`Exec=` probes are processes: the loop spawns and reaps them like any
 //! child, see `daemon::supervisor::health`.)
 //!
@@ -11,18 +11,20 @@
 //!
 //! HTTP keeps ONE HTTP/1.1 keep-alive connection per unit and reuses it for every probe:
 //! the response is read whole (`Content-Length`, chunked, or to the end when the server says
-//! `Connection: close`), so the next request can follow on the same connection. Before
-//! reuse, a non-blocking peek tells whether the server closed it meanwhile; then, and after
-//! a timeout or an error, the next probe connects again. Response heads are parsed with
+//! `Connection: close`), so the next request can follow on the same connection. When the
+//! server closes it between probes (its event arrives while idle), and after a timeout or
+//! an error, the next probe connects again. Response heads are parsed with
 //! `httparse` (already in the build through the git HTTP transport), a parser that takes
 //! bytes as they come and never allocates.
 //!
-//! Cost: an idle connection is not in the poll set, so a wakeup polls only the probes in
-//! flight; deadlines sit in one ordered set, so finding the next one is O(log n). Probe
-//! start times are rounded up to a grid of 1/20 of their interval (at most 50 ms), so
+//! Cost: every connection is in one edge-triggered epoll set from its connect to its close,
+//! so a wakeup costs only the sockets that are ready (no per-probe registration, no scan of
+//! idle connections); deadlines sit in one ordered set, so finding the next one is O(log n). Probe
+//! start times are rounded up to a grid of 1/10 of their interval (at most 100 ms), so
 //! probes of many units begin, and their results reach the loop, in batches: 1,000 units
-//! probed every second wake the thread and the loop about 20 times a second, not 1,000.
-//! A probe runs at most 5% of its interval late. Results go to the loop in batches too: a
+//! probed every second wake the thread and the loop about 10 times a second, not 1,000
+//! (each loop wakeup costs a `waitid` over all the daemon's children, and more). A probe
+//! runs at most 10% of its interval late. Results go to the loop in batches too: a
 //! batch is sent once no probe is in flight, or [`HOLD`] after its first result, and at
 //! once when it holds a failure (a failure may lead to a restart decision, whose latency
 //! is measured from the probe's end).
@@ -30,12 +32,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::service::health::ProbeOutcome;
+use crate::sys::retry_eintr;
 use crate::sys::time::deadline;
 use crate::sys::worker::{Inbox, Worker};
 use crate::unit::model::{HealthProbe, HttpProbe};
@@ -110,8 +113,15 @@ impl Prober {
     /// Starts the thread; results arrive on the returned receiver, in batches.
     pub fn start() -> io::Result<(Prober, Receiver<Vec<ProbeResult>>)> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        // SAFETY: plain epoll_create1(2); the fd is owned right away.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd we own.
+        let epoll = unsafe { OwnedFd::from_raw_fd(epfd) };
         let worker = Worker::spawn("gitproc-prober", "prober", move |inbox| {
-            Probing::new(tx).run(inbox)
+            Probing::new(tx, epoll).run(inbox)
         })?;
         Ok((Prober { worker }, rx))
     }
@@ -180,6 +190,10 @@ enum Framing {
 }
 
 struct Target {
+    /// The key of this target in `targets`, and the data of its connection's epoll entry.
+    id: u64,
+    /// The prober's epoll set (connections are added as they are made).
+    epoll: RawFd,
     unit: String,
     generation: u64,
     probe: NetProbe,
@@ -199,10 +213,10 @@ struct Target {
 }
 
 /// The coarsest schedule grid (see the module comment).
-const GRID_MAX: Duration = Duration::from_millis(50);
+const GRID_MAX: Duration = Duration::from_millis(100);
 
 /// Longest a successful result waits for others to be sent with (see the module comment).
-pub const HOLD: Duration = Duration::from_millis(25);
+pub const HOLD: Duration = Duration::from_millis(50);
 
 struct Probing {
     /// The origin of the schedule grid.
@@ -212,8 +226,10 @@ struct Probing {
     pending: Vec<ProbeResult>,
     pending_since: Option<Instant>,
     pending_failure: bool,
-    /// Targets with a probe in flight (their sockets are the poll set).
+    /// Targets with a probe in flight.
     in_flight: BTreeSet<u64>,
+    /// Every connection, registered once (edge-triggered), and the command queue's fd.
+    epoll: OwnedFd,
     targets: HashMap<u64, Target>,
     by_unit: HashMap<String, u64>,
     timers: BTreeSet<(Instant, u64)>,
@@ -228,8 +244,9 @@ enum Step {
 }
 
 impl Probing {
-    fn new(results: Sender<Vec<ProbeResult>>) -> Probing {
+    fn new(results: Sender<Vec<ProbeResult>>, epoll: OwnedFd) -> Probing {
         Probing {
+            epoll,
             base: Instant::now(),
             results,
             pending: Vec::new(),
@@ -244,29 +261,17 @@ impl Probing {
     }
 
     fn run(mut self, inbox: Inbox<Command>) {
-        let mut fds: Vec<libc::pollfd> = Vec::new();
-        let mut ids: Vec<u64> = Vec::new();
+        let wake = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: WAKE,
+        };
+        if let Err(e) = epoll_add(self.epoll.as_raw_fd(), inbox.fd(), wake) {
+            tracing::error!("prober: cannot watch its command queue: {e}; health probes stop");
+            return;
+        }
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let mut ready: Vec<(u64, u32)> = Vec::new();
         loop {
-            fds.clear();
-            ids.clear();
-            for id in &self.in_flight {
-                let Some(t) = self.targets.get(id) else {
-                    continue;
-                };
-                let events = match t.phase {
-                    Phase::Idle => continue,
-                    Phase::Connecting | Phase::Sending { .. } => libc::POLLOUT,
-                    Phase::Reading(_) => libc::POLLIN,
-                };
-                if let Some(c) = &t.conn {
-                    fds.push(libc::pollfd {
-                        fd: c.as_raw_fd(),
-                        events,
-                        revents: 0,
-                    });
-                    ids.push(*id);
-                }
-            }
             let now = Instant::now();
             let flush_at = self.pending_since.and_then(|since| deadline(since, HOLD));
             let timeout = [self.timers.first().map(|(at, _)| *at), flush_at]
@@ -274,26 +279,61 @@ impl Probing {
                 .flatten()
                 .min()
                 .map(|at| at.saturating_duration_since(now));
-            let woken = match inbox.poll_timeout(&mut fds, timeout) {
-                Ok(w) => w,
+            let ms: libc::c_int = match timeout {
+                None => -1,
+                Some(d) => {
+                    libc::c_int::try_from(d.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX)
+                }
+            };
+            let epfd = self.epoll.as_raw_fd();
+            let cap = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
+            // SAFETY: `events` is a valid buffer of `cap` epoll_event.
+            let n = match retry_eintr(|| unsafe {
+                libc::epoll_wait(epfd, events.as_mut_ptr(), cap, ms)
+            }) {
+                Ok(n) => usize::try_from(n).unwrap_or(0),
                 Err(e) => {
-                    tracing::error!("prober: poll failed: {e}; health probes stop");
+                    tracing::error!("prober: epoll_wait failed: {e}; health probes stop");
                     return;
                 }
             };
+            let mut woken = false;
+            ready.clear();
+            for ev in events.iter().take(n) {
+                // Copies out of the (packed) struct.
+                let (data, flags) = (ev.u64, ev.events);
+                if data == WAKE {
+                    woken = true;
+                } else {
+                    ready.push((data, flags));
+                }
+            }
             if woken && !inbox.take(|cmd| self.command(cmd)) {
                 return;
             }
-            for (i, p) in fds.iter().enumerate() {
-                if p.revents != 0
-                    && let Some(&id) = ids.get(i)
-                {
-                    self.advance(id);
-                }
+            for &(id, flags) in &ready {
+                self.ready(id, flags);
             }
             self.due(Instant::now());
             self.flush(Instant::now());
         }
+    }
+
+    /// An event on a target's connection: move its probe on, or, between probes, notice
+    /// that the server closed the kept connection (so the next probe connects afresh).
+    fn ready(&mut self, id: u64, flags: u32) {
+        let Some(t) = self.targets.get_mut(&id) else {
+            return;
+        };
+        if matches!(t.phase, Phase::Idle) {
+            let closing =
+                (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            if flags & closing != 0 && t.conn.as_ref().is_some_and(|c| !still_open(c)) {
+                t.conn = None;
+            }
+            return;
+        }
+        self.advance(id);
     }
 
     /// Sends the pending results when the batch is complete, old enough, or holds a failure.
@@ -328,6 +368,8 @@ impl Probing {
                     NetProbe::Tcp { .. } => Vec::new(),
                 };
                 let mut t = Target {
+                    id,
+                    epoll: self.epoll.as_raw_fd(),
                     unit: unit.clone(),
                     generation,
                     probe,
@@ -393,12 +435,11 @@ impl Probing {
             return;
         };
         t.started = now;
-        if t.conn.as_ref().is_some_and(|c| !still_open(c)) {
-            t.conn = None;
-        }
+        // A kept connection the server closed was dropped when its event came (`ready`);
+        // one closed unnoticed fails the first byte and is retried once (`retry_or_fail`).
         t.reused = t.conn.is_some();
         if t.conn.is_none() {
-            match connect(&t.probe) {
+            match connect(&t.probe, t.epoll, t.id) {
                 Ok(c) => {
                     t.conn = Some(c);
                     t.phase = Phase::Connecting;
@@ -451,10 +492,10 @@ impl Probing {
     }
 }
 
-/// `at` rounded up to the schedule grid of `interval` (1/20 of it, at most [`GRID_MAX`]).
+/// `at` rounded up to the schedule grid of `interval` (1/10 of it, at most [`GRID_MAX`]).
 fn on_grid(base: Instant, at: Option<Instant>, interval: Duration) -> Option<Instant> {
     let at = at?;
-    let grid = (interval / 20).min(GRID_MAX).as_micros();
+    let grid = (interval / 10).min(GRID_MAX).as_micros();
     if grid == 0 {
         return Some(at);
     }
@@ -493,8 +534,17 @@ fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// A non-blocking connect begun (EINPROGRESS is the normal case).
-fn connect(probe: &NetProbe) -> io::Result<TcpStream> {
+/// The command queue's entry in the epoll set.
+const WAKE: u64 = u64::MAX;
+
+fn epoll_add(epfd: RawFd, fd: RawFd, mut ev: libc::epoll_event) -> io::Result<()> {
+    // SAFETY: valid fds and a valid event.
+    retry_eintr(|| unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
+}
+
+/// A non-blocking connect begun (EINPROGRESS is the normal case), its socket in the epoll
+/// set `epfd` (edge-triggered, data `id`) for as long as it is open: closing it removes it.
+fn connect(probe: &NetProbe, epfd: RawFd, id: u64) -> io::Result<TcpStream> {
     let (host, port) = probe.target();
     let addr = resolve(host, port)?;
     let family = if addr.is_ipv4() {
@@ -522,6 +572,15 @@ fn connect(probe: &NetProbe) -> io::Result<TcpStream> {
     }
     let stream = TcpStream::from(owned);
     let _ = stream.set_nodelay(true);
+    let events = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+    epoll_add(
+        epfd,
+        stream.as_raw_fd(),
+        libc::epoll_event {
+            events: events as u32,
+            u64: id,
+        },
+    )?;
     Ok(stream)
 }
 
@@ -660,7 +719,7 @@ fn retry_or_fail(t: &mut Target, why: &str) -> Step {
     t.conn = None;
     if t.reused {
         t.reused = false;
-        match connect(&t.probe) {
+        match connect(&t.probe, t.epoll, t.id) {
             Ok(c) => {
                 t.conn = Some(c);
                 t.phase = Phase::Connecting;
@@ -819,8 +878,8 @@ mod tests {
         let base = Instant::now();
         let at = base + Duration::from_millis(1001);
         let rounded = on_grid(base, Some(at), Duration::from_secs(1)).unwrap();
-        assert_eq!(rounded - base, Duration::from_millis(1050));
-        let exact = base + Duration::from_millis(1050);
+        assert_eq!(rounded - base, Duration::from_millis(1100));
+        let exact = base + Duration::from_millis(1100);
         assert_eq!(
             on_grid(base, Some(exact), Duration::from_secs(1)),
             Some(exact)

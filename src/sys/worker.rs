@@ -103,24 +103,6 @@ impl<C> Inbox<C> {
     /// Returns whether the wakeup fd was: then call [`take`](Self::take). `fds` is handed
     /// back as it was, with its `revents` filled in.
     pub fn poll(&self, fds: &mut Vec<libc::pollfd>) -> io::Result<bool> {
-        self.poll_timeout(fds, None)
-    }
-
-    /// [`poll`](Self::poll) that also returns (with `false`) once `timeout` has passed
-    /// (`None`: never), for a thread that runs deadlines of its own. Sub-millisecond
-    /// timeouts round up, so a deadline is never polled for in a busy loop.
-    pub fn poll_timeout(
-        &self,
-        fds: &mut Vec<libc::pollfd>,
-        timeout: Option<std::time::Duration>,
-    ) -> io::Result<bool> {
-        let ms: libc::c_int = match timeout {
-            None => -1,
-            Some(d) => {
-                let ms = d.as_micros().div_ceil(1000);
-                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
-            }
-        };
         fds.push(libc::pollfd {
             fd: self.fd(),
             events: libc::POLLIN,
@@ -128,7 +110,7 @@ impl<C> Inbox<C> {
         });
         // SAFETY: fds is a valid array of pollfd for its length.
         let r =
-            retry_eintr(|| unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) });
+            retry_eintr(|| unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) });
         let woken = fds.pop().is_some_and(|p| p.revents != 0);
         r.map(|_| woken)
     }
