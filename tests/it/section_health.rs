@@ -481,3 +481,36 @@ fn the_loader_reads_x_health_with_defaults_and_names_file_and_line_in_errors() {
     );
     assert!(plain.unit.expect("parses").health.is_none());
 }
+
+#[test]
+fn an_unhealthy_restart_starts_the_on_failure_hook_with_result_health() {
+    let port = free_port();
+    let repo = Repo::new();
+    let out = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(out.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let dump = out.path().join("hook-env");
+    repo.write(
+        "probed.service",
+        &format!(
+            "[Unit]\nOnFailure=alert.service\n\n[Service]\nExecStart=/bin/sleep 1000\n\n[X-Health]\nTCP=127.0.0.1:{port}\nIntervalSec=100ms\nRetries=2\n"
+        ),
+    );
+    repo.write(
+        "alert.service",
+        &format!(
+            "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'env | grep ^MONITOR_ | sort > {0}.tmp && mv {0}.tmp {0}'\n",
+            dump.display()
+        ),
+    );
+    repo.commit("a probed unit that turns unhealthy, and its hook");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let text = daemon.wait("the OnFailure= hook's dump", || {
+        std::fs::read_to_string(&dump).ok()
+    });
+    assert!(text.contains("MONITOR_SERVICE_RESULT=health"), "{text}");
+    assert!(text.contains("MONITOR_UNIT=probed.service"), "{text}");
+    // The unit itself was restarted by its health check.
+    daemon.wait_unit("probed.service", "restarted", |u| {
+        u["n_restarts"].as_u64() >= Some(1)
+    });
+}

@@ -204,8 +204,13 @@ impl Supervisor {
         self.probe_done(&r.unit, r.outcome, r.finished);
     }
 
-    /// One probe's verdict, from either kind of probe.
+    /// One probe's verdict, from either kind of probe. `finished` is when the probe ended
+    /// (the health state's clock); the `probe_to_restart` histogram runs from now, when
+    /// the loop takes the verdict up, to the machine's decision: the time the daemon
+    /// itself takes, not the wait for the loop thread to be scheduled (a loaded host) or to
+    /// finish an earlier input (a large `status`).
     fn probe_done(&mut self, name: &str, outcome: ProbeOutcome, finished: Instant) {
+        let taken_up = Instant::now();
         let Some(h) = self.health.get_mut(name).filter(|h| h.probing) else {
             return;
         };
@@ -231,7 +236,7 @@ impl Supervisor {
         let _ = self.logs.note(name, &format!("gitproc: Health: {line}"));
         self.feed(name, event);
         if unhealthy {
-            self.perf.record(Op::ProbeToRestart, finished.elapsed());
+            self.perf.record(Op::ProbeToRestart, taken_up.elapsed());
             // OnUnhealthy=none leaves the run as it is; a version on trial is rolled back
             // all the same (a stop or restart was rolled back by `after_change`).
             if let Some(m) = self.units.get(name)
