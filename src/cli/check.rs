@@ -119,6 +119,26 @@ fn add_dependency_errors(units: &mut [LoadedUnit]) {
         // Like a parse error, a unit the daemon would refuse is not ok.
         lu.unit = None;
     }
+    // A hook that is not in the set: the daemon only warns (as systemd does).
+    for w in crate::deps::missing_hooks(&good) {
+        let Some(lu) = units.iter_mut().find(|u| u.name == w.unit) else {
+            continue;
+        };
+        let files = std::iter::once(lu.path.clone())
+            .chain(
+                good.get(&w.unit)
+                    .into_iter()
+                    .flat_map(|u| u.dropins.iter().map(|d| dropin_path(&lu.path, d))),
+            )
+            .collect::<Vec<_>>();
+        // The line may name the hook with specifiers (`notify@%n.service`): then any
+        // `key=` line is the best place to point at.
+        let (file, line) = directive_line(&files, w.key, &w.other)
+            .or_else(|| directive_line(&files, w.key, ""))
+            .unwrap_or_else(|| (lu.path.clone(), 1));
+        lu.diagnostics
+            .push(Diagnostic::warning(&file, line, 1, w.message.clone()));
+    }
 }
 
 /// A drop-in path as recorded by the loader, made openable next to the unit's main file.

@@ -84,6 +84,12 @@ pub struct UnitSection {
     pub binds_to: Vec<String>,
     pub part_of: Vec<String>,
     pub conflicts: Vec<String>,
+    /// `OnFailure=`: units started when this one enters `failed` (or fails before an
+    /// automatic restart), with `MONITOR_*` in their environment (see `service::monitor`).
+    pub on_failure: Vec<String>,
+    /// `OnSuccess=`: units started when this one enters `inactive` (or exits cleanly before
+    /// an automatic restart).
+    pub on_success: Vec<String>,
     /// The `Condition*=`/`Assert*=` lines gitproc evaluates ([`Condition::EVALUATED`]), in
     /// file order.
     pub conditions: Vec<Condition>,
@@ -103,6 +109,8 @@ impl Default for UnitSection {
             binds_to: Vec::new(),
             part_of: Vec::new(),
             conflicts: Vec::new(),
+            on_failure: Vec::new(),
+            on_success: Vec::new(),
             conditions: Vec::new(),
             start_limit_interval: defaults::START_LIMIT_INTERVAL,
             start_limit_burst: defaults::START_LIMIT_BURST,

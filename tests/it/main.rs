@@ -46,6 +46,7 @@ mod git_source;
 // `[Unit]` directives, end to end.
 mod section_unit_conditions;
 mod section_unit_dependencies;
+mod section_unit_on_failure;
 // `[Service]` directives, end to end.
 mod section_health;
 mod section_service_exec;

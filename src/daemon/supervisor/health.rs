@@ -317,6 +317,8 @@ impl Supervisor {
             resources: None,
             dirs: self.settings.dirs.clone(),
             listen: Vec::new(),
+            // A hook's MONITOR_* variables are for its own start, not its probes.
+            monitor_env: Vec::new(),
             unit,
             progress: Arc::new(SpawnProgress::new()),
         };

@@ -7,6 +7,7 @@
 //!
 //! - [`effects`]: feeding events to a unit's state machine and performing its effects
 //!   (spawn, signal, PID files, lifecycle lines), forgetting removed units once stopped;
+//! - [`hooks`]: `OnFailure=`/`OnSuccess=`: starting a unit's hooks when its run ends;
 //! - [`children`]: exits (reaping, emptied process groups), notify datagrams, adoption of
 //!   processes a previous daemon left running;
 //! - [`queues`]: the start and stop queues, gated by the dependency graph, and conditions;
@@ -30,6 +31,7 @@ mod children;
 mod deadlines;
 mod effects;
 mod health;
+mod hooks;
 mod jobs;
 mod persist;
 mod queues;

@@ -134,6 +134,8 @@ fn rewrite_references(unit: &mut Unit, aliases: &BTreeMap<String, String>) {
         &mut s.binds_to,
         &mut s.part_of,
         &mut s.conflicts,
+        &mut s.on_failure,
+        &mut s.on_success,
         &mut unit.service.sockets,
     ] {
         list.iter_mut().for_each(fix);
@@ -202,6 +204,21 @@ mod tests {
         let app = sets[0]["app.service"].unit.as_ref().unwrap();
         assert_eq!(app.unit.requires, ["rsyslog.service"]);
         assert_eq!(app.unit.after, ["rsyslog.service"]);
+    }
+
+    #[test]
+    fn a_hook_named_by_its_alias_is_the_unit() {
+        let mut sets = load(&[
+            ("rsyslog.service", RSYSLOG),
+            (
+                "app.service",
+                "[Unit]\nOnFailure=syslog.service\nOnSuccess=syslog.service\n[Service]\nExecStart=/bin/true\n",
+            ),
+        ]);
+        resolve(&mut sets);
+        let app = sets[0]["app.service"].unit.as_ref().unwrap();
+        assert_eq!(app.unit.on_failure, ["rsyslog.service"]);
+        assert_eq!(app.unit.on_success, ["rsyslog.service"]);
     }
 
     #[test]
