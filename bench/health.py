@@ -92,8 +92,8 @@ def read_stats(path):
         return None
 
 
-def thread_ticks(pid, comm):
-    """utime+stime ticks of the threads of pid named comm."""
+def thread_ticks(pid, comm, which=(11, 12)):
+    """utime+stime ticks (or the fields `which`) of the threads of pid named comm."""
     total = 0
     try:
         tids = os.listdir('/proc/%d/task' % pid)
@@ -108,7 +108,7 @@ def thread_ticks(pid, comm):
         name = text[text.index('(') + 1:text.rindex(')')]
         if name == comm:
             fields = text[text.rindex(')') + 2:].split()
-            total += int(fields[11]) + int(fields[12])
+            total += sum(int(fields[i]) for i in which)
     return total
 
 
@@ -190,11 +190,13 @@ def main():
         s0 = read_stats(stats_path)
         c0 = gp.cpu_sample(pid)['ticks']
         p0 = thread_ticks(pid, 'gitproc-prober')
+        k0 = thread_ticks(pid, 'gitproc-prober', (12,))
         w0 = time.time()
         time.sleep(args.seconds)
         wall = time.time() - w0
         c1 = gp.cpu_sample(pid)['ticks']
         p1 = thread_ticks(pid, 'gitproc-prober')
+        k1 = thread_ticks(pid, 'gitproc-prober', (12,))
         time.sleep(0.6)
         s1 = read_stats(stats_path)
         b.check_daemon()
@@ -231,6 +233,7 @@ def main():
             'window_s': round(wall, 1),
             'daemon_cpu_pct_of_one_core': round(cpu, 2),
             'prober_thread_cpu_pct': round(prober, 2),
+            'prober_thread_kernel_pct': round((k1 - k0) / gp.CLK_TCK / wall * 100, 2),
             'probes_per_s': round((s1['requests'] - s0['requests']) / wall, 1),
             'connections_per_unit_min': min(conns),
             'connections_per_unit_max': max(conns),
