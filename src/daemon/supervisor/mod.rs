@@ -142,6 +142,9 @@ enum Input {
     Spawner(Report),
     /// A health probe's result from the prober thread (see [`health`]).
     Probe(Vec<crate::runtime::prober::ProbeResult>),
+    /// The prober thread is gone (its channel closed): stop selecting on it, or the
+    /// select would return at once forever.
+    ProberGone,
     /// A socket unit's listening fd is readable (see [`sockets`]).
     SocketReadable(crate::runtime::socket_watch::Readable),
     Saved(usize, Result<(), StateError>),
@@ -327,6 +330,13 @@ impl Supervisor {
                 Input::Spawner(report) => self.on_spawner_report(report),
                 Input::SocketReadable(r) => self.on_socket_readable(r),
                 Input::Probe(r) => self.on_probe_results(r),
+                Input::ProberGone => {
+                    tracing::error!(
+                        "the prober thread has stopped; HTTP= and TCP= health checks no longer run"
+                    );
+                    self.prober = None;
+                    self.probe_results = crossbeam_channel::never();
+                }
                 Input::Saved(index, result) => {
                     let save = self.job_saves.remove(index);
                     self.job_saved(save, result);
@@ -399,7 +409,7 @@ impl Supervisor {
                 .map_or(Input::Tick, Input::SocketReadable)
         } else if i == probe {
             op.recv(&self.probe_results)
-                .map_or(Input::Tick, Input::Probe)
+                .map_or(Input::ProberGone, Input::Probe)
         } else {
             let k = i - first_save;
             // A writer that went away answers like a failed save.
