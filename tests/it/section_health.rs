@@ -223,7 +223,7 @@ fn an_exec_probe_that_times_out_counts_as_a_failure() {
         &unit_with_health(
             "/bin/sleep 1000",
             "Environment=WANT=yes",
-            "Exec=/bin/sh -c 'test \"$WANT\" = yes'\nIntervalSec=100ms",
+            "Exec=/bin/sh -c 'test \"$WANT\" = yes && echo all good'\nIntervalSec=100ms",
         ),
     );
     repo.commit("exec probes");
@@ -240,6 +240,10 @@ fn an_exec_probe_that_times_out_counts_as_a_failure() {
     // The probe ran with the unit's environment and exited 0.
     let g = daemon.wait_unit("goodprobe.service", "healthy", |u| u["health"] == "healthy");
     assert_eq!(g["last_probe_result"], "exit status 0", "{g:#}");
+    assert_eq!(
+        g["last_probe_output"], "all good",
+        "the probe's output is shown: {g:#}"
+    );
     // Timed-out probes are killed, not left behind.
     daemon.wait("no leftover probe processes", || {
         crate::support::pids_with_cmdline(&["/bin/sleep", "30"])

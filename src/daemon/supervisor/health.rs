@@ -9,13 +9,15 @@
 //! other of the unit's: spawned on the spawner pool with the unit's `User=`, `Group=`,
 //! environment, working directory and cgroup (under a spawner key of their own, so a stuck
 //! probe never holds up the unit's own starts), reaped by the loop, killed at `TimeoutSec=`;
-//! their output goes to the unit's log. The loop never waits on a probe.
+//! their output (when the unit's goes to its log) is read, without blocking, once they
+//! have exited, for `last_probe_output`. The loop never waits on a probe.
 //!
 //! A change of health is logged in the unit's log (`Health: unhealthy: HTTP 503 after 3
 //! probes`) and fed to the machine (`Event::Healthy`/`Event::Unhealthy`), which acts on
 //! `ReadyOnHealthy=` and `OnUnhealthy=`. A version on trial that turns unhealthy is rolled
 //! back ([`super::trial`]).
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,6 +41,38 @@ pub(super) struct ExecInFlight {
     pid: Option<(i32, u64)>,
     started: Instant,
     timeout_at: Option<Instant>,
+    /// Read ends of its stdout/stderr pipes (when the unit's output goes to its log): read,
+    /// without blocking, once it has exited, for `last_probe_output`.
+    output: Vec<OwnedFd>,
+}
+
+/// Most bytes of an `Exec=` probe's output read (status keeps fewer, see
+/// [`crate::service::health::OUTPUT_KEPT`]).
+const EXEC_OUTPUT_READ: usize = 4096;
+
+/// What the exited probe wrote, read without blocking (a pipe still held by a process it
+/// left behind gives what is there).
+fn read_output(fds: &[OwnedFd]) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    for fd in fds {
+        while out.len() < EXEC_OUTPUT_READ {
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) | Err(_) => break, // EOF, EAGAIN (nothing more now), or an error
+                Ok(n) => out.extend_from_slice(&buf[..n.min(buf.len())]),
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Makes a pipe's read end non-blocking (the loop reads it).
+fn nonblocking(fd: OwnedFd) -> Option<OwnedFd> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(&fd, FcntlArg::F_GETFL).ok()?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(&fd, FcntlArg::F_SETFL(flags)).ok()?;
+    Some(fd)
 }
 
 /// The health check of one unit's current run.
@@ -303,6 +337,7 @@ impl Supervisor {
             pid: None,
             started: now,
             timeout_at: deadline(now, h.check.timeout),
+            output: Vec::new(),
         });
         let job = SpawnJob {
             id,
@@ -348,7 +383,11 @@ impl Supervisor {
                 let pid = spawned.pid;
                 let early = self.claim_exit(pid, began);
                 let start_time = spawned.start_time;
-                self.attach_logs(&name, spawned);
+                let output: Vec<OwnedFd> = [spawned.stdout, spawned.stderr]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(nonblocking)
+                    .collect();
                 if !wanted {
                     if early.is_none() {
                         let _ =
@@ -362,6 +401,7 @@ impl Supervisor {
                 }
                 if let Some(e) = self.health.get_mut(&name).and_then(|h| h.exec.as_mut()) {
                     e.pid = Some((pid, start_time));
+                    e.output = output;
                 }
                 self.probe_pids.insert(pid, name);
                 if let Some(status) = early {
@@ -398,8 +438,13 @@ impl Supervisor {
         let ignore = matches!(&h.check.probe, HealthProbe::Exec(c) if c.flags.ignore_failure);
         let ok = ignore || status == ExitStatus::Exited(0);
         let latency = now.saturating_duration_since(e.started);
+        let output = read_output(&e.output);
         self.perf.record_probe(&name, latency, ok);
-        self.probe_done(&name, ProbeOutcome::new(ok, exit_words(status), ""), now);
+        self.probe_done(
+            &name,
+            ProbeOutcome::new(ok, exit_words(status), &output),
+            now,
+        );
         true
     }
 

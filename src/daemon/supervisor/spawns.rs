@@ -329,7 +329,7 @@ impl Supervisor {
         self.attach_logs(name, spawned);
     }
 
-    pub(super) fn attach_logs(&mut self, name: &str, spawned: Spawned) {
+    fn attach_logs(&mut self, name: &str, spawned: Spawned) {
         if let Some(fd) = spawned.stdout {
             let _ = self.logs.add(name, fd, Stream::Stdout);
         }
