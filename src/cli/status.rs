@@ -146,13 +146,13 @@ fn print_summary(data: &Value) {
     }
     println!();
     println!(
-        "  {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}",
+        "  {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}  HEALTH",
         "UNIT", "ACTIVE", "SUB", "RESULT", "PID", "RESTARTS"
     );
     for u in data["units"].as_array().into_iter().flatten() {
         let active = str_or(u, "active_state", "?");
         println!(
-            "{} {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}",
+            "{} {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}  {}",
             state_dot(active, color),
             str_or(u, "name", "?"),
             active,
@@ -162,7 +162,9 @@ fn print_summary(data: &Value) {
                 .as_i64()
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
-            u["n_restarts"].as_u64().unwrap_or(0)
+            u["n_restarts"].as_u64().unwrap_or(0),
+            // `[X-Health]`'s state, `-` without a check.
+            str_or(u, "health", "-")
         );
         if let Some(err) = u["error"].as_str() {
             println!("    {}", paint(err, "31", color));

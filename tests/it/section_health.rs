@@ -143,6 +143,12 @@ fn an_http_server_answering_500_is_restarted_after_retries_failed_probes() {
     assert!(healthy["health_since"].is_u64() && healthy["last_probe"].is_u64());
     let text = String::from_utf8_lossy(&daemon.cli(&["status", "web.service"]).stdout).into_owned();
     assert!(text.contains("Health: healthy"), "{text}");
+    let list = String::from_utf8_lossy(&daemon.cli(&["status"]).stdout).into_owned();
+    assert!(
+        list.lines()
+            .any(|l| l.contains("web.service") && l.trim_end().ends_with("healthy")),
+        "the unit list has a HEALTH column: {list}"
+    );
     let first = healthy["main_pid"].as_i64().expect("main pid");
 
     scratch.set("web", 500);
