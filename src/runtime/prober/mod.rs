@@ -19,19 +19,26 @@
 //!
 //! Cost: every connection is in one edge-triggered epoll set from its connect to its close,
 //! so a wakeup costs only the sockets that are ready (no per-probe registration, no scan of
-//! idle connections); deadlines sit in one ordered set, so finding the next one is O(log n). Probe
-//! start times are rounded up to a grid of 1/10 of their interval (at most 100 ms), so
+//! idle connections); deadlines sit in one ordered set, so finding the next one is
+//! O(log n). Probe start times are rounded up to a grid of 1/10 of their interval (at most 100 ms), so
 //! probes of many units begin, and their results reach the loop, in batches: 1,000 units
 //! probed every second wake the thread and the loop about 10 times a second, not 1,000
 //! (each loop wakeup costs a `waitid` over all the daemon's children, and more). A probe
 //! runs at most 10% of its interval late. Results go to the loop in batches too: a
 //! batch is sent once no probe is in flight, or [`HOLD`] after its first result, and at
-//! once when it holds a failure (a failure may lead to a restart decision, whose latency
-//! is measured from the probe's end).
+//! once when it holds a failure (a failure may lead to a restart decision).
+//!
+//! Where things are: this file holds the thread, its commands, the schedule and the
+//! batching; [`conn`] the sockets (connect into the epoll set, one probe's steps, the retry
+//! on a closed kept connection); [`http`] the request, the response head and body framing,
+//! and the verdict against `ExpectStatus=`/`ExpectBody=`.
+
+mod conn;
+mod http;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::io;
+use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -42,11 +49,8 @@ use crate::sys::retry_eintr;
 use crate::sys::time::deadline;
 use crate::sys::worker::{Inbox, Worker};
 use crate::unit::model::{HealthProbe, HttpProbe};
-
-/// Most bytes of a response kept (head and body); a longer body is read on and dropped.
-const BODY_KEPT: usize = 64 * 1024;
-/// Most bytes of a response head.
-const HEAD_MAX: usize = 16 * 1024;
+use conn::{WAKE, connect, connect_error, epoll_add, step, still_open};
+use http::request;
 
 /// A network probe: what a unit's `[X-Health]` says, minus `Exec=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,32 +165,7 @@ enum Phase {
     /// Writing the request (`sent` bytes so far).
     Sending { sent: usize },
     /// Reading the response.
-    Reading(Response),
-}
-
-/// A response being read.
-#[derive(Default)]
-struct Response {
-    buf: Vec<u8>,
-    /// Parsed head: status, head length, body framing, whether the server closes.
-    head: Option<Head>,
-    /// Body bytes seen beyond [`BODY_KEPT`] (read and dropped).
-    dropped: usize,
-}
-
-#[derive(Clone, Copy)]
-struct Head {
-    status: u16,
-    len: usize,
-    framing: Framing,
-    close: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Length(usize),
-    Chunked,
-    UntilClose,
+    Reading(http::Response),
 }
 
 struct Target {
@@ -515,360 +494,6 @@ fn set_timer(timers: &mut BTreeSet<(Instant, u64)>, id: u64, t: &mut Target, at:
     }
 }
 
-/// Whether a kept connection is still usable: no EOF and no stray bytes waiting.
-fn still_open(c: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    match c.peek(&mut b) {
-        Ok(_) => false, // 0: closed by the server; >0: bytes nobody asked for
-        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-    }
-}
-
-fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
-    let ip = if host == "localhost" {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse::<IpAddr>()
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not an IP address"))?
-    };
-    Ok(SocketAddr::new(ip, port))
-}
-
-/// The command queue's entry in the epoll set.
-const WAKE: u64 = u64::MAX;
-
-fn epoll_add(epfd: RawFd, fd: RawFd, mut ev: libc::epoll_event) -> io::Result<()> {
-    // SAFETY: valid fds and a valid event.
-    retry_eintr(|| unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
-}
-
-/// A non-blocking connect begun (EINPROGRESS is the normal case), its socket in the epoll
-/// set `epfd` (edge-triggered, data `id`) for as long as it is open: closing it removes it.
-fn connect(probe: &NetProbe, epfd: RawFd, id: u64) -> io::Result<TcpStream> {
-    let (host, port) = probe.target();
-    let addr = resolve(host, port)?;
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh socket we own.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let sa = nix::sys::socket::SockaddrStorage::from(addr);
-    match nix::sys::socket::connect(owned.as_raw_fd(), &sa) {
-        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
-        Err(e) => return Err(io::Error::from(e)),
-    }
-    let stream = TcpStream::from(owned);
-    let _ = stream.set_nodelay(true);
-    let events = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
-    epoll_add(
-        epfd,
-        stream.as_raw_fd(),
-        libc::epoll_event {
-            events: events as u32,
-            u64: id,
-        },
-    )?;
-    Ok(stream)
-}
-
-fn connect_error(probe: &NetProbe, e: &io::Error) -> String {
-    let (host, port) = probe.target();
-    let what = match e.kind() {
-        io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        _ => e.to_string(),
-    };
-    format!("{what} ({host}:{port})")
-}
-
-/// One probe's next steps on its socket.
-fn step(t: &mut Target) -> Step {
-    loop {
-        let Some(conn) = t.conn.as_mut() else {
-            return Step::Done(ProbeOutcome::new(false, "no connection", ""));
-        };
-        match &mut t.phase {
-            Phase::Idle => return Step::Wait,
-            Phase::Connecting => {
-                let err = match nix::sys::socket::getsockopt(
-                    &*conn,
-                    nix::sys::socket::sockopt::SocketError,
-                ) {
-                    Ok(0) => None,
-                    Ok(errno) => Some(io::Error::from_raw_os_error(errno)),
-                    Err(e) => Some(io::Error::from(e)),
-                };
-                if let Some(e) = err {
-                    let summary = connect_error(&t.probe, &e);
-                    t.conn = None;
-                    return Step::Done(ProbeOutcome::new(false, summary, ""));
-                }
-                // Not connected yet: still in progress (poll said writable or it is the
-                // first look right after connect()).
-                if conn.peer_addr().is_err() {
-                    return Step::Wait;
-                }
-                t.connections += 1;
-                match &t.probe {
-                    NetProbe::Tcp { host, port } => {
-                        // TCP=: connected is healthy; the connection is not kept.
-                        let summary = format!("TCP connect to {host}:{port} succeeded");
-                        t.conn = None;
-                        return Step::Done(ProbeOutcome::new(true, summary, ""));
-                    }
-                    NetProbe::Http(_) => t.phase = Phase::Sending { sent: 0 },
-                }
-            }
-            Phase::Sending { sent } => {
-                let req = &t.request;
-                if req.is_empty() {
-                    return Step::Done(ProbeOutcome::new(false, "not an HTTP probe", ""));
-                }
-                while *sent < req.len() {
-                    match conn.write(&req[*sent..]) {
-                        Ok(0) => return retry_or_fail(t, "connection closed while sending"),
-                        Ok(n) => *sent += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return Step::Wait;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return retry_or_fail(t, &format!("send failed: {e}")),
-                    }
-                }
-                t.phase = Phase::Reading(Response::default());
-            }
-            Phase::Reading(resp) => {
-                let mut chunk = [0u8; 8192];
-                match conn.read(&mut chunk) {
-                    Ok(0) => {
-                        if resp.buf.is_empty() {
-                            return retry_or_fail(t, "connection closed before an answer");
-                        }
-                        let outcome = match resp.head {
-                            Some(h) if h.framing == Framing::UntilClose => judge(t),
-                            _ => ProbeOutcome::new(false, "connection closed mid-answer", ""),
-                        };
-                        t.conn = None;
-                        return Step::Done(outcome);
-                    }
-                    Ok(n) => {
-                        let room = BODY_KEPT.saturating_sub(resp.buf.len());
-                        let keep = n.min(room);
-                        resp.buf.extend_from_slice(&chunk[..keep]);
-                        resp.dropped += n - keep;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return Step::Wait;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return retry_or_fail(t, &format!("receive failed: {e}")),
-                }
-                let Phase::Reading(resp) = &mut t.phase else {
-                    continue;
-                };
-                if resp.head.is_none() {
-                    match parse_head(&resp.buf) {
-                        Ok(Some(h)) => resp.head = Some(h),
-                        Ok(None) if resp.buf.len() < HEAD_MAX => continue,
-                        Ok(None) => {
-                            t.conn = None;
-                            return Step::Done(ProbeOutcome::new(
-                                false,
-                                "HTTP answer head too long",
-                                "",
-                            ));
-                        }
-                        Err(e) => {
-                            t.conn = None;
-                            return Step::Done(ProbeOutcome::new(
-                                false,
-                                format!("not an HTTP answer: {e}"),
-                                "",
-                            ));
-                        }
-                    }
-                }
-                if body_complete(resp) {
-                    let close = resp.head.is_some_and(|h| h.close) || resp.dropped > 0;
-                    let outcome = judge(t);
-                    if close {
-                        t.conn = None;
-                    }
-                    return Step::Done(outcome);
-                }
-            }
-        }
-    }
-}
-
-/// A kept connection the server closed between probes fails the first byte: connect again
-/// once (this probe's timeout still runs) instead of counting a failure.
-fn retry_or_fail(t: &mut Target, why: &str) -> Step {
-    t.conn = None;
-    if t.reused {
-        t.reused = false;
-        match connect(&t.probe, t.epoll, t.id) {
-            Ok(c) => {
-                t.conn = Some(c);
-                t.phase = Phase::Connecting;
-                return step(t);
-            }
-            Err(e) => {
-                return Step::Done(ProbeOutcome::new(false, connect_error(&t.probe, &e), ""));
-            }
-        }
-    }
-    Step::Done(ProbeOutcome::new(false, why.to_string(), ""))
-}
-
-fn request(http: &HttpProbe) -> String {
-    let host = if http.host.contains(':') {
-        format!("[{}]", http.host)
-    } else {
-        http.host.clone()
-    };
-    format!(
-        "GET {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: gitproc-health\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n",
-        http.path, http.port
-    )
-}
-
-/// The response head, once complete.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    let status = resp.code.unwrap_or(0);
-    let mut length = None;
-    let mut chunked = false;
-    let mut close = resp.version == Some(0);
-    for h in resp.headers.iter() {
-        let value = String::from_utf8_lossy(h.value);
-        let value = value.trim();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            length = value.parse::<usize>().ok();
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().ends_with("chunked");
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            let v = value.to_ascii_lowercase();
-            if v.contains("close") {
-                close = true;
-            } else if v.contains("keep-alive") {
-                close = false;
-            }
-        }
-    }
-    let no_body = (100..200).contains(&status) || status == 204 || status == 304;
-    let framing = if no_body {
-        Framing::Length(0)
-    } else if chunked {
-        Framing::Chunked
-    } else if let Some(n) = length {
-        Framing::Length(n)
-    } else {
-        close = true;
-        Framing::UntilClose
-    };
-    Ok(Some(Head {
-        status,
-        len,
-        framing,
-        close,
-    }))
-}
-
-/// Whether the whole body is in (or counted as dropped).
-fn body_complete(resp: &Response) -> bool {
-    let Some(h) = resp.head else {
-        return false;
-    };
-    let body = resp.buf.len().saturating_sub(h.len) + resp.dropped;
-    match h.framing {
-        Framing::Length(n) => body >= n,
-        Framing::UntilClose => false,
-        Framing::Chunked => {
-            if resp.dropped > 0 {
-                // Too long to follow the chunks: judge on what is kept, then close.
-                return true;
-            }
-            dechunk(&resp.buf[h.len..]).is_some()
-        }
-    }
-}
-
-/// The body of a complete chunked encoding, `None` while incomplete.
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        match httparse::parse_chunk_size(b) {
-            Ok(httparse::Status::Complete((used, size))) => {
-                b = &b[used..];
-                let size = usize::try_from(size).ok()?;
-                if size == 0 {
-                    // Trailers end with an empty line.
-                    return memchr::memmem::find(b, b"\r\n").map(|_| out);
-                }
-                if b.len() < size + 2 {
-                    return None;
-                }
-                out.extend_from_slice(&b[..size]);
-                b = &b[size + 2..];
-            }
-            _ => return None,
-        }
-    }
-}
-
-/// The verdict on a complete response.
-fn judge(t: &Target) -> ProbeOutcome {
-    let (NetProbe::Http(http), Phase::Reading(resp)) = (&t.probe, &t.phase) else {
-        return ProbeOutcome::new(false, "no answer", "");
-    };
-    let Some(h) = resp.head else {
-        return ProbeOutcome::new(false, "no HTTP answer", "");
-    };
-    let raw = &resp.buf[h.len.min(resp.buf.len())..];
-    let body = match h.framing {
-        Framing::Chunked => dechunk(raw).unwrap_or_else(|| raw.to_vec()),
-        Framing::Length(n) => raw[..n.min(raw.len())].to_vec(),
-        Framing::UntilClose => raw.to_vec(),
-    };
-    let text = String::from_utf8_lossy(&body);
-    let status_ok = http
-        .expect_status
-        .iter()
-        .any(|&(lo, hi)| (lo..=hi).contains(&h.status));
-    if !status_ok {
-        return ProbeOutcome::new(false, format!("HTTP {}", h.status), &text);
-    }
-    if let Some(want) = &http.expect_body
-        && !text.contains(want.as_str())
-    {
-        return ProbeOutcome::new(
-            false,
-            format!("HTTP {}: body lacks {want:?} (ExpectBody=)", h.status),
-            &text,
-        );
-    }
-    ProbeOutcome::new(true, format!("HTTP {}", h.status), &text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -885,26 +510,5 @@ mod tests {
             Some(exact)
         );
         assert_eq!(on_grid(base, None, Duration::from_secs(1)), None);
-    }
-
-    #[test]
-    fn heads_and_bodies() {
-        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-        let h = parse_head(r).unwrap().unwrap();
-        assert_eq!(h.status, 200);
-        assert!(h.framing == Framing::Length(2) && !h.close);
-        let h = parse_head(b"HTTP/1.0 503 x\r\n\r\n").unwrap().unwrap();
-        assert!(h.close && h.framing == Framing::UntilClose);
-        assert!(
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-")
-                .unwrap()
-                .is_none()
-        );
-        assert!(parse_head(b"garbage\r\n\r\n").is_err());
-        assert_eq!(
-            dechunk(b"2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n").as_deref(),
-            Some(&b"ok!!!"[..])
-        );
-        assert_eq!(dechunk(b"2\r\nok\r\n"), None);
     }
 }
