@@ -16,6 +16,7 @@
 //! - [`timers`]: timer units (their own kind: a pure state each, one deadline each);
 //! - [`sockets`]: socket units (their own kind: listening fds, activation of their service);
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
+//! - [`metrics`]: the snapshot `/metrics` renders, and the facts only metrics need;
 //! - [`shutdown`]: stopping everything in reverse dependency order, the final save;
 //! - [`spawns`]: spawns in flight on the spawner's threads, their reports, and the
 //!   processes of spawns a service gave up on.
@@ -27,6 +28,7 @@
 mod children;
 mod effects;
 mod jobs;
+mod metrics;
 mod persist;
 mod queues;
 mod resources;
@@ -75,6 +77,8 @@ pub struct Inputs {
     pub notify: Receiver<NotifyDatagram>,
     pub source: Receiver<SourceUpdate>,
     pub adopted_exits: Receiver<i32>,
+    /// `/metrics` scrapes from the HTTP listener (`never()` when it is off).
+    pub metrics: Receiver<crate::metrics::MetricsQuery>,
 }
 
 /// Fixed settings of this daemon run.
@@ -137,6 +141,7 @@ enum Input {
     /// A socket unit's listening fd is readable (see [`sockets`]).
     SocketReadable(crate::runtime::socket_watch::Readable),
     Saved(usize, Result<(), StateError>),
+    Metrics(crate::metrics::MetricsQuery),
     /// A deadline passed (or a channel other than the signals' closed).
     Tick,
 }
@@ -193,6 +198,7 @@ pub struct Supervisor {
     /// Replayed after each spawn report (see `children`), dropped once the spawner is idle.
     early_notify: Vec<NotifyDatagram>,
     job_saves: Vec<JobSave>,
+    metric_facts: metrics::MetricFacts,
 }
 
 impl Supervisor {
@@ -258,6 +264,7 @@ impl Supervisor {
             unclaimed_exits: Vec::new(),
             early_notify: Vec::new(),
             job_saves: Vec::new(),
+            metric_facts: metrics::MetricFacts::default(),
         }
     }
 
@@ -295,6 +302,7 @@ impl Supervisor {
                     let save = self.job_saves.remove(index);
                     self.job_saved(save, result);
                 }
+                Input::Metrics(query) => self.on_metrics(query),
                 Input::Tick => {}
             }
             let now = Instant::now();
@@ -334,7 +342,8 @@ impl Supervisor {
         let adopted = sel.recv(&inputs.adopted_exits);
         let spawner = sel.recv(reports);
         let readable = sel.recv(&self.socket_readable);
-        let first_save = readable + 1;
+        let metrics = sel.recv(&inputs.metrics);
+        let first_save = metrics + 1;
         for rx in &saves {
             sel.recv(rx);
         }
@@ -359,6 +368,8 @@ impl Supervisor {
         } else if i == readable {
             op.recv(&self.socket_readable)
                 .map_or(Input::Tick, Input::SocketReadable)
+        } else if i == metrics {
+            op.recv(&inputs.metrics).map_or(Input::Tick, Input::Metrics)
         } else {
             let k = i - first_save;
             // A writer that went away answers like a failed save.

@@ -47,6 +47,7 @@ impl Supervisor {
                 sd_notify("READY=1");
             }
         }
+        self.note_check(update.checked_at, update.error.is_some());
         if let Some(error) = &update.error {
             summary["error"] = serde_json::Value::String(error.clone());
         }

@@ -32,6 +32,7 @@ impl Supervisor {
                 status.error.as_deref().unwrap_or(status.result.as_str())
             );
             m.failed_commit = failed_commit;
+            self.metric_facts.rollbacks = self.metric_facts.rollbacks.saturating_add(1);
             m.failed_hash = m.hash.take();
             m.hash = Some(good.hash.clone());
             m.commit = good.commit.clone();
