@@ -29,6 +29,7 @@ mod daemon_control_socket;
 mod daemon_crash_loops;
 mod daemon_duplicates;
 mod daemon_hostile_units;
+mod daemon_http;
 mod daemon_lock;
 mod daemon_never_blocks;
 mod daemon_pid1;
