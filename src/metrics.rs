@@ -224,18 +224,22 @@ impl Collector for Scrape {
 impl Scrape {
     fn encode_units(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let units = &self.0.units;
+        // One series per unit, for its current state only: the six 0/1 series per unit of
+        // the usual enum style would be 6,000 series per 1,000-unit host. Queries select by
+        // the label (`gitproc_unit_state{state="failed"}`); a state change ends the old
+        // series (Prometheus marks it stale) and starts the new one.
         let mut m = enc.encode_descriptor(
             "gitproc_unit_state",
-            "1 for the unit's current active state (systemd's ActiveState=), 0 for the others.",
+            "The unit's current active state (systemd's ActiveState=), as the state label; always 1.",
             None,
             MetricType::Gauge,
         )?;
         for u in units {
-            for state in ActiveState::ALL {
-                let labels = [("unit", u.name.as_str()), ("state", state.as_str())];
-                m.encode_family(&labels)?
-                    .encode_gauge(&i64::from(u.active_state == *state))?;
-            }
+            let labels = [
+                ("unit", u.name.as_str()),
+                ("state", u.active_state.as_str()),
+            ];
+            m.encode_family(&labels)?.encode_gauge(&1i64)?;
         }
         let mut m = enc.encode_descriptor(
             "gitproc_unit_restarts",
@@ -258,25 +262,26 @@ impl Scrape {
                     .encode_gauge(&i64::from(code))?;
             }
         }
+        // Marks, present only on the units that carry them (sparse, like the state).
         let mut m = enc.encode_descriptor(
             "gitproc_unit_rolled_back",
-            "1 when the unit runs its last good version because its newest version failed.",
+            "Present (1) on units that run their last good version because the newest failed.",
             None,
             MetricType::Gauge,
         )?;
-        for u in units {
+        for u in units.iter().filter(|u| u.rolled_back) {
             m.encode_family(&[("unit", u.name.as_str())])?
-                .encode_gauge(&i64::from(u.rolled_back))?;
+                .encode_gauge(&1i64)?;
         }
         let mut m = enc.encode_descriptor(
             "gitproc_unit_load_error",
-            "1 when the unit's newest version failed to load (parse or dependency error).",
+            "Present (1) on units whose newest version failed to load (parse or dependency error).",
             None,
             MetricType::Gauge,
         )?;
-        for u in units {
+        for u in units.iter().filter(|u| u.load_error) {
             m.encode_family(&[("unit", u.name.as_str())])?
-                .encode_gauge(&i64::from(u.load_error))?;
+                .encode_gauge(&1i64)?;
         }
         if units.iter().any(|u| u.healthy.is_some()) {
             let mut m = enc.encode_descriptor(
@@ -380,7 +385,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("gitproc_unit_state{unit=\"web.service\",state=\"active\"} 0\n"),
+            !text.contains("gitproc_unit_state{unit=\"web.service\",state=\"active\"}"),
             "{text}"
         );
         assert!(text.contains("gitproc_unit_restarts_total{unit=\"web.service\"} 2\n"));
