@@ -84,4 +84,5 @@ mod layering;
 mod service_machine;
 // Packaging and operator tools.
 mod packaging_install;
+mod packaging_prometheus;
 mod profile_script;
