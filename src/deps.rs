@@ -57,6 +57,56 @@ pub fn is_well_known(name: &str) -> bool {
     WELL_KNOWN_TARGETS.contains(&name)
 }
 
+/// The units named in some unit's `OnFailure=` or `OnSuccess=` that are in the set: the
+/// hooks. A commit does not start a hook (see `daemon::apply`); its trigger does.
+pub fn hook_units(units: &BTreeMap<String, Arc<Unit>>) -> BTreeSet<String> {
+    units
+        .values()
+        .flat_map(|u| u.unit.on_failure.iter().chain(&u.unit.on_success))
+        .filter(|n| units.contains_key(*n))
+        .cloned()
+        .collect()
+}
+
+/// `OnFailure=`/`OnSuccess=` naming a unit that is not in the set. systemd loads such a
+/// unit as "not found" and only logs, when the trigger fires, that it could not start it;
+/// so this is a warning (the daemon logs it at apply, `check` shows it on the line), never a
+/// reason not to start the unit. `key` is `OnFailure` or `OnSuccess`.
+pub fn missing_hooks(units: &BTreeMap<String, Arc<Unit>>) -> Vec<DepError> {
+    let mut out = Vec::new();
+    for (name, unit) in units {
+        let u = &unit.unit;
+        for (key, list) in [("OnFailure", &u.on_failure), ("OnSuccess", &u.on_success)] {
+            for other in list {
+                if units.contains_key(other) {
+                    continue;
+                }
+                let hint = if other.contains('@') {
+                    " (an instance needs its template, or a name@instance.service symlink, in the units directory)"
+                } else {
+                    ""
+                };
+                out.push(DepError {
+                    unit: name.clone(),
+                    key,
+                    other: other.clone(),
+                    message: format!(
+                        "{key}={other}: no such unit in the repository{hint}; it will not be \
+                         started when {name} {}; add {other} or remove it from {key}= in {}",
+                        if key == "OnFailure" {
+                            "fails"
+                        } else {
+                            "succeeds"
+                        },
+                        unit.path
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
 type Edges = BTreeMap<String, BTreeSet<String>>;
 
 fn add(edges: &mut Edges, from: &str, to: &str) {
@@ -76,7 +126,8 @@ fn get<'a>(edges: &'a Edges, name: &str) -> impl Iterator<Item = &'a String> {
 pub struct DepError {
     /// The unit that must not start.
     pub unit: String,
-    /// The directive at fault, without `=`: `Requires`, `BindsTo`, `After` or `Before`.
+    /// The directive at fault, without `=`: `Requires`, `BindsTo`, `After` or `Before`
+    /// (or, for [`missing_hooks`], `OnFailure`/`OnSuccess`).
     pub key: &'static str,
     /// The unit named in that directive.
     pub other: String,
@@ -601,5 +652,35 @@ mod tests {
         assert!(errors.is_empty());
         let order = g.start_order(&s(&["u19999.service", "u00000.service"]));
         assert_eq!(order, s(&["u00000.service", "u19999.service"]));
+    }
+
+    #[test]
+    fn hooks_are_known_and_missing_ones_are_warnings() {
+        let units = set(&[
+            ("web.service", |u| {
+                u.on_failure = s(&["alert.service", "gone.service"]);
+                u.on_success = s(&["notify@web.service.service"]);
+            }),
+            ("alert.service", |_| {}),
+        ]);
+        let (_, errors) = Graph::build(&units);
+        assert!(
+            errors.is_empty(),
+            "a missing hook is not an error: {errors:?}"
+        );
+        assert_eq!(
+            hook_units(&units).into_iter().collect::<Vec<_>>(),
+            s(&["alert.service"])
+        );
+        let missing = missing_hooks(&units);
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert_eq!(missing[0].key, "OnFailure");
+        assert_eq!(missing[0].other, "gone.service");
+        assert!(
+            missing[0].message.contains("units/web.service"),
+            "{missing:?}"
+        );
+        assert_eq!(missing[1].key, "OnSuccess");
+        assert!(missing[1].message.contains("template"), "{missing:?}");
     }
 }

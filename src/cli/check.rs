@@ -119,6 +119,26 @@ fn add_dependency_errors(units: &mut [LoadedUnit]) {
         // Like a parse error, a unit the daemon would refuse is not ok.
         lu.unit = None;
     }
+    // A hook that is not in the set: the daemon only warns (as systemd does).
+    for w in crate::deps::missing_hooks(&good) {
+        let Some(lu) = units.iter_mut().find(|u| u.name == w.unit) else {
+            continue;
+        };
+        let files = std::iter::once(lu.path.clone())
+            .chain(
+                good.get(&w.unit)
+                    .into_iter()
+                    .flat_map(|u| u.dropins.iter().map(|d| dropin_path(&lu.path, d))),
+            )
+            .collect::<Vec<_>>();
+        // The line may name the hook with specifiers (`notify@%n.service`): then any
+        // `key=` line is the best place to point at.
+        let (file, line) = directive_line(&files, w.key, &w.other)
+            .or_else(|| directive_line(&files, w.key, ""))
+            .unwrap_or_else(|| (lu.path.clone(), 1));
+        lu.diagnostics
+            .push(Diagnostic::warning(&file, line, 1, w.message.clone()));
+    }
 }
 
 /// A drop-in path as recorded by the loader, made openable next to the unit's main file.
@@ -163,15 +183,20 @@ fn check_path(p: &Path, ctx: &SpecifierContext) -> Result<Vec<LoadedUnit>, Strin
     if meta.is_dir() {
         let tree =
             crate::source::dir::read_tree(p).map_err(|e| format!("cannot read directory: {e}"))?;
-        let services = unit::load_tree_with(&tree, ctx, &FixedHost);
+        let mut services = unit::load_tree_with(&tree, ctx, &FixedHost);
         let mut timers = unit::load::load_timers(&tree, ctx);
+        let mut sockets = unit::load::load_sockets(&tree, ctx);
+        unit::load::resolve_aliases(unit::load::UnitSets {
+            services: &mut services,
+            timers: &mut timers,
+            sockets: &mut sockets,
+        });
         for t in timers.values_mut() {
             let target = t.unit.as_ref().map(|u| u.timer.unit.clone());
             check_target(t, "Unit", target, &tree, &|name| {
                 services.contains_key(name)
             });
         }
-        let mut sockets = unit::load::load_sockets(&tree, ctx);
         for s in sockets.values_mut() {
             let target = s.unit.as_ref().map(|u| u.socket.service.clone());
             check_target(s, "Service", target, &tree, &|name| {

@@ -29,9 +29,14 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
     };
     let ctx = FixedHost.specifier_context();
     let new_tree = read_units_in(&repo, &url, &to, &args.units_dir)?;
-    let new = crate::unit::load_tree_with(&new_tree, &ctx, &FixedHost);
+    let mut new = crate::unit::load_tree_with(&new_tree, &ctx, &FixedHost);
     // Socket units are dependencies services may name (Requires=x.socket), as in the daemon.
-    let new_sockets = crate::unit::load::load_sockets(&new_tree, &ctx);
+    let mut new_sockets = crate::unit::load::load_sockets(&new_tree, &ctx);
+    crate::unit::load::resolve_aliases(crate::unit::load::UnitSets {
+        services: &mut new,
+        timers: &mut crate::unit::load::load_timers(&new_tree, &ctx),
+        sockets: &mut new_sockets,
+    });
     // A `from` commit that predates the units directory plans from an empty set.
     let old = match &from {
         Some(c) => match read_units_in(&repo, &url, c, &args.units_dir) {

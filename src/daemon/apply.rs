@@ -153,6 +153,12 @@ pub fn apply(sup: &mut Supervisor, snapshot: Snapshot) -> serde_json::Value {
     let mut timer_activated = Supervisor::timer_activated(&snapshot.timers);
     // Likewise a socket-activated one: its sockets listen, the first connection starts it.
     timer_activated.extend(Supervisor::socket_activated(&snapshot.sockets, &loaded));
+    // And a hook (named in some unit's OnFailure=/OnSuccess=): its trigger starts it.
+    // Something else that pulls it in (Wants=, Requires=) or an operator still can.
+    timer_activated.extend(crate::deps::hook_units(&loaded));
+    for missing in crate::deps::missing_hooks(&loaded) {
+        tracing::warn!("{}: {}", missing.unit, missing.message);
+    }
     sup.set_graph(graph);
     sup.set_applied(
         commit.clone(),

@@ -63,6 +63,20 @@ pub struct Managed {
     pub oom_kills: Option<u64>,
     /// The cgroup v1 directories the main process joined.
     pub v1_cgroups: Vec<std::path::PathBuf>,
+    /// Set when another unit's `OnFailure=`/`OnSuccess=` queued this unit's start; taken
+    /// when that run ends (see `supervisor::hooks`).
+    pub hook_start: Option<HookStart>,
+}
+
+/// A start asked for by a hook trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookStart {
+    /// `MONITOR_*` for this start's `ExecCondition=`, `ExecStartPre=` and `ExecStart=`
+    /// processes (those systemd gives them to).
+    pub env: Vec<(String, String)>,
+    /// The units whose hooks led to this start, oldest first: a hook that would start one
+    /// of them again (a loop) is not started.
+    pub chain: Vec<String>,
 }
 
 impl Managed {
@@ -88,6 +102,7 @@ impl Managed {
             limits: Vec::new(),
             oom_kills: None,
             v1_cgroups: Vec::new(),
+            hook_start: None,
         }
     }
 
@@ -103,9 +118,24 @@ impl Managed {
     }
 }
 
-/// 32 lowercase hex digits, like systemd's `INVOCATION_ID`; unique enough per daemon run.
+/// 32 lowercase hex digits, like systemd's `INVOCATION_ID`: 128 random bits from
+/// getrandom(2) (non-blocking: it never waits for entropy, so the loop may call it), or,
+/// if that fails, the clock, our pid and a counter (unique per daemon run, which is all
+/// discovery and `MONITOR_INVOCATION_ID` need).
 pub fn new_invocation_id() -> String {
+    use std::fmt::Write;
     use std::sync::atomic::{AtomicU64, Ordering};
+    let mut bytes = [0u8; 16];
+    // SAFETY: the buffer is valid for writes of its length.
+    let got =
+        unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
+    if usize::try_from(got).is_ok_and(|n| n == bytes.len()) {
+        let mut out = String::with_capacity(32);
+        for b in bytes {
+            let _ = write!(out, "{b:02x}");
+        }
+        return out;
+    }
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let now = std::time::SystemTime::now()
@@ -113,4 +143,19 @@ pub fn new_invocation_id() -> String {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     format!("{:016x}{:08x}{:08x}", now, std::process::id(), n as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn invocation_ids_are_32_hex_digits_and_differ() {
+        let a = super::new_invocation_id();
+        let b = super::new_invocation_id();
+        assert_eq!(a.len(), 32, "{a}");
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+    }
 }

@@ -63,6 +63,9 @@ pub struct SpawnJob {
     /// Socket activation: the listening sockets handed to the main process as fds 3..,
     /// with their `FileDescriptorName=`s (empty for other processes).
     pub listen: Vec<(Arc<OwnedFd>, String)>,
+    /// `MONITOR_*` of a start asked for by another unit's `OnFailure=`/`OnSuccess=`
+    /// (empty otherwise; see `supervisor::hooks`).
+    pub monitor_env: Vec<(String, String)>,
 }
 
 /// What the loop asks the spawner to do for a unit.
@@ -430,6 +433,7 @@ fn spawn(unit: &str, job: &SpawnJob, v1_cgroups: &[PathBuf]) -> Result<Spawned, 
         .environment_from_files
         .iter()
         .cloned()
+        .chain(job.monitor_env.iter().cloned())
         .chain(super::discovery::marker_env(unit, &job.instance))
         .collect();
     request.extra_env = &extra_env;

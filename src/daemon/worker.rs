@@ -261,13 +261,7 @@ impl Worker {
             .map_err(|e| (e.kind().to_string(), e.to_string()))?;
         let info = git.commit_info(&tip).ok();
         let parse_started = Instant::now();
-        let units = crate::unit::load_tree_with(
-            &tree,
-            &self.config.ctx,
-            &crate::runtime::unit_host::RealHost,
-        );
-        let timers = crate::unit::load::load_timers(&tree, &self.config.ctx);
-        let sockets = crate::unit::load::load_sockets(&tree, &self.config.ctx);
+        let (units, timers, sockets) = load_sets(&tree, &self.config.ctx);
         let snapshot = Snapshot {
             commit: Some(tip.clone()),
             subject: info.as_ref().map(|i| i.subject.clone()),
@@ -302,13 +296,7 @@ impl Worker {
                 format!("cannot read units directory {}: {e}", dir.display()),
             )
         })?;
-        let units = crate::unit::load_tree_with(
-            &tree,
-            &self.config.ctx,
-            &crate::runtime::unit_host::RealHost,
-        );
-        let timers = crate::unit::load::load_timers(&tree, &self.config.ctx);
-        let sockets = crate::unit::load::load_sockets(&tree, &self.config.ctx);
+        let (units, timers, sockets) = load_sets(&tree, &self.config.ctx);
         let hashes: BTreeMap<String, String> = units
             .iter()
             .chain(&timers)
@@ -372,6 +360,28 @@ fn entropy_seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// The services, timers and sockets of `tree`, with `Alias=` names resolved across them
+/// ([`crate::unit::load::resolve_aliases`]).
+#[allow(clippy::type_complexity)]
+fn load_sets(
+    tree: &crate::tree::FileTree,
+    ctx: &crate::unit::specifier::SpecifierContext,
+) -> (
+    BTreeMap<String, crate::unit::load::LoadedUnit>,
+    BTreeMap<String, crate::unit::load::LoadedUnit>,
+    BTreeMap<String, crate::unit::load::LoadedUnit>,
+) {
+    let mut units = crate::unit::load_tree_with(tree, ctx, &crate::runtime::unit_host::RealHost);
+    let mut timers = crate::unit::load::load_timers(tree, ctx);
+    let mut sockets = crate::unit::load::load_sockets(tree, ctx);
+    crate::unit::load::resolve_aliases(crate::unit::load::UnitSets {
+        services: &mut units,
+        timers: &mut timers,
+        sockets: &mut sockets,
+    });
+    (units, timers, sockets)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! Every socket is made as systemd makes it: close-on-exec and non-blocking (the daemon
 //! only watches it; the service gets a copy without close-on-exec at spawn),
 //! `SO_REUSEADDR` on IP sockets, a bare port listening on IPv6 and IPv4 both
-//! (`IPV6_V6ONLY` off, plain IPv4 where the host has no IPv6), `Backlog=` for stream and
+//! (`IPV6_V6ONLY` off, plain IPv4 where the host has no IPv6; `BindIPv6Only=` overrides it
+//! on every IPv6 socket), `Backlog=` for stream and
 //! sequential-packet sockets, then `SocketMode=` and the owner on a unix path.
 //!
 //! Test hook (debug builds only): when the daemon's environment has
@@ -25,7 +26,7 @@ use nix::sys::socket::{
     socket,
 };
 
-use crate::unit::model::{Listen, ListenAddress, SocketSection, SocketType};
+use crate::unit::model::{BindIpv6Only, Listen, ListenAddress, SocketSection, SocketType};
 
 /// One listening socket, in `Listen*=` order.
 #[derive(Debug)]
@@ -53,14 +54,7 @@ fn failure(l: &Listen, step: &str, e: Errno) -> String {
 }
 
 fn set_flag(fd: RawFd, level: i32, name: i32) -> Result<(), Errno> {
-    let one: libc::c_int = 1;
-    let zero = 0;
-    set_int(
-        fd,
-        level,
-        name,
-        if name == libc::IPV6_V6ONLY { zero } else { one },
-    )
+    set_int(fd, level, name, 1)
 }
 
 fn set_int(fd: RawFd, level: i32, name: i32, v: libc::c_int) -> Result<(), Errno> {
@@ -185,7 +179,7 @@ fn bind_one(
         ListenAddress::AnyPort(port) => match new_socket(AddressFamily::Inet6, l) {
             Ok(fd) => {
                 let any = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, *port, 0, 0);
-                set_flag(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)
+                set_int(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)
                     .map_err(|e| failure(l, "IPV6_V6ONLY", e))?;
                 bind_ip(&fd, l, s, &SockaddrIn6::from(any), true)?;
                 fd
@@ -245,6 +239,15 @@ fn bind_ip(
     if s.reuse_port {
         set_flag(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT)
             .map_err(|e| failure(l, "ReusePort=", e))?;
+    }
+    let v6only = match s.bind_ipv6_only {
+        BindIpv6Only::Default => None,
+        BindIpv6Only::Both => Some(0),
+        BindIpv6Only::Ipv6Only => Some(1),
+    };
+    if let (true, Some(on)) = (v6, v6only) {
+        set_int(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, on)
+            .map_err(|e| failure(l, "BindIPv6Only=", e))?;
     }
     if s.free_bind {
         let r = if v6 {

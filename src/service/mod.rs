@@ -8,6 +8,7 @@
 pub(crate) mod event;
 pub mod exit_code;
 pub(crate) mod machine;
+pub(crate) mod monitor;
 pub(crate) mod notify;
 pub(crate) mod restart;
 pub(crate) mod state;

@@ -162,6 +162,8 @@ const UNIT_ENFORCED: &[&str] = &[
     "ConditionVirtualization",
     "Conflicts",
     "Description",
+    "OnFailure",
+    "OnSuccess",
     "PartOf",
     "Requires",
     "StartLimitBurst",
@@ -217,10 +219,8 @@ const UNIT_NOT_ENFORCED: &[&str] = &[
     "JobTimeoutRebootArgument",
     "JobTimeoutSec",
     "JoinsNamespaceOf",
-    "OnFailure",
     "OnFailureIsolate",
     "OnFailureJobMode",
-    "OnSuccess",
     "OnSuccessJobMode",
     "PropagateReloadFrom",
     "PropagateReloadTo",
@@ -302,6 +302,7 @@ const SERVICE_ENFORCED: &[&str] = &[
     "OOMScoreAdjust",
     "PIDFile",
     "PassEnvironment",
+    "PermissionsStartOnly",
     "RemainAfterExit",
     "Restart",
     "RestartForceExitStatus",
@@ -438,7 +439,6 @@ const SERVICE_NOT_ENFORCED: &[&str] = &[
     "OOMPolicy",
     "OpenFile",
     "PAMName",
-    "PermissionsStartOnly",
     "Personality",
     "PrivateDevices",
     "PrivateIPC",
@@ -577,6 +577,7 @@ const TIMER_NOT_ENFORCED: &[&str] = &[
 const SOCKET_ENFORCED: &[&str] = &[
     "Accept",
     "Backlog",
+    "BindIPv6Only",
     "DirectoryMode",
     "FileDescriptorName",
     "FreeBind",
@@ -598,7 +599,6 @@ const SOCKET_INFORMATIONAL: &[&str] = &[];
 /// (FIFOs, netlink, message queues, USB functions), per-socket options, the socket's own
 /// commands, and the trigger and poll limits.
 const SOCKET_NOT_ENFORCED: &[&str] = &[
-    "BindIPv6Only",
     "BindToDevice",
     "Broadcast",
     "DeferAcceptSec",

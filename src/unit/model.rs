@@ -75,6 +75,12 @@ pub struct UnitSection {
     pub binds_to: Vec<String>,
     pub part_of: Vec<String>,
     pub conflicts: Vec<String>,
+    /// `OnFailure=`: units started when this one enters `failed` (or fails before an
+    /// automatic restart), with `MONITOR_*` in their environment (see `service::monitor`).
+    pub on_failure: Vec<String>,
+    /// `OnSuccess=`: units started when this one enters `inactive` (or exits cleanly before
+    /// an automatic restart).
+    pub on_success: Vec<String>,
     /// The `Condition*=`/`Assert*=` lines gitproc evaluates ([`Condition::EVALUATED`]), in
     /// file order.
     pub conditions: Vec<Condition>,
@@ -94,6 +100,8 @@ impl Default for UnitSection {
             binds_to: Vec::new(),
             part_of: Vec::new(),
             conflicts: Vec::new(),
+            on_failure: Vec::new(),
+            on_success: Vec::new(),
             conditions: Vec::new(),
             start_limit_interval: defaults::START_LIMIT_INTERVAL,
             start_limit_burst: defaults::START_LIMIT_BURST,
@@ -377,6 +385,10 @@ pub struct ServiceSection {
     /// `GuessMainPID=` (default yes): for `Type=forking` without `PIDFile=`, take the single
     /// remaining process of the service as its main process once the forking parent exited.
     pub guess_main_pid: bool,
+    /// `PermissionsStartOnly=` (deprecated in systemd, still in Debian's units): every
+    /// command but `ExecStart=` runs as if prefixed with `+` (the loader sets their
+    /// `full_privileges`).
+    pub permissions_start_only: bool,
     pub restart: RestartPolicy,
     /// `Duration::MAX` is infinity: the restart is never due (`sys::time::deadline` is `None`).
     pub restart_sec: Duration,
@@ -463,6 +475,7 @@ impl Default for ServiceSection {
             pid_file: None,
             notify_access: None,
             guess_main_pid: true,
+            permissions_start_only: false,
             restart: RestartPolicy::No,
             restart_sec: defaults::RESTART_SEC,
             restart_steps: 0,
@@ -620,12 +633,25 @@ pub struct SocketSection {
     pub backlog: u32,
     pub reuse_port: bool,
     pub free_bind: bool,
+    /// `BindIPv6Only=`: whether an IPv6 socket also accepts IPv4 (`IPV6_V6ONLY`).
+    pub bind_ipv6_only: BindIpv6Only,
     /// `Service=`, else the service of the same name. Filled in by the loader's rules.
     pub service: String,
     /// `FileDescriptorName=`, else the socket unit's full name (as systemd). Filled in by the
     /// loader's rules.
     pub file_descriptor_name: String,
     pub remove_on_stop: bool,
+}
+
+/// `BindIPv6Only=` (systemd.socket(5)): `default` leaves `IPV6_V6ONLY` as the host's
+/// `net.ipv6.bindv6only` says, `both` clears it (IPv4 too), `ipv6-only` sets it, so that
+/// `[::]:111` and `0.0.0.0:111` can both be bound, as Debian's rpcbind.socket does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindIpv6Only {
+    #[default]
+    Default,
+    Both,
+    Ipv6Only,
 }
 
 impl Default for SocketSection {
@@ -639,6 +665,7 @@ impl Default for SocketSection {
             backlog: defaults::BACKLOG,
             reuse_port: false,
             free_bind: false,
+            bind_ipv6_only: BindIpv6Only::Default,
             service: String::new(),
             file_descriptor_name: String::new(),
             remove_on_stop: false,

@@ -181,6 +181,22 @@ const SIGNALS: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
+/// systemd's name of a signal without `SIG` (`TERM`, `RTMIN+3`), as `$EXIT_STATUS` and
+/// `$MONITOR_EXIT_STATUS` spell it; the number itself for one without a name.
+pub fn signal_name(n: i32) -> String {
+    if let Some((name, _)) = SIGNALS.iter().find(|(_, v)| *v == n) {
+        return (*name).to_string();
+    }
+    let rtmin = libc::SIGRTMIN();
+    if (rtmin..=libc::SIGRTMAX()).contains(&n) {
+        return match n - rtmin {
+            0 => "RTMIN".to_string(),
+            off => format!("RTMIN+{off}"),
+        };
+    }
+    n.to_string()
+}
+
 /// Realtime signal range as the kernel defines it (glibc reserves the first two or three).
 const SIGRTMIN_KERNEL: i32 = 32;
 const SIGRTMAX_KERNEL: i32 = 64;
@@ -498,6 +514,9 @@ mod tests {
     fn signals_by_name_short_name_and_number() {
         assert_eq!(parse_signal("SIGTERM"), Ok(libc::SIGTERM));
         assert_eq!(parse_signal("TERM"), Ok(libc::SIGTERM));
+        assert_eq!(signal_name(libc::SIGTERM), "TERM");
+        assert_eq!(signal_name(libc::SIGABRT), "ABRT");
+        assert_eq!(signal_name(libc::SIGRTMIN() + 2), "RTMIN+2");
         assert_eq!(parse_signal("9"), Ok(9));
         assert_eq!(parse_signal("SIGINT"), Ok(libc::SIGINT));
         assert_eq!(parse_signal("SIGRTMIN+1"), Ok(libc::SIGRTMIN() + 1));

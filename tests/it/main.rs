@@ -47,6 +47,7 @@ mod git_source;
 // `[Unit]` directives, end to end.
 mod section_unit_conditions;
 mod section_unit_dependencies;
+mod section_unit_on_failure;
 // `[Service]` directives, end to end.
 mod section_service_exec;
 mod section_service_kill;

@@ -316,9 +316,18 @@ fn exec_with_a_missing_binary_reports_exec_failed() {
     let out = daemon.cli(&["status", "ghost.service"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(expected), "gitproc status:\n{text}");
-    let log = std::fs::read_to_string(daemon.state.path().join("logs/ghost.service.log"))
-        .unwrap_or_default();
-    assert!(log.contains(expected), "unit log:\n{log}");
+    // The unit log is written by the log thread: wait for the line.
+    let log_path = daemon.state.path().join("logs/ghost.service.log");
+    crate::support::wait_for(
+        &format!("{expected:?} in {}", log_path.display()),
+        crate::support::WAIT,
+        || {
+            std::fs::read_to_string(&log_path)
+                .ok()
+                .filter(|log| log.contains(expected))
+                .map(|_| ())
+        },
+    );
 }
 
 #[test]

@@ -446,6 +446,43 @@ fn list_sockets_shows_each_address_with_its_unit_and_service() {
     assert!(text.contains("Triggers: ● resolver.service"), "{text}");
 }
 
+/// Debian's rpcbind.socket listens on `0.0.0.0:111` and `[::]:111` with
+/// `BindIPv6Only=ipv6-only`: without `IPV6_V6ONLY` the second bind is EADDRINUSE.
+#[test]
+fn bind_ipv6_only_lets_ipv4_and_ipv6_wildcards_share_a_port() {
+    if !std::path::Path::new("/proc/net/if_inet6").exists() {
+        crate::support::require("IPv6 on this host (/proc/net/if_inet6)", false);
+        return;
+    }
+    let port = free_port();
+    let repo = Repo::new();
+    let socket = |only: &str, port: u16| {
+        format!("[Socket]\n{only}ListenStream=0.0.0.0:{port}\nListenStream=[::]:{port}\n")
+    };
+    repo.write("both.socket", &socket("BindIPv6Only=ipv6-only\n", port));
+    repo.write("both.service", "[Service]\nExecStart=/bin/sleep 1000\n");
+    repo.commit("both families on one port");
+    let daemon = Daemon::start(repo.path(), &[]);
+    daemon.wait_unit("both.socket", "listening on both families", listening);
+    TcpStream::connect(("127.0.0.1", port)).expect("IPv4 connect");
+    TcpStream::connect(("::1", port)).expect("IPv6 connect");
+    drop(daemon);
+    // The same unit without the setting fails on the second bind, naming it.
+    let repo = Repo::new();
+    repo.write("both.socket", &socket("", free_port()));
+    repo.write("both.service", "[Service]\nExecStart=/bin/sleep 1000\n");
+    repo.commit("without BindIPv6Only=");
+    let daemon = Daemon::start(repo.path(), &[]);
+    let u = daemon.wait_unit("both.socket", "the dual-stack bind to fail", |u| {
+        u["active_state"] == "failed"
+    });
+    let error = u["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("EADDRINUSE") && error.contains("[::]"),
+        "{u:#}"
+    );
+}
+
 fn tree(files: &[(&str, &str)]) -> FileTree {
     let mut t = FileTree::default();
     for (p, c) in files {

@@ -859,3 +859,97 @@ fn resource_control_values_follow_systemds_syntax() {
         assert!(e.iter().any(|e| e.contains(key)), "{line}: {e:?}");
     }
 }
+
+/// Debian's tor@default.service: `PermissionsStartOnly=yes` with a `CapabilityBoundingSet=`
+/// that lacks CAP_CHOWN and an `ExecStartPre=/usr/bin/install -o debian-tor ...`: every
+/// command but `ExecStart=` is privileged, as with a `+` prefix; `!` keeps its meaning.
+#[test]
+fn permissions_start_only_makes_every_command_but_exec_start_privileged() {
+    let u = ok("[Service]\nPermissionsStartOnly=yes\nUser=nobody\n\
+                ExecStartPre=/bin/true pre\nExecStartPre=!/bin/true bang\n\
+                ExecStart=/bin/sleep 1\nExecReload=/bin/true\nExecStopPost=/bin/true\n");
+    let s = &u.service;
+    assert!(s.permissions_start_only);
+    assert!(s.exec_start_pre[0].flags.full_privileges);
+    assert!(!s.exec_start_pre[1].flags.full_privileges && s.exec_start_pre[1].flags.no_setuid);
+    assert!(
+        !s.exec_start[0].flags.full_privileges,
+        "ExecStart= keeps User="
+    );
+    assert!(s.exec_reload[0].flags.full_privileges && s.exec_stop_post[0].flags.full_privileges);
+    let plain = ok("[Service]\nUser=nobody\nExecStartPre=/bin/true\nExecStart=/bin/sleep 1\n");
+    assert!(!plain.service.exec_start_pre[0].flags.full_privileges);
+}
+
+#[test]
+fn on_failure_and_on_success_take_unit_names_with_specifiers() {
+    let u = ok(
+        "[Unit]\nOnFailure=notify@%n.service alert.service\nOnSuccess=done.service\nOnFailureJobMode=replace\n[Service]\nExecStart=/bin/true\n",
+    );
+    assert_eq!(
+        u.unit.on_failure,
+        vec!["notify@t.service.service", "alert.service"]
+    );
+    assert_eq!(u.unit.on_success, vec!["done.service"]);
+    let w = warnings(
+        "[Unit]\nOnFailure=a.service\nOnFailureJobMode=replace\n[Service]\nExecStart=/bin/true\n",
+    );
+    assert!(
+        w.iter()
+            .any(|m| m.contains("OnFailureJobMode") && m.contains("not enforced")),
+        "{w:?}"
+    );
+    assert!(!w.iter().any(|m| m.contains("OnFailure=")), "{w:?}");
+}
+
+#[test]
+fn a_template_named_by_a_hook_is_instantiated_without_a_symlink() {
+    let t = tree(&[
+        (
+            "web.service",
+            Some("[Unit]\nOnFailure=notify@%n.service\n[Service]\nExecStart=/bin/false\n"),
+            None,
+        ),
+        (
+            "notify@.service",
+            Some(
+                "[Unit]\nOnFailure=notify@%n.service\n[Service]\nType=oneshot\nExecStart=/bin/echo %i\n",
+            ),
+            None,
+        ),
+    ]);
+    let loaded = load_tree(&t, &ctx());
+    let hook = loaded
+        .get("notify@web.service.service")
+        .and_then(|l| l.unit.as_ref())
+        .unwrap_or_else(|| panic!("the hook instance is loaded: {loaded:#?}"));
+    assert_eq!(
+        hook.service.exec_start[0].argv,
+        vec!["/bin/echo", "web.service"]
+    );
+    // One round only: the instance's own hook is not instantiated in turn.
+    assert_eq!(loaded.len(), 2, "{:?}", loaded.keys().collect::<Vec<_>>());
+}
+
+#[test]
+fn hooks_of_a_timer_are_not_enforced() {
+    let t = tree(&[(
+        "tick.timer",
+        Some("[Unit]\nOnFailure=alert.service\n[Timer]\nOnCalendar=daily\n"),
+        None,
+    )]);
+    let timers = gitproc::unit::load::load_timers(&t, &ctx());
+    let l = &timers["tick.timer"];
+    assert!(
+        l.diagnostics
+            .iter()
+            .any(|d| d.message.contains("not enforced") && d.message.contains(".timer")),
+        "{:#?}",
+        l.diagnostics
+    );
+    assert!(
+        l.unit
+            .as_ref()
+            .is_some_and(|u| u.unit.on_failure.is_empty())
+    );
+}

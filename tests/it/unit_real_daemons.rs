@@ -362,3 +362,102 @@ fn sshd_is_ready_by_notify_greets_and_reloads_by_mainpid() {
         (!Path::new("/run/sshd").exists()).then_some(())
     });
 }
+
+const RSYSLOG: Fixture = Fixture {
+    package: "rsyslog (and systemd, which ships syslog.socket)",
+    units: &["rsyslog.service", "syslog.socket"],
+    program: "/usr/sbin/rsyslogd",
+};
+
+/// The datagram socket systemd's `syslog.socket` listens on.
+const SYSLOG_SOCKET: &str = "/run/systemd/journal/syslog";
+
+#[test]
+fn rsyslog_is_activated_through_syslog_socket_by_its_alias_and_logs_a_datagram() {
+    if !RSYSLOG.present() {
+        return;
+    }
+    let _one = one_at_a_time();
+    // rsyslog.service says Requires=syslog.socket and Alias=syslog.service; the socket
+    // names no Service=, so it activates syslog.service: rsyslog, through the alias. A
+    // socket-activated service waits for its first datagram, not for the commit.
+    let before = RSYSLOG.processes();
+    let repo = RSYSLOG.repo();
+    let daemon = Daemon::start(repo.path(), &["--units-dir", "units"]);
+    daemon.wait_unit("syslog.socket", "syslog.socket to listen", |u| {
+        u["active_state"] == "active"
+    });
+    let idle = daemon.unit("rsyslog.service");
+    assert_eq!(
+        idle["active_state"], "inactive",
+        "not started before a datagram: {idle:#}"
+    );
+    // The first datagram on the socket gitproc bound starts rsyslogd with the socket
+    // handed over (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES).
+    let client = std::os::unix::net::UnixDatagram::unbound().expect("a datagram socket");
+    client
+        .send_to(b"<13>gitproc-test: activation", SYSLOG_SOCKET)
+        .expect("sending to syslog.socket");
+    let program = RSYSLOG.program;
+    let u = daemon.wait_unit_for(
+        "rsyslog.service",
+        &format!(
+            "rsyslog.service to be active (ready by notify) with {program} as its main process"
+        ),
+        WAIT * 3,
+        |u| {
+            u["active_state"] == "active"
+                && u["main_pid"]
+                    .as_i64()
+                    .is_some_and(|p| is_program(p as i32, program))
+        },
+    );
+    let main = u["main_pid"].as_i64().unwrap_or_default() as i32;
+    let environ = std::fs::read(format!("/proc/{main}/environ")).unwrap_or_default();
+    let environ: Vec<String> = environ
+        .split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    for want in [
+        "LISTEN_FDS=1".to_string(),
+        format!("LISTEN_PID={main}"),
+        "LISTEN_FDNAMES=syslog.socket".to_string(),
+    ] {
+        assert!(
+            environ.contains(&want),
+            "rsyslogd's environment lacks {want}: {environ:?}"
+        );
+    }
+    // rsyslogd reads the handed-over socket only when the host booted with systemd
+    // (sd_booted(): /run/systemd/system exists); elsewhere, as here, it listens on
+    // /dev/log. Either way it logs: a message sent there reaches /var/log/syslog.
+    let booted = Path::new("/run/systemd/system").is_dir();
+    let path = if booted { SYSLOG_SOCKET } else { "/dev/log" };
+    let mark = format!(
+        "gitproc-rsyslog-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    wait_for(
+        &format!("{mark} sent to {path} to reach /var/log/syslog"),
+        WAIT,
+        || {
+            // Resent until it is there: /dev/log appears only once rsyslogd is up.
+            let _ = client.send_to(format!("<13>gitproc-test: {mark}").as_bytes(), path);
+            std::fs::read_to_string("/var/log/syslog")
+                .ok()
+                .filter(|t| t.contains(&mark))
+                .map(|_| ())
+        },
+    );
+    let run = Running {
+        daemon,
+        _repo: repo,
+        main,
+        before,
+    };
+    run.stop_cleanly(&RSYSLOG, "rsyslog.service");
+}

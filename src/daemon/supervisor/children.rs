@@ -251,6 +251,7 @@ impl Supervisor {
                 self.feed(name, ev);
             }
         }
+        self.reindex(name);
         self.dirty = true;
     }
 }

@@ -2,6 +2,9 @@
 //! effects it answers with (spawn, signal, PID files, lifecycle lines), until no event is
 //! left; then the bookkeeping a change of state needs.
 //!
+//! A change of state that ends a run fires the unit's `OnFailure=`/`OnSuccess=` hooks
+//! ([`super::hooks`]).
+//!
 //! Effects that touch the host beyond a signal or a log line (spawning, reading or removing
 //! a PID file, removing `RuntimeDirectory=`) go to the spawner's threads; their answers come
 //! back later as events (see [`super::spawns`]).
@@ -19,6 +22,12 @@ impl Supervisor {
     /// Feeds one event to a unit's state machine and performs the effects, including the
     /// events they produce (spawn results) until none are left.
     pub(super) fn feed(&mut self, name: &str, event: Event) {
+        self.feed_machine(name, event);
+        self.reindex(name);
+    }
+
+    /// [`Self::feed`] without the re-index.
+    fn feed_machine(&mut self, name: &str, event: Event) {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             let now = Instant::now();
@@ -28,7 +37,8 @@ impl Supervisor {
             let Some(svc) = m.service.as_mut() else {
                 return;
             };
-            let before = svc.status().active_state;
+            let before_status = svc.status();
+            let before = before_status.active_state;
             let effects = svc.on_event(event, now);
             let after = svc.status();
             if after.active_state != before {
@@ -65,11 +75,17 @@ impl Supervisor {
             }
             let wanted = svc.spawn_pending();
             let asks_spawn = effects.iter().any(|e| matches!(e, Effect::Spawn { .. }));
+            // OnFailure=/OnSuccess=: read before the effects (a restart's spawn takes a
+            // new invocation id), started after them.
+            let hooks = self.detect_hooks(name, (before, before_status.sub_state), &after);
             self.settle_pending_spawn(name, wanted, asks_spawn);
             for effect in effects {
                 if let Some(next) = self.perform(name, effect) {
                     queue.push_back(next);
                 }
+            }
+            if let Some(hooks) = hooks {
+                self.fire_hooks(name, hooks);
             }
         }
         self.after_change(name);
@@ -168,6 +184,7 @@ impl Supervisor {
                 let _ = cgroup.remove(); // empty now; rmdir refuses otherwise
             }
             self.units.remove(name);
+            self.reindex(name);
             self.pids.retain(|_, unit| unit != name);
             self.dirty = true;
             return;

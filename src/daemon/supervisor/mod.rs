@@ -7,6 +7,7 @@
 //!
 //! - [`effects`]: feeding events to a unit's state machine and performing its effects
 //!   (spawn, signal, PID files, lifecycle lines), forgetting removed units once stopped;
+//! - [`hooks`]: `OnFailure=`/`OnSuccess=`: starting a unit's hooks when its run ends;
 //! - [`children`]: exits (reaping, emptied process groups), notify datagrams, adoption of
 //!   processes a previous daemon left running;
 //! - [`queues`]: the start and stop queues, gated by the dependency graph, and conditions;
@@ -26,7 +27,9 @@
 //! thread whose answer comes back as one more input.
 
 mod children;
+mod deadlines;
 mod effects;
+mod hooks;
 mod jobs;
 mod metrics;
 mod persist;
@@ -59,7 +62,7 @@ use crate::runtime::kill::ProcessTracker;
 use crate::runtime::notify_socket::NotifyDatagram;
 use crate::runtime::sd_notify::{sd_notify, watchdog_period};
 use crate::runtime::spawn::Dirs;
-use crate::service::{ActiveState, Event, Service};
+use crate::service::Event;
 use crate::state::StateError;
 use crate::state::format::PersistedState;
 use crate::state::writer::StateWriter;
@@ -198,6 +201,8 @@ pub struct Supervisor {
     /// Replayed after each spawn report (see `children`), dropped once the spawner is idle.
     early_notify: Vec<NotifyDatagram>,
     job_saves: Vec<JobSave>,
+    /// Every unit's next deadline, so that a wakeup reads the earliest one (`deadlines`).
+    deadlines: deadlines::Deadlines,
     metric_facts: metrics::MetricFacts,
 }
 
@@ -264,6 +269,7 @@ impl Supervisor {
             unclaimed_exits: Vec::new(),
             early_notify: Vec::new(),
             job_saves: Vec::new(),
+            deadlines: deadlines::Deadlines::default(),
             metric_facts: metrics::MetricFacts::default(),
         }
     }
@@ -273,6 +279,7 @@ impl Supervisor {
         let reports = self.spawner.reports();
         loop {
             let now = Instant::now();
+            self.refresh_deadlines();
             let timeout = self
                 .next_deadline(now)
                 .map(|at| at.saturating_duration_since(now))
@@ -387,12 +394,9 @@ impl Supervisor {
                 next = Some(next.map_or(at, |n: Instant| n.min(at)));
             }
         };
-        let mut stopping = false;
+        consider(self.deadlines.first());
+        let stopping = self.deadlines.any_stopping();
         for m in self.units.values() {
-            if let Some(svc) = &m.service {
-                consider(svc.next_deadline());
-                stopping |= svc.status().active_state == ActiveState::Deactivating;
-            }
             if let Some(Trial {
                 active_since: Some(since),
                 ..
@@ -421,18 +425,8 @@ impl Supervisor {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .units
-            .iter()
-            .filter(|(_, m)| {
-                m.service
-                    .as_ref()
-                    .and_then(Service::next_deadline)
-                    .is_some_and(|at| at <= now)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in due {
+        self.refresh_deadlines();
+        for name in self.deadlines.due(now) {
             // A start timeout that hits a pending spawn names the step it is stuck in.
             if let Some(p) = self.spawns.get(&name) {
                 let step = p.progress.step();
@@ -463,7 +457,9 @@ impl Supervisor {
         self.perf.record(op, took);
     }
 
+    /// The units, for `apply`: whatever it changes, the deadline index is rebuilt after.
     pub(in crate::daemon) fn units_mut(&mut self) -> &mut BTreeMap<String, Managed> {
+        self.deadlines.mark_stale();
         &mut self.units
     }
 

@@ -126,6 +126,7 @@ impl Supervisor {
                 }
                 m.condition_failed = Some(why);
                 self.dirty = true;
+                self.drop_hook_start(name);
                 return;
             }
             Err(why) => {
@@ -134,6 +135,7 @@ impl Supervisor {
                 }
                 m.condition_failed = Some(why);
                 self.dirty = true;
+                self.drop_hook_start(name);
                 return;
             }
         }

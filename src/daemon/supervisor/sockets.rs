@@ -115,6 +115,7 @@ fn same_sockets(a: &SocketSection, b: &SocketSection) -> bool {
         && a.backlog == b.backlog
         && a.reuse_port == b.reuse_port
         && a.free_bind == b.free_bind
+        && a.bind_ipv6_only == b.bind_ipv6_only
         && a.socket_mode == b.socket_mode
         && a.directory_mode == b.directory_mode
         && a.socket_user == b.socket_user

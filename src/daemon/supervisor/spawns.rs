@@ -57,6 +57,7 @@ impl Supervisor {
         } else {
             Vec::new()
         };
+        let monitor_env = self.monitor_env_for(name, role);
         let Some(m) = self.units.get_mut(name) else {
             return Some(Event::SpawnFailed {
                 role,
@@ -110,6 +111,7 @@ impl Supervisor {
             resources: self.resource_job(name, &unit),
             dirs: self.settings.dirs.clone(),
             listen,
+            monitor_env,
             unit,
             progress: Arc::clone(&progress),
         };

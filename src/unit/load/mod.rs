@@ -21,6 +21,7 @@
 //! [`tree`] finds the units, drop-ins and instances of a [`FileTree`](crate::tree::FileTree).
 //! Nothing here reads the host: host files and facts come only through the arguments.
 
+pub(crate) mod alias;
 mod assign;
 pub(crate) mod hash;
 mod passes;
@@ -38,6 +39,7 @@ use super::specifier::SpecifierContext;
 use super::syntax::Entry;
 use hash::Fnv128;
 
+pub use alias::{UnitSets, resolve_aliases};
 pub use tree::{
     load_sockets, load_templates, load_templates_with, load_timers, load_tree, load_tree_with,
 };

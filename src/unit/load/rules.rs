@@ -56,6 +56,25 @@ pub(super) fn check(b: &mut Builder<'_>, has_service_section: bool) {
             ));
         }
     }
+    if s.permissions_start_only {
+        // systemd: "PermissionsStartOnly=yes" is a '+' on every command but ExecStart=
+        // (a command already marked '!' or '!!' keeps its own prefix).
+        let s = &mut b.unit.service;
+        for cmd in s
+            .exec_condition
+            .iter_mut()
+            .chain(&mut s.exec_start_pre)
+            .chain(&mut s.exec_start_post)
+            .chain(&mut s.exec_reload)
+            .chain(&mut s.exec_stop)
+            .chain(&mut s.exec_stop_post)
+        {
+            if !cmd.flags.no_setuid {
+                cmd.flags.full_privileges = true;
+            }
+        }
+    }
+    let s = &b.unit.service;
     if oneshot && matches!(s.restart, RestartPolicy::Always | RestartPolicy::OnSuccess) {
         let (f, l, c) = b.restart_pos.clone().unwrap_or((b.path.to_string(), 1, 1));
         b.diags.push(Diagnostic::error(
@@ -87,6 +106,7 @@ pub(super) fn check_timer(b: &mut Builder<'_>, timer_pos: Option<&super::Pos>) {
             "timer has no trigger: set OnCalendar=, OnActiveSec=, OnBootSec=, OnStartupSec=, OnUnitActiveSec= or OnUnitInactiveSec= in [Timer]",
         ));
     }
+    hooks_not_enforced(b, "timer");
     if b.unit.timer.unit.is_empty() {
         let n = b.name;
         b.unit.timer.unit = match &n.instance {
@@ -109,6 +129,7 @@ pub(super) fn check_socket(b: &mut Builder<'_>, socket_pos: Option<&super::Pos>)
             "socket has nothing to listen on: set ListenStream=, ListenDatagram= or ListenSequentialPacket= in [Socket]",
         ));
     }
+    hooks_not_enforced(b, "socket");
     let n = b.name;
     if b.unit.socket.service.is_empty() {
         b.unit.socket.service = match &n.instance {
@@ -119,4 +140,23 @@ pub(super) fn check_socket(b: &mut Builder<'_>, socket_pos: Option<&super::Pos>)
     if b.unit.socket.file_descriptor_name.is_empty() {
         b.unit.socket.file_descriptor_name = n.full.clone();
     }
+}
+
+/// `OnFailure=`/`OnSuccess=` act for services only (a timer's or socket's own failures are
+/// not tracked as runs): accepted with a warning and dropped, so nothing reads them.
+fn hooks_not_enforced(b: &mut Builder<'_>, kind: &str) {
+    let u = &mut b.unit.unit;
+    if u.on_failure.is_empty() && u.on_success.is_empty() {
+        return;
+    }
+    u.on_failure.clear();
+    u.on_success.clear();
+    b.diags.push(Diagnostic::warning(
+        b.path,
+        1,
+        1,
+        format!(
+            "OnFailure=/OnSuccess= in a .{kind} unit are not enforced by gitproc (only services start hooks): ignored"
+        ),
+    ));
 }

@@ -118,7 +118,45 @@ fn load_suffix(
         };
         out.insert(name.to_string(), loaded);
     }
+    if suffix == ".service" {
+        instantiate_hooks(tree, ctx, &env_file, &mut out);
+    }
     out
+}
+
+/// `OnFailure=`/`OnSuccess=` naming an instance of a template of the tree
+/// (`OnFailure=notify@%n.service`) load that instance, as systemd instantiates a template
+/// named by a dependency: no `name@inst.service` symlink is needed for a hook. One round
+/// only: the hooks of an instance made here are not instantiated in turn, so a template
+/// whose own `OnFailure=` names itself (`notify@%n.service` in `notify@.service`) cannot
+/// grow the unit set without end (that name is then a missing hook, a warning).
+fn instantiate_hooks(
+    tree: &FileTree,
+    ctx: &SpecifierContext,
+    env_file: &dyn Fn(&str) -> Lookup,
+    out: &mut BTreeMap<String, LoadedUnit>,
+) {
+    let wanted: Vec<String> = out
+        .values()
+        .filter_map(|l| l.unit.as_ref())
+        .flat_map(|u| u.unit.on_failure.iter().chain(&u.unit.on_success))
+        .filter(|n| n.ends_with(".service") && !out.contains_key(*n))
+        .cloned()
+        .collect();
+    for name in wanted {
+        if out.contains_key(&name) {
+            continue;
+        }
+        let Some(template) = template_of(&name) else {
+            continue;
+        };
+        let Some(TreeEntry::File(bytes)) = tree.entries.get(&template) else {
+            continue;
+        };
+        let dropins = dropins_for(tree, &[&template, &name]);
+        let loaded = parse_resolved(&name, &template, bytes, &dropins, ctx, env_file);
+        out.insert(name, loaded);
+    }
 }
 
 fn load_symlink(

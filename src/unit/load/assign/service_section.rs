@@ -82,6 +82,7 @@ impl Builder<'_> {
                 }
             }
             "GuessMainPID" => s.guess_main_pid = v.is_empty() || parse_bool(v)?,
+            "PermissionsStartOnly" => s.permissions_start_only = !v.is_empty() && parse_bool(v)?,
             "RemainAfterExit" => s.remain_after_exit = !v.is_empty() && parse_bool(v)?,
             "SendSIGKILL" => s.send_sigkill = v.is_empty() || parse_bool(v)?,
             "SendSIGHUP" => s.send_sighup = !v.is_empty() && parse_bool(v)?,

@@ -5,7 +5,7 @@
 //! is checked against the tree by `gitproc check` and the daemon, not here.
 
 use crate::unit::load::Builder;
-use crate::unit::model::{Listen, SocketSection, SocketType, defaults};
+use crate::unit::model::{BindIpv6Only, Listen, SocketSection, SocketType, defaults};
 use crate::unit::name::parse_unit_name;
 use crate::unit::socket_address::parse_listen;
 use crate::unit::value::{parse_bool, parse_mode};
@@ -77,6 +77,14 @@ impl Builder<'_> {
             "SocketGroup" => s.socket_group = (!v.is_empty()).then(|| v.to_string()),
             "ReusePort" => s.reuse_port = bool_or(v, d.reuse_port)?,
             "FreeBind" => s.free_bind = bool_or(v, d.free_bind)?,
+            "BindIPv6Only" => {
+                s.bind_ipv6_only = match v {
+                    "" | "default" => BindIpv6Only::Default,
+                    "both" => BindIpv6Only::Both,
+                    "ipv6-only" => BindIpv6Only::Ipv6Only,
+                    _ => return Err(format!("{v:?}: expected default, both or ipv6-only")),
+                }
+            }
             "RemoveOnStop" => s.remove_on_stop = bool_or(v, d.remove_on_stop)?,
             "FileDescriptorName" => {
                 if v.len() > 255 || v.bytes().any(|b| b == b':' || !b.is_ascii_graphic()) {

@@ -1,5 +1,5 @@
 //! `[Unit]` (systemd.unit(5)): description, dependencies and ordering, conditions and
-//! assertions on paths and hosts, the start rate limit.
+//! assertions on paths and hosts, the start rate limit, `OnFailure=`/`OnSuccess=` hooks.
 
 use std::time::Duration;
 
@@ -14,8 +14,10 @@ impl Builder<'_> {
         match key {
             "Description" => u.description = (!v.is_empty()).then(|| v.to_string()),
             "After" | "Before" | "Requires" | "Wants" | "BindsTo" | "BindTo" | "PartOf"
-            | "Conflicts" => {
+            | "Conflicts" | "OnFailure" | "OnSuccess" => {
                 let list = match key {
+                    "OnFailure" => &mut u.on_failure,
+                    "OnSuccess" => &mut u.on_success,
                     "After" => &mut u.after,
                     "Before" => &mut u.before,
                     "Requires" => &mut u.requires,
