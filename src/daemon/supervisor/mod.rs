@@ -309,7 +309,12 @@ impl Supervisor {
                     let save = self.job_saves.remove(index);
                     self.job_saved(save, result);
                 }
-                Input::Metrics(query) => self.on_metrics(query),
+                Input::Metrics(query) => {
+                    // Counted with the control requests: the loop's time answering outsiders.
+                    let started = Instant::now();
+                    self.on_metrics(query);
+                    self.perf.record(Op::Control, started.elapsed());
+                }
                 Input::Tick => {}
             }
             let now = Instant::now();
