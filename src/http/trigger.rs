@@ -102,3 +102,47 @@ fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::Reply;
+    use crate::control::server::Peer;
+
+    const PEER: Peer = Peer {
+        pid: 1,
+        uid: 0,
+        gid: 0,
+    };
+
+    #[test]
+    fn pushes_during_a_check_give_one_more_check_after_the_gap() {
+        let (to_loop, from_trigger) = crossbeam_channel::unbounded();
+        let gap = Duration::from_millis(200);
+        let trigger = Trigger::start(to_loop, PEER, gap).unwrap();
+        assert_eq!(trigger.fire(), Fired::Queued);
+        let first = from_trigger.recv_timeout(Duration::from_secs(5)).unwrap();
+        let first_at = Instant::now();
+        assert!(matches!(first.verb, Verb::Sync));
+        // While that check runs: one more is queued, the rest share it.
+        assert_eq!(trigger.fire(), Fired::Queued);
+        for _ in 0..5 {
+            assert_eq!(trigger.fire(), Fired::Coalesced);
+        }
+        first.reply.send(Reply::ok(serde_json::json!({}))).unwrap();
+        let second = from_trigger.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(
+            first_at.elapsed() >= gap - Duration::from_millis(5),
+            "the second check waited for the gap: {:?}",
+            first_at.elapsed()
+        );
+        second.reply.send(Reply::ok(serde_json::json!({}))).unwrap();
+        // Nothing else was asked for: a fixed wait on purpose, it shows an absence.
+        assert!(
+            from_trigger
+                .recv_timeout(Duration::from_millis(400))
+                .is_err(),
+            "six pushes during one check gave more than one more check"
+        );
+    }
+}
