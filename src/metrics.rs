@@ -61,6 +61,9 @@ pub struct Snapshot {
     pub gauges: Vec<(&'static str, &'static str, f64)>,
     /// The daemon's own latency histograms (see [`crate::perf`]), copied as they are.
     pub latencies: Vec<(&'static str, Histogram<u64>)>,
+    /// Webhook requests by outcome, counted by the HTTP listener itself (the loop leaves
+    /// this empty; the listener fills it in before rendering).
+    pub webhooks: Vec<(&'static str, u64)>,
 }
 
 /// One unit's row.
@@ -215,6 +218,17 @@ impl Collector for Scrape {
         )?;
         for (name, help, value) in &s.gauges {
             gauge(&mut enc, &format!("gitproc_{name}"), help, *value)?;
+        }
+        if !s.webhooks.is_empty() {
+            let mut m = enc.encode_descriptor(
+                "gitproc_webhooks",
+                "Webhook requests by result: queued (a check), coalesced (into a queued check), ignored (another branch, not a push), refused (bad or missing signature, 401), invalid (400).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (result, n) in &s.webhooks {
+                ConstCounter::new(*n).encode(m.encode_family(&[("result", *result)])?)?;
+            }
         }
         self.encode_units(&mut enc)?;
         self.encode_latencies(&mut enc)

@@ -20,6 +20,7 @@
 
 use std::io::{Cursor, Read};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -52,6 +53,36 @@ struct Ctx {
     metrics: Sender<MetricsQuery>,
     trigger: Trigger,
     peer: Peer,
+    hooks: HookCounts,
+}
+
+/// Webhook outcomes since start, for `gitproc_webhooks_total` (the loop never sees them).
+#[derive(Default)]
+struct HookCounts {
+    queued: AtomicU64,
+    coalesced: AtomicU64,
+    ignored: AtomicU64,
+    refused: AtomicU64,
+    invalid: AtomicU64,
+}
+
+impl HookCounts {
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("queued", &self.queued),
+            ("coalesced", &self.coalesced),
+            ("ignored", &self.ignored),
+            ("refused", &self.refused),
+            ("invalid", &self.invalid),
+        ]
+        .into_iter()
+        .map(|(name, n)| (name, n.load(Ordering::Relaxed)))
+        .collect()
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Binds `config.listen` and starts the handler threads; returns the bound address (the
@@ -80,6 +111,7 @@ pub fn start(
         metrics,
         trigger,
         peer,
+        hooks: HookCounts::default(),
     });
     let current = Arc::new(RwLock::new(Arc::new(server)));
     for i in 0..HANDLERS {
@@ -284,11 +316,16 @@ fn scrape(ctx: &Ctx) -> Answer {
         return text(503, "the daemon is shutting down\n");
     }
     match reply_rx.recv_timeout(LOOP_DEADLINE) {
-        Ok(snapshot) => with_type(
-            200,
-            metrics::CONTENT_TYPE,
-            metrics::render(snapshot).into_bytes(),
-        ),
+        Ok(mut snapshot) => {
+            if ctx.config.webhook_secret.is_some() {
+                snapshot.webhooks = ctx.hooks.snapshot();
+            }
+            with_type(
+                200,
+                metrics::CONTENT_TYPE,
+                metrics::render(snapshot).into_bytes(),
+            )
+        }
         Err(_) => text(
             503,
             &format!(
@@ -307,20 +344,24 @@ fn hook(ctx: &Ctx, request: &mut Request) -> Answer {
         );
     };
     if request.body_length().is_some_and(|n| n > MAX_BODY_BYTES) {
+        bump(&ctx.hooks.invalid);
         return text(413, &format!("body over {MAX_BODY_BYTES} bytes\n"));
     }
     let mut body = Vec::new();
     let limit = u64::try_from(MAX_BODY_BYTES + 1).unwrap_or(u64::MAX);
     if let Err(err) = request.as_reader().take(limit).read_to_end(&mut body) {
+        bump(&ctx.hooks.invalid);
         return text(400, &format!("cannot read the body: {err}\n"));
     }
     if body.len() > MAX_BODY_BYTES {
+        bump(&ctx.hooks.invalid);
         return text(413, &format!("body over {MAX_BODY_BYTES} bytes\n"));
     }
     let from = remote(request);
     let signed_by = match webhook::verify(secret, &body, |name| header(request, name)) {
         Ok(name) => name,
         Err(why) => {
+            bump(&ctx.hooks.refused);
             tracing::warn!("http: POST /hooks/git from {from}: {why}; refused (401)");
             return text(401, &format!("{why}\n"));
         }
@@ -330,10 +371,12 @@ fn hook(ctx: &Ctx, request: &mut Request) -> Answer {
         .find_map(|name| header(request, name));
     match webhook::classify(event, &body, ctx.config.branch.as_deref()) {
         Err(why) => {
+            bump(&ctx.hooks.invalid);
             tracing::warn!("http: POST /hooks/git from {from} ({signed_by}): {why}");
             text(400, &format!("{why}\n"))
         }
         Ok(Push::Ignored(why)) => {
+            bump(&ctx.hooks.ignored);
             tracing::debug!("http: webhook from {from} ignored: {why}");
             json(202, &serde_json::json!({"check": "ignored", "why": why}))
         }
@@ -343,8 +386,14 @@ fn hook(ctx: &Ctx, request: &mut Request) -> Answer {
                 "http: webhook ({signed_by}) from {from}: push to {branch}; check {fired:?}"
             );
             match fired {
-                Fired::Queued => json(202, &serde_json::json!({"check": "queued"})),
-                Fired::Coalesced => json(202, &serde_json::json!({"check": "coalesced"})),
+                Fired::Queued => {
+                    bump(&ctx.hooks.queued);
+                    json(202, &serde_json::json!({"check": "queued"}))
+                }
+                Fired::Coalesced => {
+                    bump(&ctx.hooks.coalesced);
+                    json(202, &serde_json::json!({"check": "coalesced"}))
+                }
                 Fired::Gone => text(503, "the daemon is shutting down\n"),
             }
         }

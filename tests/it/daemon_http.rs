@@ -294,6 +294,15 @@ fn forged_and_missing_signatures_are_refused_and_change_nothing() {
         log.matches("refused (401)").count() >= refused.len(),
         "every refusal is logged:\n{log}"
     );
+    // Counted for /metrics: a burst of refusals is worth an alert.
+    let metrics = get(s.port, "/metrics", &[]).body;
+    assert!(
+        metrics.contains(&format!(
+            "gitproc_webhooks_total{{result=\"refused\"}} {}\n",
+            refused.len()
+        )),
+        "{metrics}"
+    );
     // Wrong method, unknown route.
     assert_eq!(get(s.port, "/hooks/git", &[]).code, 405);
     assert_eq!(get(s.port, "/nope", &[]).code, 404);

@@ -58,6 +58,7 @@ fn exported() -> BTreeSet<String> {
             healthy: Some(false),
         }],
         latencies: vec![("apply", h)],
+        webhooks: vec![("refused", 1)],
         ..Snapshot::default()
     });
     let mut names = BTreeSet::new();

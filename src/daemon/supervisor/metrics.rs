@@ -126,6 +126,8 @@ impl Supervisor {
             units,
             gauges: Vec::new(),
             latencies: self.perf.histograms(),
+            // Counted by the HTTP listener, which fills them in.
+            webhooks: Vec::new(),
         };
         // An HTTP thread that gave up waiting has dropped its receiver: nothing to do.
         let _ = query.reply.send(snapshot);
