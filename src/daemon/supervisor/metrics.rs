@@ -114,9 +114,14 @@ impl Supervisor {
             fetched_commit: s.fetched_tip.clone(),
             last_check_unix: s.last_check.map(unix_secs),
             last_success_unix: self.metric_facts.last_success.map(unix_secs),
-            behind_tip: self.metric_facts.behind_since.map_or(Duration::ZERO, |t| {
-                now.duration_since(t).unwrap_or_default()
-            }),
+            // Read live as well: a commit applied after its check (a deferred apply) is on
+            // the tip at once, not only from the next check on.
+            behind_tip: match self.metric_facts.behind_since {
+                Some(t) if s.fetched_tip.is_some() && s.fetched_tip != s.applied_commit => {
+                    now.duration_since(t).unwrap_or_default()
+                }
+                _ => Duration::ZERO,
+            },
             poll_interval: s.poll_interval,
             source_error: s.error.is_some(),
             source_errors: self.metric_facts.source_errors,
