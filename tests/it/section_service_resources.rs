@@ -171,7 +171,12 @@ time.sleep(1000)
     let (value, file) = limit(&unit, "TasksMax").expect("TasksMax in status");
     assert_eq!(value, "5");
     assert_eq!(read(&file), "5", "{}", file.display());
-    assert_eq!(unit["resources"]["tasks_current"], 5, "{unit:#}");
+    // Current use is read for the units named (`status forker.service`), not the overview.
+    assert!(unit["resources"]["tasks_current"].is_null(), "{unit:#}");
+    let out = daemon.cli_ok(&["status", "forker.service", "--json"]);
+    let named: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let named = &named["units"][0];
+    assert_eq!(named["resources"]["tasks_current"], 5, "{named:#}");
     daemon.cli_ok(&["stop", "forker.service"]);
     assert!(!alive(pid));
 }

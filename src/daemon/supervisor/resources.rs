@@ -129,13 +129,19 @@ impl Supervisor {
     }
 
     /// `status`: the limits written for the current run and what the unit uses now.
-    pub(super) fn resources_json(&self, name: &str, m: &Managed) -> serde_json::Value {
-        let running = m.service.as_ref().is_some_and(|s| {
-            !matches!(
-                s.status().active_state,
-                crate::service::ActiveState::Inactive | crate::service::ActiveState::Failed
-            )
-        });
+    pub(super) fn resources_json(
+        &self,
+        name: &str,
+        m: &Managed,
+        with_usage: bool,
+    ) -> serde_json::Value {
+        let running = with_usage
+            && m.service.as_ref().is_some_and(|s| {
+                !matches!(
+                    s.status().active_state,
+                    crate::service::ActiveState::Inactive | crate::service::ActiveState::Failed
+                )
+            });
         let cgroups = self.unit_cgroups(name, m);
         let usage = if running {
             cgroups.usage(m.tracker.cgroup().map(|c| c.path()))

@@ -116,10 +116,16 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// The controllers a unit's cgroup joins: memory, tasks and CPU time always (accounting,
-/// as systemd does by default), the others only when a setting asks for them.
+/// The controllers a unit's settings need (memory for a memory setting, pids for
+/// `TasksMax=`, ...). [`accounted`] adds the ones joined for accounting alone.
 pub fn wanted(r: &Resources) -> Vec<Controller> {
-    let mut out = vec![Controller::Memory, Controller::Pids, Controller::Cpuacct];
+    let mut out = Vec::new();
+    if memory_set(r) {
+        out.push(Controller::Memory);
+    }
+    if r.tasks_max.is_some() {
+        out.push(Controller::Pids);
+    }
     if r.cpu_quota_per_sec.is_some() || r.cpu_weight.is_some() || r.cpu_shares.is_some() {
         out.push(Controller::Cpu);
     }
@@ -130,6 +136,29 @@ pub fn wanted(r: &Resources) -> Vec<Controller> {
         out.push(Controller::Cpuset);
     }
     out
+}
+
+/// Whether `r` sets anything the memory controller enforces.
+pub fn memory_set(r: &Resources) -> bool {
+    r.memory_min.is_some()
+        || r.memory_low.is_some()
+        || r.memory_high.is_some()
+        || r.memory_max.is_some()
+        || r.memory_swap_max.is_some()
+}
+
+/// Controllers a unit's cgroup joins for accounting alone (status shows their use): only
+/// where joining costs nothing, in cgroup v2 (the process is cloned into the unit's
+/// cgroup). Never a v1 hierarchy: moving a task into any v1 cgroup waits for an RCU grace
+/// period, 10 to 15 ms on this kind of host (the child's write to `cgroup.procs`, seen
+/// with strace -T), which was most of a restart. A unit without settings for a v1
+/// controller stays in the daemon's cgroup there; `status` counts its tasks and memory
+/// from /proc, and its CPU time from the v2 `cpu.stat`.
+pub fn accounted(c: Controller, v2: bool) -> bool {
+    v2 && matches!(
+        c,
+        Controller::Memory | Controller::Pids | Controller::Cpuacct
+    )
 }
 
 /// Optional files whose presence [`plan`] needs (see [`Facts::present`]).
@@ -509,9 +538,17 @@ mod tests {
             value(&p, "/cg/memory/u/memory.memsw.limit_in_bytes").as_deref(),
             Some("2097152")
         );
+        assert_eq!(wanted(&r), vec![Controller::Memory]);
+    }
+
+    #[test]
+    fn v1_hierarchies_are_joined_only_for_their_settings() {
         assert_eq!(
-            wanted(&r),
-            vec![Controller::Memory, Controller::Pids, Controller::Cpuacct]
+            wanted(&resources(&[("TasksMax", "5")])),
+            vec![Controller::Pids]
         );
+        assert!(wanted(&resources(&[])).is_empty());
+        assert!(accounted(Controller::Memory, true) && !accounted(Controller::Memory, false));
+        assert!(!accounted(Controller::Pids, false) && !accounted(Controller::Cpu, true));
     }
 }

@@ -139,7 +139,7 @@ impl ResourceRoots {
         let wanted = limits::wanted(r);
         let mut usable: Vec<(Controller, Place)> = Vec::new();
         for (c, place) in &cgroups.places {
-            if !wanted.contains(c) {
+            if !wanted.contains(c) && !limits::accounted(*c, matches!(place, Place::V2(_))) {
                 continue;
             }
             match place {
@@ -258,9 +258,15 @@ impl UnitCgroups {
         let tasks = self
             .find(Controller::Pids)
             .and_then(|p| read(p.dir().join("pids.current")));
-        let cpu_usage_ns = match self.find(Controller::Cpuacct) {
+        // A v1 cpuacct cgroup exists only for a unit that joined it; else the v2 cgroup's
+        // cpu.stat (present in every v2 cgroup, controllers or not).
+        let v1_cpu = match self.find(Controller::Cpuacct) {
             Some(Place::V1(d)) => read(d.join("cpuacct.usage")),
-            _ => v2_unit.and_then(|d| {
+            _ => None,
+        };
+        let cpu_usage_ns = match v1_cpu {
+            Some(ns) => Some(ns),
+            None => v2_unit.and_then(|d| {
                 fs::read_to_string(d.join("cpu.stat")).ok().and_then(|s| {
                     s.lines()
                         .find_map(|l| l.strip_prefix("usage_usec "))
