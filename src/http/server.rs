@@ -154,18 +154,20 @@ fn bind(listen: SocketAddr) -> anyhow::Result<Server> {
         .map_err(|e| anyhow::anyhow!("[http] listen = \"{listen}\": {e}"))
 }
 
-/// One handler thread. tiny_http's accept thread ends at its first accept error (EMFILE,
-/// say) and drops the listener; whichever handler then receives that error binds the
-/// address again, and the others pick the new server up at their next timeout.
+/// One handler thread; it sleeps in `recv` until a request comes (no periodic wakeup).
+/// tiny_http's accept thread ends at its first accept error (EMFILE, say) and drops the
+/// listener; the handler that receives that error binds the address again, swaps the new
+/// server in, and unblocks the other handlers, still waiting on the old one, so that they
+/// move over too.
 fn serve(ctx: &Ctx, current: &RwLock<Arc<Server>>, bound: SocketAddr) {
     loop {
         let server = Arc::clone(&current.read().unwrap_or_else(PoisonError::into_inner));
-        match server.recv_timeout(Duration::from_secs(5)) {
-            Ok(Some(request)) => handle(ctx, request),
-            Ok(None) => {}
+        match server.recv() {
+            Ok(request) => handle(ctx, request),
             Err(err) => {
                 let mut guard = current.write().unwrap_or_else(PoisonError::into_inner);
                 if !Arc::ptr_eq(&guard, &server) {
+                    // Unblocked after another handler's re-bind.
                     continue;
                 }
                 tracing::error!("http: accepting connections failed: {err}; listening again");
@@ -178,6 +180,9 @@ fn serve(ctx: &Ctx, current: &RwLock<Arc<Server>>, bound: SocketAddr) {
                         }
                         Err(err) => tracing::warn!("http: {err}; retrying"),
                     }
+                }
+                for _ in 1..HANDLERS {
+                    server.unblock();
                 }
             }
         }
