@@ -61,9 +61,28 @@ pub struct Snapshot {
     pub gauges: Vec<(&'static str, &'static str, f64)>,
     /// The daemon's own latency histograms (see [`crate::perf`]), copied as they are.
     pub latencies: Vec<(&'static str, Histogram<u64>)>,
+    /// Whether an operator froze this host (`gitproc freeze`); `None`: not known here.
+    pub frozen: Option<bool>,
+    /// The fetched commit this host holds back (its rollout wave has not come, a freeze, a
+    /// halt), if any.
+    pub pending: Option<PendingMetrics>,
     /// Webhook requests by outcome, counted by the HTTP listener itself (the loop leaves
     /// this empty; the listener fills it in before rendering).
     pub webhooks: Vec<(&'static str, u64)>,
+}
+
+/// A fetched commit not applied yet, and why.
+#[derive(Debug, Clone, Default)]
+pub struct PendingMetrics {
+    pub commit: String,
+    /// The rollout wave this host is in for that commit.
+    pub wave: Option<String>,
+    /// Why it waits (the rollout's reason: waiting for the wave's delay, halted, ...).
+    pub reason: Option<String>,
+    /// What holds it beyond the schedule: `freeze`, `halt`, `invalid-policy`.
+    pub held_by: Option<String>,
+    /// When the rollout will apply it (Unix seconds), when scheduled.
+    pub apply_at_unix: Option<f64>,
 }
 
 /// One unit's row.
@@ -216,6 +235,37 @@ impl Collector for Scrape {
             "Unit versions rolled back to their last good version since the daemon started.",
             s.rollbacks,
         )?;
+        if let Some(frozen) = s.frozen {
+            gauge(
+                &mut enc,
+                "gitproc_frozen",
+                "1 while an operator's `gitproc freeze` holds every new commit back on this host.",
+                flag(frozen),
+            )?;
+        }
+        if let Some(p) = &s.pending {
+            let labels = [
+                ("commit", p.commit.as_str()),
+                ("wave", p.wave.as_deref().unwrap_or("")),
+                ("reason", p.reason.as_deref().unwrap_or("")),
+                ("held_by", p.held_by.as_deref().unwrap_or("")),
+            ];
+            enc.encode_descriptor(
+                "gitproc_pending_commit",
+                "The fetched commit this host holds back, its rollout wave, why it waits and what holds it (value 1; absent when nothing waits).",
+                None,
+                MetricType::Info,
+            )?
+            .encode_info(&labels)?;
+            if let Some(at) = p.apply_at_unix {
+                gauge(
+                    &mut enc,
+                    "gitproc_pending_apply_timestamp_seconds",
+                    "When this host's rollout wave applies the pending commit (Unix time).",
+                    at,
+                )?;
+            }
+        }
         for (name, help, value) in &s.gauges {
             gauge(&mut enc, &format!("gitproc_{name}"), help, *value)?;
         }
@@ -419,6 +469,33 @@ mod tests {
         assert!(
             !text.contains("gitproc_unit_healthy"),
             "no health family without health"
+        );
+    }
+
+    #[test]
+    fn rollout_facts_render_only_when_known() {
+        let text = render(Snapshot::default());
+        assert!(!text.contains("gitproc_frozen"), "{text}");
+        assert!(!text.contains("gitproc_pending"), "{text}");
+        let text = render(Snapshot {
+            frozen: Some(true),
+            pending: Some(PendingMetrics {
+                commit: "def".into(),
+                wave: Some("canary".into()),
+                reason: Some("waiting".into()),
+                held_by: Some("freeze".into()),
+                apply_at_unix: Some(1_700_000_000.0),
+            }),
+            ..Snapshot::default()
+        });
+        assert!(text.contains("gitproc_frozen 1\n"), "{text}");
+        assert!(
+            text.contains("gitproc_pending_commit_info{commit=\"def\",wave=\"canary\",reason=\"waiting\",held_by=\"freeze\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gitproc_pending_apply_timestamp_seconds 1700000000"),
+            "{text}"
         );
     }
 

@@ -59,6 +59,12 @@ fn exported() -> BTreeSet<String> {
         }],
         latencies: vec![("apply", h)],
         webhooks: vec![("refused", 1)],
+        frozen: Some(false),
+        pending: Some(gitproc::metrics::PendingMetrics {
+            commit: "abc".into(),
+            apply_at_unix: Some(1.0),
+            ..Default::default()
+        }),
         ..Snapshot::default()
     });
     let mut names = BTreeSet::new();

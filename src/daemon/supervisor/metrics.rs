@@ -131,6 +131,9 @@ impl Supervisor {
             units,
             gauges: Vec::new(),
             latencies: self.perf.histograms(),
+            // Rollout and freeze facts: not part of this build yet.
+            frozen: None,
+            pending: None,
             // Counted by the HTTP listener, which fills them in.
             webhooks: Vec::new(),
         };
