@@ -97,8 +97,8 @@ pub struct UnitMetrics {
     pub rolled_back: bool,
     /// The unit failed to load (parse or dependency error): nothing of the newest version runs.
     pub load_error: bool,
-    /// Health check verdict, where the unit has one (`None`: no health check).
-    pub healthy: Option<bool>,
+    /// The health check's verdict (`starting`, `healthy`, `unhealthy`); `None`: no check.
+    pub health: Option<&'static str>,
 }
 
 /// Upper bounds (seconds) of the latency histogram buckets: 100 µs .. 60 s, roughly ×2.5
@@ -347,17 +347,17 @@ impl Scrape {
             m.encode_family(&[("unit", u.name.as_str())])?
                 .encode_gauge(&1i64)?;
         }
-        if units.iter().any(|u| u.healthy.is_some()) {
+        if units.iter().any(|u| u.health.is_some()) {
             let mut m = enc.encode_descriptor(
-                "gitproc_unit_healthy",
-                "1 when the unit's health check passes, 0 when it fails (units with one).",
+                "gitproc_unit_health",
+                "The unit's health check verdict as the health label (starting, healthy, unhealthy); always 1, units with a check only.",
                 None,
                 MetricType::Gauge,
             )?;
             for u in units {
-                if let Some(ok) = u.healthy {
-                    m.encode_family(&[("unit", u.name.as_str())])?
-                        .encode_gauge(&i64::from(ok))?;
+                if let Some(health) = u.health {
+                    m.encode_family(&[("unit", u.name.as_str()), ("health", health)])?
+                        .encode_gauge(&1i64)?;
                 }
             }
         }
@@ -417,7 +417,7 @@ mod tests {
             last_exit_status: Some(1),
             rolled_back: false,
             load_error: false,
-            healthy: None,
+            health: None,
         }
     }
 
@@ -467,7 +467,7 @@ mod tests {
         );
         assert!(text.contains("gitproc_operation_duration_seconds_count{op=\"apply\"} 2\n"));
         assert!(
-            !text.contains("gitproc_unit_healthy"),
+            !text.contains("gitproc_unit_health"),
             "no health family without health"
         );
     }

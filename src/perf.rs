@@ -22,10 +22,13 @@ pub enum Op {
     ReapToRestart,
     Save,
     Control,
+    /// From a probe result that made a unit unhealthy to the machine's decision (the stop
+    /// or restart asked for) inside the daemon.
+    ProbeToRestart,
 }
 
 impl Op {
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 9] = [
         Op::Fetch,
         Op::Parse,
         Op::Diff,
@@ -34,6 +37,7 @@ impl Op {
         Op::ReapToRestart,
         Op::Save,
         Op::Control,
+        Op::ProbeToRestart,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Op {
             Op::ReapToRestart => "reap_to_restart",
             Op::Save => "save",
             Op::Control => "control",
+            Op::ProbeToRestart => "probe_to_restart",
         }
     }
 }
@@ -60,9 +65,32 @@ pub struct OpStats {
     pub max_us: u64,
 }
 
+/// One unit's health probes: latency histogram and counters.
+struct UnitProbes {
+    latency: Histogram<u64>,
+    failures: u64,
+}
+
+/// Summary of one unit's probes, for `perf export` (`probes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStats {
+    pub count: u64,
+    pub failures: u64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// Longest probe latency recorded (a probe's `TimeoutSec=` ends it well before).
+const PROBE_MAX_US: u64 = 600_000_000;
+
 /// One histogram per operation.
 pub struct Perf {
     histograms: Vec<Histogram<u64>>,
+    /// Health probe latencies per unit (1 significant digit more would double the size;
+    /// 2 is what the operations use).
+    probes: BTreeMap<String, UnitProbes>,
     /// Saves of the state writer already recorded (it saves on its own thread).
     saves_seen: u64,
 }
@@ -83,8 +111,63 @@ impl Perf {
             .collect();
         Perf {
             histograms,
+            probes: BTreeMap::new(),
             saves_seen: 0,
         }
+    }
+
+    /// Records one health probe of `unit`.
+    pub fn record_probe(&mut self, unit: &str, took: Duration, ok: bool) {
+        if !self.probes.contains_key(unit) {
+            let Ok(latency) = Histogram::new_with_bounds(1, PROBE_MAX_US, 2) else {
+                return;
+            };
+            self.probes.insert(
+                unit.to_string(),
+                UnitProbes {
+                    latency,
+                    failures: 0,
+                },
+            );
+        }
+        if let Some(p) = self.probes.get_mut(unit) {
+            p.latency
+                .saturating_record((took.as_micros() as u64).clamp(1, PROBE_MAX_US));
+            if !ok {
+                p.failures += 1;
+            }
+        }
+    }
+
+    /// Forgets the probes of a unit gone from the repository.
+    pub fn forget_probes(&mut self, unit: &str) {
+        self.probes.remove(unit);
+    }
+
+    /// Probe latencies and failures per unit.
+    pub fn probe_stats(&self) -> BTreeMap<String, ProbeStats> {
+        self.probes
+            .iter()
+            .map(|(unit, p)| {
+                let h = &p.latency;
+                let q = |x: f64| {
+                    if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(x)
+                    }
+                };
+                let stats = ProbeStats {
+                    count: h.len(),
+                    failures: p.failures,
+                    p50_us: q(0.5),
+                    p95_us: q(0.95),
+                    p99_us: q(0.99),
+                    max_us: if h.is_empty() { 0 } else { h.max() },
+                };
+                (unit.clone(), stats)
+            })
+            .collect()
     }
 
     /// Records one occurrence; values above an hour are clamped.
@@ -149,6 +232,39 @@ impl Perf {
     }
 }
 
+/// Renders per-unit probe stats in Prometheus' text exposition format.
+pub fn prometheus_probes(probes: &BTreeMap<String, ProbeStats>) -> String {
+    let mut out = String::new();
+    if probes.is_empty() {
+        return out;
+    }
+    out.push_str("# HELP gitproc_probe_seconds Latency of each unit's health probes.\n");
+    out.push_str("# TYPE gitproc_probe_seconds summary\n");
+    for (unit, s) in probes {
+        let unit = unit.replace('\\', "\\\\").replace('"', "\\\"");
+        for (q, v) in [("0.5", s.p50_us), ("0.95", s.p95_us), ("0.99", s.p99_us)] {
+            out.push_str(&format!(
+                "gitproc_probe_seconds{{unit=\"{unit}\",quantile=\"{q}\"}} {}\n",
+                v as f64 / 1e6
+            ));
+        }
+        out.push_str(&format!(
+            "gitproc_probe_seconds_count{{unit=\"{unit}\"}} {}\n",
+            s.count
+        ));
+    }
+    out.push_str("# HELP gitproc_probe_failures_total Failed health probes per unit.\n");
+    out.push_str("# TYPE gitproc_probe_failures_total counter\n");
+    for (unit, s) in probes {
+        let unit = unit.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str(&format!(
+            "gitproc_probe_failures_total{{unit=\"{unit}\"}} {}\n",
+            s.failures
+        ));
+    }
+    out
+}
+
 /// Renders stats in Prometheus' text exposition format (summaries in seconds).
 pub fn prometheus(stats: &BTreeMap<String, OpStats>) -> String {
     let mut out = String::new();
@@ -187,6 +303,23 @@ mod tests {
         assert!((49_000..=51_000).contains(&spawn.p50_us), "{spawn:?}");
         assert!((94_000..=96_000).contains(&spawn.p95_us), "{spawn:?}");
         assert_eq!(stats["fetch"].count, 0);
+    }
+
+    #[test]
+    fn probes_are_kept_per_unit() {
+        let mut perf = Perf::new();
+        perf.record_probe("a.service", Duration::from_millis(2), true);
+        perf.record_probe("a.service", Duration::from_millis(4), false);
+        let stats = perf.probe_stats();
+        assert_eq!(
+            (stats["a.service"].count, stats["a.service"].failures),
+            (2, 1)
+        );
+        let text = prometheus_probes(&stats);
+        assert!(
+            text.contains("gitproc_probe_failures_total{unit=\"a.service\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -43,7 +43,12 @@ pub fn run(global: &GlobalArgs, command: &PerfCommand) -> anyhow::Result<i32> {
         } => println!("{}", serde_json::to_string(&reply.data)?),
         PerfCommand::Export {
             format: ExportFormat::Prometheus,
-        } => print!("{}", crate::perf::prometheus(&ops)),
+        } => {
+            let probes: BTreeMap<String, crate::perf::ProbeStats> =
+                serde_json::from_value(reply.data["probes"].clone()).unwrap_or_default();
+            print!("{}", crate::perf::prometheus(&ops));
+            print!("{}", crate::perf::prometheus_probes(&probes));
+        }
     }
     Ok(exit::OK)
 }

@@ -146,13 +146,13 @@ fn print_summary(data: &Value) {
     }
     println!();
     println!(
-        "  {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}",
+        "  {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}  HEALTH",
         "UNIT", "ACTIVE", "SUB", "RESULT", "PID", "RESTARTS"
     );
     for u in data["units"].as_array().into_iter().flatten() {
         let active = str_or(u, "active_state", "?");
         println!(
-            "{} {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}",
+            "{} {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}  {}",
             state_dot(active, color),
             str_or(u, "name", "?"),
             active,
@@ -162,7 +162,9 @@ fn print_summary(data: &Value) {
                 .as_i64()
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
-            u["n_restarts"].as_u64().unwrap_or(0)
+            u["n_restarts"].as_u64().unwrap_or(0),
+            // `[X-Health]`'s state, `-` without a check.
+            str_or(u, "health", "-")
         );
         if let Some(err) = u["error"].as_str() {
             println!("    {}", paint(err, "31", color));
@@ -232,8 +234,52 @@ fn print_unit(u: &Value, color: bool) {
     if let Some(status) = u["status_text"].as_str() {
         println!("     Status: \"{status}\"");
     }
+    print_health(u, color);
+    if let Some(failed) = u["failed_commit"].as_str() {
+        let good = u["last_good_commit"]
+            .as_str()
+            .map(|c| format!("; running the last good version from commit {}", short(c)))
+            .unwrap_or_default();
+        println!(
+            "   Rollback: {}",
+            paint(
+                &format!("the version from commit {} failed{good}", short(failed)),
+                "31",
+                color
+            )
+        );
+    }
     if let Some(err) = u["error"].as_str() {
         println!("      Error: {}", paint(err, "31", color));
+    }
+}
+
+/// `[X-Health]`: the state, since when, and the last probe (its output indented below).
+fn print_health(u: &Value, color: bool) {
+    let Some(state) = u["health"].as_str() else {
+        return;
+    };
+    let code = match state {
+        "healthy" => "32",
+        "unhealthy" => "31",
+        _ => "",
+    };
+    let mut line = state.to_string();
+    if let Some(since) = u["health_since"].as_u64() {
+        line.push_str(&format!(" since {}", utc(since)));
+    }
+    let probe = str_or(u, "health_probe", "?");
+    match (u["last_probe_result"].as_str(), u["last_probe"].as_u64()) {
+        (Some(result), Some(at)) => {
+            line.push_str(&format!("; last {probe} probe {}: {result}", utc(at)))
+        }
+        _ => line.push_str(&format!("; no {probe} probe yet")),
+    }
+    println!("     Health: {}", paint(&line, code, color));
+    if let Some(out) = u["last_probe_output"].as_str().filter(|o| !o.is_empty()) {
+        for l in out.lines() {
+            println!("             {l}");
+        }
     }
 }
 

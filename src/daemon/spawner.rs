@@ -44,6 +44,10 @@ const IDLE_EXIT: Duration = Duration::from_secs(30);
 pub struct SpawnJob {
     /// Matches the report to what the loop is waiting for.
     pub id: u64,
+    /// The unit the process belongs to, when the spawner key it was submitted under is not
+    /// the unit's name (health probes run under a key of their own, so that a stuck probe
+    /// never holds up the unit's own starts and stops).
+    pub unit_name: Option<String>,
     pub role: ProcessRole,
     /// The command line, `$MAINPID` and friends already expanded by the loop.
     pub command: ExecCommand,
@@ -414,6 +418,7 @@ fn run(unit: String, task: Task) -> Report {
 }
 
 fn spawn(unit: &str, job: &SpawnJob, v1_cgroups: &[PathBuf]) -> Result<Spawned, SpawnError> {
+    let unit = job.unit_name.as_deref().unwrap_or(unit);
     let mut request = SpawnRequest::new(
         unit,
         &job.command,

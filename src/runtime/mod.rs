@@ -34,6 +34,7 @@ pub mod kill;
 pub mod main_pid;
 pub mod notify_socket;
 pub mod pidfd;
+pub mod prober;
 pub mod reap;
 pub mod resources;
 pub(crate) mod sd_notify;

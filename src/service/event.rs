@@ -22,6 +22,8 @@ pub enum ExecKind {
     Reload,
     Stop,
     StopPost,
+    /// An `[X-Health]` `Exec=` probe (run by the loop, never by the machine).
+    Health,
 }
 
 impl ExecKind {
@@ -34,6 +36,7 @@ impl ExecKind {
             ExecKind::Reload => "ExecReload",
             ExecKind::Stop => "ExecStop",
             ExecKind::StopPost => "ExecStopPost",
+            ExecKind::Health => "X-Health Exec",
         }
     }
 }
@@ -116,6 +119,14 @@ pub enum Event {
     /// No process of the service is left (only with [`super::Service::set_group_tracking`];
     /// ignored otherwise, and harmless when repeated).
     GroupEmpty,
+    /// The `[X-Health]` check found the run healthy ([`super::health`]): a
+    /// `ReadyOnHealthy=yes` service waiting in `activating` becomes `active`.
+    Healthy,
+    /// The `[X-Health]` check found the run unhealthy; the message says why (`HTTP 503
+    /// after 3 probes`). `OnUnhealthy=restart` stops and restarts it with result `health`
+    /// (whatever `Restart=` says; the start limit applies), `stop` stops it (`failed`,
+    /// result `health`), `none` does nothing.
+    Unhealthy(String),
 }
 
 /// Which processes a signal goes to.

@@ -7,6 +7,7 @@
 
 pub(crate) mod event;
 pub mod exit_code;
+pub mod health;
 pub(crate) mod machine;
 pub(crate) mod monitor;
 pub(crate) mod notify;

@@ -112,6 +112,9 @@ vocabulary!(
         Resources => "resources",
         /// The kernel's OOM killer ended the main process (its memory cgroup counted the kill).
         OomKill => "oom-kill",
+        /// gitproc's extension of systemd's vocabulary: the `[X-Health]` check found the
+        /// service unhealthy (`OnUnhealthy=restart` or `stop`).
+        Health => "health",
     }
 );
 

@@ -593,6 +593,26 @@ const SOCKET_ENFORCED: &[&str] = &[
 ];
 
 /// [Socket] keys accepted silently.
+/// `[X-Health]`, gitproc's health check (an `X-` section: systemd ignores it). Every key is
+/// enforced; another key in the section is warned about like any unknown key.
+pub const HEALTH_KEYS: &[&str] = &[
+    "Exec",
+    "ExpectBody",
+    "ExpectStatus",
+    "HTTP",
+    "IntervalSec",
+    "OnUnhealthy",
+    "ReadyOnHealthy",
+    "Retries",
+    "StartPeriodSec",
+    "SuccessThreshold",
+    "TCP",
+    "TimeoutSec",
+];
+
+/// The extension section gitproc reads itself (see [`HEALTH_KEYS`]).
+pub const HEALTH_SECTION: &str = "X-Health";
+
 const SOCKET_INFORMATIONAL: &[&str] = &[];
 
 /// [Socket] keys systemd knows and gitproc accepts with a warning: other socket kinds
@@ -735,6 +755,10 @@ mod tests {
             Some(Support::Informational)
         );
         assert_eq!(section_kind("X-Health"), SectionKind::Extension);
+        assert!(
+            HEALTH_KEYS.windows(2).all(|w| w[0] < w[1]),
+            "HEALTH_KEYS unsorted"
+        );
         assert_eq!(section_kind("Socket"), SectionKind::Socket);
         assert_eq!(section_kind("Path"), SectionKind::Unknown);
     }

@@ -10,6 +10,12 @@ use std::time::Duration;
 /// systemd's defaults, each named in one place (systemd.service(5), systemd.unit(5), systemd.kill(5)).
 pub mod defaults {
     use std::time::Duration;
+    /// `[X-Health]` `IntervalSec=` default.
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+    /// `[X-Health]` `TimeoutSec=` default.
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `[X-Health]` `Retries=` default.
+    pub const HEALTH_RETRIES: u32 = 3;
     /// `RestartSec=` default.
     pub const RESTART_SEC: Duration = Duration::from_millis(100);
     /// `DefaultTimeoutStartSec=` of the manager.
@@ -61,6 +67,9 @@ pub struct Unit {
     pub timer: TimerSection,
     /// `[Socket]`: set for `.socket` units only (their `service` stays at its defaults).
     pub socket: SocketSection,
+    /// `[X-Health]`: gitproc's health check of a service (`None` without one). An `X-`
+    /// section, so systemd ignores it and the file stays valid for systemd.
+    pub health: Option<HealthCheck>,
     /// `[X-*]` sections (gitproc's extensions), kept raw: section -> key -> values.
     pub extensions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
@@ -671,4 +680,73 @@ impl Default for SocketSection {
             remove_on_stop: false,
         }
     }
+}
+
+/// What a health probe checks (one per unit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthProbe {
+    /// `Exec=`: a command run like the unit's own processes; exit 0 is healthy.
+    Exec(ExecCommand),
+    /// `HTTP=`: a GET over one kept-alive HTTP/1.1 connection.
+    Http(HttpProbe),
+    /// `TCP=host:port`: the connection succeeds.
+    Tcp { host: String, port: u16 },
+}
+
+impl HealthProbe {
+    /// The kind, for messages (`HTTP`, `TCP`, `Exec`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HealthProbe::Exec(_) => "Exec",
+            HealthProbe::Http(_) => "HTTP",
+            HealthProbe::Tcp { .. } => "TCP",
+        }
+    }
+}
+
+/// `HTTP=http://host:port/path` with `ExpectStatus=` and `ExpectBody=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpProbe {
+    /// The URL as written.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, `/` when the URL has none.
+    pub path: String,
+    /// Inclusive ranges of accepted status codes (default 200-399).
+    pub expect_status: Vec<(u16, u16)>,
+    /// A substring the body must contain.
+    pub expect_body: Option<String>,
+}
+
+/// `OnUnhealthy=`: what an unhealthy service gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnhealthy {
+    /// Restart through the normal restart path (result `health`, counts against the start
+    /// limit).
+    #[default]
+    Restart,
+    /// Stop it: `failed` with result `health`.
+    Stop,
+    /// Only report it (status, log, perf).
+    None,
+}
+
+/// `[X-Health]` after parsing; defaults in [`defaults`] (`HEALTH_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    /// `IntervalSec=`: from the end of one probe to the start of the next.
+    pub interval: Duration,
+    /// `TimeoutSec=`: a probe that takes longer fails.
+    pub timeout: Duration,
+    /// `StartPeriodSec=`: failures within this time of the start do not count.
+    pub start_period: Duration,
+    /// `Retries=`: consecutive failures that make the unit unhealthy.
+    pub retries: u32,
+    /// `SuccessThreshold=`: consecutive successes that make it healthy.
+    pub success_threshold: u32,
+    pub on_unhealthy: OnUnhealthy,
+    /// `ReadyOnHealthy=`: the unit stays `activating` until its first healthy probe.
+    pub ready_on_healthy: bool,
 }

@@ -49,6 +49,7 @@ mod section_unit_conditions;
 mod section_unit_dependencies;
 mod section_unit_on_failure;
 // `[Service]` directives, end to end.
+mod section_health;
 mod section_service_exec;
 mod section_service_kill;
 mod section_service_kill_no_cgroup;

@@ -55,7 +55,7 @@ fn exported() -> BTreeSet<String> {
             last_exit_status: Some(1),
             rolled_back: true,
             load_error: true,
-            healthy: Some(false),
+            health: Some("unhealthy"),
         }],
         latencies: vec![("apply", h)],
         webhooks: vec![("refused", 1)],

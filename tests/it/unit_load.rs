@@ -344,14 +344,26 @@ fn not_enforced_keys_are_warnings_and_the_unit_loads() {
 
 #[test]
 fn unknown_section_warns_and_extension_sections_are_kept() {
-    let text = "[Service]\nExecStart=/bin/true\n[Socket]\nListenStream=80\n[X-Health]\nExec=/bin/check\nInterval=5s\n";
+    // [X-Health] is gitproc's own (section_health.rs); any other X- section is kept raw,
+    // unread and never warned about.
+    let text = "[Service]\nExecStart=/bin/true\n[Socket]\nListenStream=80\n[X-Custom]\nExec=/bin/check\nInterval=5s\n";
     let w = warnings(text);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].starts_with("3:1: unknown section [Socket]"));
     let u = ok(text);
-    let h = u.extensions.get("X-Health").cloned().unwrap_or_default();
+    let h = u.extensions.get("X-Custom").cloned().unwrap_or_default();
     assert_eq!(h.get("Exec"), Some(&vec!["/bin/check".to_string()]));
     assert_eq!(h.get("Interval"), Some(&vec!["5s".to_string()]));
+    assert!(u.health.is_none());
+    // An unknown key in [X-Health] is a warning naming the section (the unit still loads).
+    let text = "[Service]\nExecStart=/bin/true\n[X-Health]\nExec=/bin/check\nInterval=5s\n";
+    let w = warnings(text);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("unknown key Interval= in section [X-Health]"),
+        "{w:?}"
+    );
+    assert!(ok(text).health.is_some());
 }
 
 #[test]

@@ -54,6 +54,9 @@ impl Supervisor {
     }
 
     pub(super) fn on_exit(&mut self, pid: i32, status: ExitStatus) {
+        if self.on_probe_exit(pid, status) {
+            return;
+        }
         let Some(name) = self.pids.remove(&pid) else {
             // An orphaned grandchild we reaped as subreaper, or a process just spawned
             // whose report the loop has not read yet (see `spawns`).
@@ -251,6 +254,8 @@ impl Supervisor {
                 self.feed(name, ev);
             }
         }
+        // An adopted run with a health check is probed afresh (health is not persisted).
+        self.sync_health(name);
         self.reindex(name);
         self.dirty = true;
     }

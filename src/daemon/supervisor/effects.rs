@@ -90,6 +90,7 @@ impl Supervisor {
         }
         self.after_change(name);
         self.stop_bound(name);
+        self.sync_health(name);
     }
 
     pub(super) fn perform(&mut self, name: &str, effect: Effect) -> Option<Event> {
@@ -186,6 +187,8 @@ impl Supervisor {
             self.units.remove(name);
             self.reindex(name);
             self.pids.retain(|_, unit| unit != name);
+            self.perf.forget_probes(name);
+            self.forget_health(name);
             self.dirty = true;
             return;
         }

@@ -14,8 +14,10 @@
 //! - no hook fires while the daemon shuts down (systemd's shutdown jobs cancel them too).
 //!
 //! [`Supervisor::trigger_monitor_hooks`] is the one entry point for callers other than the
-//! automatic detection (e.g. a health check that restarts a unit without its run ending in
-//! `failed` or `auto-restart`).
+//! automatic detection. The health checks do not need it: `OnUnhealthy=restart` ends the
+//! run in `auto-restart` and `stop` in `failed`, both with result `health`, so the
+//! automatic detection fires `OnFailure=` with `MONITOR_SERVICE_RESULT=health`
+//! (`OnUnhealthy=none` ends nothing and fires nothing).
 
 use super::Supervisor;
 use crate::daemon::managed::HookStart;
@@ -64,10 +66,9 @@ impl Supervisor {
     /// Starts the `OnFailure=` (or `OnSuccess=`, by `outcome.kind`) units of `unit`, with
     /// `outcome` in their `MONITOR_*` variables and the unit's current invocation id. The
     /// loop calls this itself when a run ends in `failed`, `inactive` or `auto-restart`;
-    /// call it for an outcome that does not pass through those states (a health check's
-    /// restart: `MonitorOutcome { result: "health".into(), ..from_status(Failure, ..) }`),
-    /// never in addition to them, or the hooks run twice.
-    #[allow(dead_code)] // the health checks' unhealthy restart is its first caller
+    /// call it for an outcome that does not pass through those states, never in addition
+    /// to them, or the hooks run twice.
+    #[allow(dead_code)] // no caller yet: every outcome so far passes through those states
     pub(in crate::daemon) fn trigger_monitor_hooks(
         &mut self,
         unit: &str,

@@ -76,8 +76,7 @@ impl Supervisor {
                     last_exit_status,
                     rolled_back: m.failed_commit.is_some(),
                     load_error: m.load_error.is_some(),
-                    // Health checks are not part of this build: the hook for them.
-                    healthy: None,
+                    health: self.health.get(name).map(|h| h.health.state().as_str()),
                 }
             })
             .collect();
@@ -102,7 +101,7 @@ impl Supervisor {
                 last_exit_status: None,
                 rolled_back: false,
                 load_error: row["error"].is_string(),
-                healthy: None,
+                health: None,
             });
         }
         let snapshot = Snapshot {

@@ -14,6 +14,8 @@
 //! - [`source`]: asking the source worker for a check, and what its updates bring;
 //! - [`jobs`]: control requests, operator jobs and the replies waiting for them;
 //! - [`trial`]: versions on trial, their promotion to "last good" and rollback;
+//! - [`health`]: `[X-Health]` checks: which runs are probed, probe results (the prober
+//!   thread's, and `Exec=` probe processes), and what a change of health does;
 //! - [`timers`]: timer units (their own kind: a pure state each, one deadline each);
 //! - [`sockets`]: socket units (their own kind: listening fds, activation of their service);
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
@@ -29,6 +31,7 @@
 mod children;
 mod deadlines;
 mod effects;
+mod health;
 mod hooks;
 mod jobs;
 mod metrics;
@@ -141,6 +144,11 @@ enum Input {
     Source(SourceUpdate),
     AdoptedExit(i32),
     Spawner(Report),
+    /// A health probe's result from the prober thread (see [`health`]).
+    Probe(Vec<crate::runtime::prober::ProbeResult>),
+    /// The prober thread is gone (its channel closed): stop selecting on it, or the
+    /// select would return at once forever.
+    ProberGone,
     /// A socket unit's listening fd is readable (see [`sockets`]).
     SocketReadable(crate::runtime::socket_watch::Readable),
     Saved(usize, Result<(), StateError>),
@@ -201,6 +209,15 @@ pub struct Supervisor {
     /// Replayed after each spawn report (see `children`), dropped once the spawner is idle.
     early_notify: Vec<NotifyDatagram>,
     job_saves: Vec<JobSave>,
+    /// The prober thread (`None` if it cannot start: health checks are then not run).
+    prober: Option<crate::runtime::prober::Prober>,
+    probe_results: Receiver<Vec<crate::runtime::prober::ProbeResult>>,
+    /// The health check of each probed unit's current run.
+    health: HashMap<String, health::UnitHealth>,
+    /// `Exec=` probe processes: pid -> unit.
+    probe_pids: HashMap<i32, String>,
+    /// Units probed by `Exec=` now: the only ones with probe deadlines in the loop.
+    exec_probed: std::collections::BTreeSet<String>,
     /// Every unit's next deadline, so that a wakeup reads the earliest one (`deadlines`).
     deadlines: deadlines::Deadlines,
     metric_facts: metrics::MetricFacts,
@@ -232,6 +249,15 @@ impl Supervisor {
                     (None, crossbeam_channel::never())
                 }
             };
+        let (prober, probe_results) = match crate::runtime::prober::Prober::start() {
+            Ok((p, rx)) => (Some(p), rx),
+            Err(e) => {
+                tracing::error!(
+                    "cannot start the prober thread: {e}; HTTP= and TCP= health checks will not run"
+                );
+                (None, crossbeam_channel::never())
+            }
+        };
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -269,6 +295,11 @@ impl Supervisor {
             unclaimed_exits: Vec::new(),
             early_notify: Vec::new(),
             job_saves: Vec::new(),
+            prober,
+            probe_results,
+            health: HashMap::new(),
+            probe_pids: HashMap::new(),
+            exec_probed: std::collections::BTreeSet::new(),
             deadlines: deadlines::Deadlines::default(),
             metric_facts: metrics::MetricFacts::default(),
         }
@@ -305,6 +336,14 @@ impl Supervisor {
                 Input::AdoptedExit(pid) => self.on_adopted_exit(pid),
                 Input::Spawner(report) => self.on_spawner_report(report),
                 Input::SocketReadable(r) => self.on_socket_readable(r),
+                Input::Probe(r) => self.on_probe_results(r),
+                Input::ProberGone => {
+                    tracing::error!(
+                        "the prober thread has stopped; HTTP= and TCP= health checks no longer run"
+                    );
+                    self.prober = None;
+                    self.probe_results = crossbeam_channel::never();
+                }
                 Input::Saved(index, result) => {
                     let save = self.job_saves.remove(index);
                     self.job_saved(save, result);
@@ -322,6 +361,7 @@ impl Supervisor {
             // the sweep thread wakes the loop for the exit whose SIGCHLD was lost.
             self.reap();
             self.fire_timers(now);
+            self.run_exec_probes(now);
             self.tick_timers();
             self.process_queues();
             self.tick_sockets();
@@ -354,6 +394,7 @@ impl Supervisor {
         let adopted = sel.recv(&inputs.adopted_exits);
         let spawner = sel.recv(reports);
         let readable = sel.recv(&self.socket_readable);
+        let probe = sel.recv(&self.probe_results);
         let metrics = sel.recv(&inputs.metrics);
         let first_save = metrics + 1;
         for rx in &saves {
@@ -380,6 +421,9 @@ impl Supervisor {
         } else if i == readable {
             op.recv(&self.socket_readable)
                 .map_or(Input::Tick, Input::SocketReadable)
+        } else if i == probe {
+            op.recv(&self.probe_results)
+                .map_or(Input::ProberGone, Input::Probe)
         } else if i == metrics {
             op.recv(&inputs.metrics).map_or(Input::Tick, Input::Metrics)
         } else {
@@ -410,6 +454,8 @@ impl Supervisor {
                 consider(deadline(*since, TRIAL_PERIOD));
             }
         }
+        consider(self.health_deadline());
+        consider(self.health_trial_deadline());
         if stopping {
             // A stopping unit waits for its whole process group, which may hold processes
             // that are not our children (no SIGCHLD for them): look again periodically.

@@ -97,6 +97,7 @@ impl Supervisor {
         let progress = Arc::new(SpawnProgress::new());
         let job = SpawnJob {
             id,
+            unit_name: None,
             role,
             command,
             invocation_id: m.invocation_id.clone(),
@@ -162,6 +163,24 @@ impl Supervisor {
 
     pub(super) fn on_spawner_report(&mut self, report: Report) {
         self.spawner.finished(report.unit());
+        let report = match report {
+            Report::Spawn {
+                unit,
+                id,
+                result,
+                began,
+                role: ProcessRole::Control(crate::service::ExecKind::Health),
+                ..
+            } => {
+                self.on_probe_spawned(&unit, id, result, began);
+                if !self.spawner.is_busy() {
+                    self.unclaimed_exits.clear();
+                    self.early_notify.clear();
+                }
+                return;
+            }
+            other => other,
+        };
         match report {
             Report::Spawn {
                 unit,
@@ -332,7 +351,7 @@ impl Supervisor {
     }
 
     /// The exit of `pid` reaped after `began`, if the loop saw one (and forgets it).
-    fn claim_exit(&mut self, pid: i32, began: Instant) -> Option<ExitStatus> {
+    pub(super) fn claim_exit(&mut self, pid: i32, began: Instant) -> Option<ExitStatus> {
         let i = self
             .unclaimed_exits
             .iter()

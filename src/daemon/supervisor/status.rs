@@ -91,6 +91,7 @@ impl Supervisor {
                 // time for 100 units): only for the units asked for by name, as
                 // `systemctl status UNIT` shows it; the overview lists the limits only.
                 v["resources"] = self.resources_json(name, m, !names.is_empty());
+                self.health_json(name, &mut v);
                 v
             })
             .collect();
@@ -144,6 +145,8 @@ impl Supervisor {
         let w = self.writer.stats();
         serde_json::json!({
             "operations": self.perf.stats(),
+            // Per-unit health probe latencies and failure counts.
+            "probes": self.perf.probe_stats(),
             "state_writer": {
                 "saves": w.saves,
                 "forced_saves": w.forced_saves,

@@ -1,13 +1,16 @@
 //! Versions on trial: a unit changed by a commit must stay active for [`TRIAL_PERIOD`]
-//! before it counts as its last good version; if it fails first, the last good version is
-//! put back (rollback).
+//! (with an `[X-Health]` check: stay healthy for one full `IntervalSec=`) before it counts
+//! as its last good version; if it fails or turns unhealthy first, the last good version is
+//! put back (rollback) and the commit is marked failed for that unit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Supervisor;
 use crate::daemon::managed::{GoodVersion, Trial};
 use crate::service::{ActiveState, Event, Status, SubState};
+use crate::sys::time::deadline;
 use crate::unit::model::ServiceType;
 
 /// How long a new version must stay active before it counts as good (no rollback after).
@@ -26,10 +29,19 @@ impl Supervisor {
         {
             let failed_commit = trial.and_then(|t| t.commit);
             tracing::error!(
-                "Rolling back {name} to its last good version (commit {}): the version from commit {} failed to start: {}",
+                "Rolling back {name} to its last good version (commit {}): the version from commit {} failed its trial: {}",
                 short(good.commit.as_deref()),
                 short(failed_commit.as_deref()),
                 status.error.as_deref().unwrap_or(status.result.as_str())
+            );
+            let _ = self.logs.note(
+                name,
+                &format!(
+                    "gitproc: rolled back to commit {}: the version from commit {} failed its trial: {}",
+                    short(good.commit.as_deref()),
+                    short(failed_commit.as_deref()),
+                    status.error.as_deref().unwrap_or(status.result.as_str())
+                ),
             );
             m.failed_commit = failed_commit;
             self.metric_facts.rollbacks = self.metric_facts.rollbacks.saturating_add(1);
@@ -44,12 +56,36 @@ impl Supervisor {
         }
     }
 
-    /// Promotes versions that stayed active long enough to "last good".
+    /// Promotes versions that stayed active long enough to "last good": units with a
+    /// health check once healthy for one full `IntervalSec=`, others once active for
+    /// [`TRIAL_PERIOD`].
     pub(super) fn check_trials(&mut self, now: Instant) {
-        for m in self.units.values_mut() {
+        let on_health_trial: HashMap<String, (Duration, Duration)> = self
+            .units
+            .iter()
+            .filter(|(_, m)| m.trial.is_some())
+            .filter_map(|(name, m)| {
+                m.service.as_ref()?.running_unit().health.as_ref()?;
+                let healthy = self
+                    .healthy_for(name, now)
+                    .unwrap_or((Duration::ZERO, Duration::MAX));
+                Some((name.clone(), healthy))
+            })
+            .collect();
+        for (name, m) in self.units.iter_mut() {
             let (Some(svc), Some(trial)) = (m.service.as_ref(), m.trial.as_mut()) else {
                 continue;
             };
+            if let Some(&(healthy, interval)) = on_health_trial.get(name) {
+                if svc.status().active_state == ActiveState::Active
+                    && healthy >= interval
+                    && !healthy.is_zero()
+                {
+                    promote(m, now);
+                    self.dirty = true;
+                }
+                continue;
+            }
             let status = svc.status();
             let good_now = match status.active_state {
                 ActiveState::Active => true,
@@ -67,17 +103,24 @@ impl Supervisor {
             let oneshot_done = status.active_state == ActiveState::Inactive
                 || status.sub_state == SubState::Exited;
             if oneshot_done || now.duration_since(since) >= TRIAL_PERIOD {
-                m.last_good = Some(GoodVersion {
-                    unit: Arc::clone(svc.unit()),
-                    hash: m.hash.clone().unwrap_or_default(),
-                    commit: m.commit.clone(),
-                });
-                m.trial = None;
-                m.failed_commit = None;
-                m.failed_hash = None;
+                promote(m, now);
                 self.dirty = true;
             }
         }
+    }
+
+    /// When the next unit on a health trial will have been healthy for its interval.
+    pub(super) fn health_trial_deadline(&self) -> Option<Instant> {
+        self.units
+            .iter()
+            .filter(|(_, m)| m.trial.is_some())
+            .filter_map(|(name, _)| {
+                let h = self.health.get(name)?;
+                (h.health.state() == crate::service::health::HealthState::Healthy)
+                    .then(|| deadline(h.health.since(), h.check.interval))
+                    .flatten()
+            })
+            .min()
     }
 
     /// Puts the version `apply` just installed on trial (a first version too: once it has
@@ -90,6 +133,21 @@ impl Supervisor {
             });
         }
     }
+}
+
+/// The version on trial proved itself: it is the last good version now.
+fn promote(m: &mut crate::daemon::managed::Managed, _now: Instant) {
+    let Some(svc) = m.service.as_ref() else {
+        return;
+    };
+    m.last_good = Some(GoodVersion {
+        unit: Arc::clone(svc.unit()),
+        hash: m.hash.clone().unwrap_or_default(),
+        commit: m.commit.clone(),
+    });
+    m.trial = None;
+    m.failed_commit = None;
+    m.failed_hash = None;
 }
 
 fn short(commit: Option<&str>) -> &str {

@@ -14,7 +14,8 @@
 //! sequence per KillMode=, stop-post, final-sigterm, and the end of a run with its restart
 //! decision); [`exits`] what a process exit or failed spawn means in each sub-state;
 //! [`notifications`] what an sd_notify message does (parsing is [`crate::service::notify`]);
-//! [`timers`] the deadlines and what happens when one passes.
+//! [`timers`] the deadlines and what happens when one passes; [`health`] what the
+//! `[X-Health]` check's verdicts do (`ReadyOnHealthy=`, `OnUnhealthy=`).
 //!
 //! Where gitproc differs from systemd (said here once):
 //! - Unless the loop reports empty groups ([`Service::set_group_tracking`]), the machine
@@ -38,6 +39,7 @@
 //!   the runtime's message in `error`.
 
 mod exits;
+mod health;
 mod notifications;
 mod reload;
 mod run;
@@ -126,6 +128,11 @@ impl Service {
         &self.unit
     }
 
+    /// The unit of the current (or last) run: what its processes were started with.
+    pub fn running_unit(&self) -> &Arc<Unit> {
+        &self.cfg
+    }
+
     /// A new version of the unit; takes effect at the next start (the loop restarts the
     /// service when the change needs it). A stop in progress uses the unit it started with.
     pub fn set_unit(&mut self, unit: Arc<Unit>) {
@@ -177,6 +184,8 @@ impl Service {
             Event::Notify { pid, message } => self.notify(pid, message, now, &mut fx),
             Event::Timer => self.timer(now, &mut fx),
             Event::GroupEmpty => self.on_group_empty(now, &mut fx),
+            Event::Healthy => self.healthy(now, &mut fx),
+            Event::Unhealthy(message) => self.unhealthy(message, now, &mut fx),
         }
         if self.persisted() != before {
             fx.push(Effect::StatusChanged);

@@ -82,6 +82,13 @@ pub(crate) struct Run {
     /// What that pending spawn is doing, as the loop last said (e.g. `opening
     /// StandardOutput=file:/x`), named by the start timeout's error.
     pub(crate) spawn_step: Option<String>,
+    /// `ReadyOnHealthy=yes`: the start phases are done and the run waits in `activating`
+    /// for its first healthy probe ([`crate::service::Event::Healthy`]).
+    pub(crate) awaiting_healthy: bool,
+    /// The health check found this run healthy at least once.
+    pub(crate) healthy_seen: bool,
+    /// `OnUnhealthy=restart` stopped this run: restart it whatever `Restart=` says.
+    pub(crate) health_restart: bool,
 }
 
 impl Run {

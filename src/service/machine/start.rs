@@ -188,6 +188,13 @@ impl Service {
         if self.run.result != ServiceResult::Success {
             return self.enter_signal(SubState::StopSigterm, ServiceResult::Success, now, fx);
         }
+        if self.waits_for_healthy() {
+            // ReadyOnHealthy=yes: stay `activating` (TimeoutStartSec= runs on) until the
+            // first healthy probe (see `machine::health`).
+            self.run.awaiting_healthy = true;
+            self.reason = "waiting for the first healthy probe (ReadyOnHealthy=yes)".to_string();
+            return;
+        }
         if self.run.main_pid.is_some() || self.run.running_without_main {
             self.reason = "main process running".to_string();
             self.set_state(SubState::Running, now, fx);

@@ -196,7 +196,8 @@ impl Service {
         self.run.pid_file_retry = None;
         let restart = !self.run.forbid_restart
             && !self.run.start_after_stop
-            && restart::shall_restart(self.svc(), self.run.result, self.run.main_status);
+            && (self.run.health_restart
+                || restart::shall_restart(self.svc(), self.run.result, self.run.main_status));
         if restart {
             let delay = restart::restart_delay(self.svc(), self.streak);
             let kind = if self.run.result == ServiceResult::Success {

@@ -113,6 +113,10 @@ impl Service {
                 if let Some(e) = self.run.last_pid_file_error.take() {
                     msg = format!("{msg}; PID file not read: {e}");
                 }
+                if self.run.awaiting_healthy {
+                    msg = format!("{msg}; no healthy probe yet (ReadyOnHealthy=yes)");
+                    self.run.awaiting_healthy = false;
+                }
                 self.run.pid_file_retry = None;
                 self.run.awaiting_pid_file = false;
                 self.run.awaiting_main_guess = false;
@@ -121,8 +125,14 @@ impl Service {
                 self.enter_signal(SubState::StopSigterm, ServiceResult::Timeout, now, fx);
             }
             SubState::StartPost => {
-                let mut msg =
-                    format!("ExecStartPost= timed out after {timeout_start} (TimeoutStartSec=)");
+                let mut msg = if self.run.awaiting_healthy && self.run.control.pid.is_none() {
+                    self.run.awaiting_healthy = false;
+                    format!(
+                        "start timed out after {timeout_start} (TimeoutStartSec=); no healthy probe yet (ReadyOnHealthy=yes)"
+                    )
+                } else {
+                    format!("ExecStartPost= timed out after {timeout_start} (TimeoutStartSec=)")
+                };
                 if let Some(step) = self.pending_spawn_step() {
                     msg = format!("{step} blocked for {timeout_start}; {msg}");
                 }

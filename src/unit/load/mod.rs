@@ -132,6 +132,8 @@ struct Builder<'a> {
     service_pos: Option<Pos>,
     /// Whether TimeoutStartSec=/TimeoutSec= was written (oneshot's default differs).
     timeout_start_set: bool,
+    /// `[X-Health]` as written so far.
+    health: assign::HealthDraft,
 }
 
 /// Parses one unit: see [`super::parse_unit`]. `env_file` answers `Some(bytes)` or `None`
@@ -224,6 +226,7 @@ pub(crate) fn parse_resolved(
         restart_pos: None,
         env_file_pos: Vec::new(),
         service_pos: lexed.service_pos.clone(),
+        health: assign::HealthDraft::default(),
     };
     let exec_entries = passes::assign_entries(&mut b, &lexed.entries);
     passes::environment_files(&mut b, env_file, &mut hash, &mut out.inputs);
@@ -231,7 +234,10 @@ pub(crate) fn parse_resolved(
     match own {
         SectionKind::Timer => rules::check_timer(&mut b, lexed.timer_pos.as_ref()),
         SectionKind::Socket => rules::check_socket(&mut b, lexed.timer_pos.as_ref()),
-        _ => rules::check(&mut b, lexed.has_service_section),
+        _ => {
+            rules::check(&mut b, lexed.has_service_section);
+            b.finish_health();
+        }
     }
 
     out.diagnostics.extend(b.diags);

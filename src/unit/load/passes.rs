@@ -6,7 +6,9 @@
 use super::hash::Fnv128;
 use super::{Builder, Located, Pos};
 use crate::unit::diagnostic::Diagnostic;
-use crate::unit::directives::{SectionKind, Support, classify, section_kind};
+use crate::unit::directives::{
+    HEALTH_KEYS, HEALTH_SECTION, SectionKind, Support, classify, section_kind,
+};
 use crate::unit::environment::parse_env_file;
 use crate::unit::exec::parse_exec;
 use crate::unit::host::Lookup;
@@ -120,6 +122,20 @@ pub(super) fn assign_entries<'e, 'a>(
                     list.clear();
                 } else {
                     list.push(v);
+                }
+                if loc.entry.section == HEALTH_SECTION {
+                    if key == "Exec" {
+                        exec_entries.push(loc);
+                    } else if HEALTH_KEYS.contains(&key) {
+                        b.apply(loc, sk);
+                    } else if !key.starts_with("X-") {
+                        b.diags.push(Diagnostic::warning(
+                            loc.file,
+                            loc.entry.line,
+                            loc.entry.column,
+                            format!("unknown key {key}= in section [{HEALTH_SECTION}]: ignored"),
+                        ));
+                    }
                 }
                 continue;
             }
@@ -286,6 +302,13 @@ pub(super) fn exec_lines(b: &mut Builder<'_>, exec_entries: &[&Located<'_>]) {
     for (i, r) in parsed {
         let loc = exec_entries[i];
         let key = loc.entry.key;
+        if loc.entry.section == HEALTH_SECTION {
+            match r {
+                Ok(cmds) => b.set_health_exec(loc, cmds),
+                Err(d) => b.diags.push(d),
+            }
+            continue;
+        }
         match r {
             Ok(cmds) => {
                 if key == "ExecStart" && !cmds.is_empty() {

@@ -1,10 +1,11 @@
 //! Assignment: one enforced key's value into the typed model, one module per section
-//! ([`unit_section`], [`service_section`], [`timer_section`], [`socket_section`], [`install_section`]). Each function gets the
+//! ([`unit_section`], [`service_section`], [`timer_section`], [`socket_section`], [`install_section`], and [`health_section`] for gitproc's `[X-Health]`). Each function gets the
 //! specifier-expanded value and either sets the model field (an empty value resets it to
 //! systemd's default) or returns the message of an error at that entry; warnings go to the
 //! builder's diagnostics directly. `Exec*=` lines are not assigned here (see
 //! [`super::passes::exec_lines`]).
 
+mod health_section;
 mod install_section;
 mod service_section;
 mod socket_section;
@@ -12,6 +13,8 @@ mod timer_section;
 mod unit_section;
 
 use std::time::Duration;
+
+pub(super) use health_section::HealthDraft;
 
 use super::{Builder, Located};
 use crate::unit::directives::SectionKind;
@@ -62,6 +65,10 @@ impl Builder<'_> {
             }
             SectionKind::Timer => self.apply_timer(key, v),
             SectionKind::Socket => self.apply_socket(key, v),
+            SectionKind::Extension => {
+                self.apply_health(loc, v);
+                Ok(())
+            }
             _ => Ok(()),
         };
         if let Err(msg) = r {
