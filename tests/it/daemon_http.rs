@@ -566,6 +566,30 @@ fn metrics_are_valid_exposition_and_follow_unit_state_changes() {
         "{text}"
     );
 
+    // A unit whose health check fails shows its verdict (units without a check have none).
+    let probed = format!("{}.service", unique("probed"));
+    s.fx.write(
+        &probed,
+        "[Service]\nExecStart=/bin/sleep 1000\n\n[X-Health]\nExec=/bin/false\nIntervalSec=100ms\nRetries=1\nOnUnhealthy=none\n",
+    );
+    let commit = s.fx.commit("a unit with a failing health check");
+    s.daemon.sync_to(&commit);
+    let unhealthy = format!("gitproc_unit_health{{unit={probed:?},health=\"unhealthy\"}}");
+    let (series, text) = wait_for(
+        "the unhealthy verdict in /metrics",
+        crate::support::WAIT,
+        || {
+            let (series, text) = scrape();
+            series.contains_key(&unhealthy).then_some((series, text))
+        },
+    );
+    assert!(
+        !series
+            .keys()
+            .any(|k| k.starts_with(&format!("gitproc_unit_health{{unit={:?}", s.unit))),
+        "{text}"
+    );
+
     // /healthz answers for the loop; /v1/status needs no token on loopback.
     let health = get(s.port, "/healthz", &[]);
     assert_eq!((health.code, health.body.as_str()), (200, "ok\n"));
