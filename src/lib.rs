@@ -28,6 +28,7 @@ pub mod logs;
 pub mod metrics;
 pub mod perf;
 pub(crate) mod reconcile;
+pub(crate) mod rollout;
 pub mod runtime;
 pub mod service;
 pub mod source;

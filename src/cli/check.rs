@@ -47,11 +47,14 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         }
     }
     add_dependency_errors(&mut units);
+    let policies = check_policies(&args.paths);
+    let policy_errors = policies.iter().filter(|(_, r)| r.is_err()).count();
     let errors = units
         .iter()
         .flat_map(|u| &u.diagnostics)
         .filter(|d| d.is_error())
-        .count();
+        .count()
+        + policy_errors;
     let warnings = units
         .iter()
         .flat_map(|u| &u.diagnostics)
@@ -66,6 +69,11 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
                 "content_hash": u.content_hash,
                 "diagnostics": u.diagnostics,
             })).collect::<Vec<_>>(),
+            "rollout_policies": policies.iter().map(|(path, r)| serde_json::json!({
+                "path": path,
+                "ok": r.is_ok(),
+                "error": r.as_ref().err(),
+            })).collect::<Vec<_>>(),
             "errors": errors,
             "warnings": warnings,
         });
@@ -79,6 +87,13 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
                 println!("{line}");
             }
         }
+        for (path, result) in &policies {
+            if let Err(message) = result {
+                let prefix = format!("{}: ", crate::rollout::POLICY_FILE);
+                let message = message.strip_prefix(&prefix).unwrap_or(message);
+                println!("{path}: error: {message}");
+            }
+        }
         if units.is_empty() {
             eprintln!("gitproc check: no .service, .timer or .socket units found");
         } else {
@@ -89,6 +104,24 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(if errors > 0 { exit::FAILURE } else { exit::OK })
+}
+
+/// The rollout policy (`gitproc-rollout.toml`) of each directory checked, parsed by the
+/// daemon's own parser: a policy the daemon would refuse holds the commit on every host,
+/// so it is better found before the push.
+fn check_policies(paths: &[PathBuf]) -> Vec<(String, Result<(), String>)> {
+    paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|p| p.join(crate::rollout::POLICY_FILE))
+        .filter(|f| f.exists())
+        .map(|f| {
+            let result = std::fs::read(&f)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|bytes| crate::rollout::parse(&bytes).map(|_| ()));
+            (f.display().to_string(), result)
+        })
+        .collect()
 }
 
 /// Runs the daemon's own dependency validation ([`crate::deps::Graph::build_detailed`]) over

@@ -71,6 +71,12 @@ fn print_sync(data: &serde_json::Value) {
     } else {
         println!("applied {commit}");
     }
+    if let Some(line) = super::status::frozen_line(&data["frozen"]) {
+        println!("  frozen: {line}");
+    }
+    if let Some(line) = super::status::pending_line(&data["pending"]) {
+        println!("  pending: {line}");
+    }
     for (label, key) in [
         ("started", "started"),
         ("stopped", "stopped"),

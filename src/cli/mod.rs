@@ -4,6 +4,7 @@
 //! through its control socket in the state directory.
 
 pub mod check;
+pub mod freeze;
 pub mod jobs;
 pub mod logs;
 pub mod output;
@@ -72,6 +73,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Make the daemon check git now and print what it applied.
     Sync(JsonArgs),
+    /// Keep fetching but apply no new commit on this host until `thaw` (survives restarts).
+    Freeze(FreezeArgs),
+    /// Lift a freeze: the pending commit applies once its rollout wave is due.
+    Thaw(JsonArgs),
     /// Check unit files (like `systemd-analyze verify`): files or directories.
     Check(CheckArgs),
     /// Show what applying a commit would do (start/stop/restart per unit), without a daemon.
@@ -105,7 +110,7 @@ pub struct DaemonArgs {
     /// Write the daemon's own log here instead of stderr.
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// Host name for ConditionHost= and %H (default: the detected one).
+    /// Host name for ConditionHost=, %H and the rollout wave (default: the detected one).
     #[arg(long)]
     pub hostname: Option<String>,
     /// On SIGTERM/SIGINT exit without stopping the services (the next daemon re-adopts them).
@@ -155,6 +160,15 @@ pub struct ListSocketsArgs {
     /// Also sockets that are not active (stopped, failed).
     #[arg(long)]
     pub all: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FreezeArgs {
+    /// Why, shown in `status` (e.g. an incident number).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -257,6 +271,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::ListSockets(args) => sockets::list(&global, &args),
         Command::Logs(args) => logs::run(&global, &args),
         Command::Sync(args) => jobs::sync(&global, &args),
+        Command::Freeze(args) => freeze::freeze(&global, &args),
+        Command::Thaw(args) => freeze::thaw(&global, &args),
         Command::Perf { command } => perf::run(&global, &command),
     }
 }

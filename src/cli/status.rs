@@ -95,6 +95,57 @@ fn short(commit: &str) -> &str {
     commit.get(..10).unwrap_or(commit)
 }
 
+/// `Frozen:` of the summary: who froze the host, when and why (`None`: not frozen).
+pub fn frozen_line(f: &Value) -> Option<String> {
+    if f.is_null() {
+        return None;
+    }
+    let reason = f["reason"]
+        .as_str()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    let when = f["at"].as_u64().map(utc).unwrap_or_default();
+    Some(format!(
+        "by {} since {when}{reason} (commits are fetched, not applied; `gitproc thaw` lifts it)",
+        str_or(f, "by", "?")
+    ))
+}
+
+/// `Pending:` of the summary: the fetched commit not applied yet, its wave and when it
+/// applies (or what holds it).
+pub fn pending_line(p: &Value) -> Option<String> {
+    let commit = p["commit"].as_str()?;
+    let wave = p["wave"]
+        .as_str()
+        .map(|w| format!(", wave {w}"))
+        .unwrap_or_default();
+    let by_wave = p["reason"].as_str() == Some("wave");
+    let when = match (p["held_by"].as_str(), p["apply_in_s"].as_f64()) {
+        (Some("freeze"), Some(s)) if by_wave => {
+            format!("held by the freeze (its wave is due in {s:.1} s)")
+        }
+        (Some("freeze"), _) => "held by the freeze".to_string(),
+        (Some("halt"), _) => "halted by its rollout policy (halt = true)".to_string(),
+        (Some("invalid-policy"), _) => format!(
+            "held: invalid rollout policy: {}",
+            str_or(p, "policy_error", "?")
+        ),
+        (_, Some(s)) => {
+            let at = p["apply_at_ms"]
+                .as_u64()
+                .map(|ms| format!(" at {}", utc(ms / 1000)))
+                .unwrap_or_default();
+            format!("applies in {s:.1} s{at}")
+        }
+        _ => "waiting".to_string(),
+    };
+    Some(format!(
+        "{} {}{wave}: {when}",
+        short(commit),
+        str_or(p, "subject", "")
+    ))
+}
+
 fn print_summary(data: &Value) {
     let d = &data["daemon"];
     let color = use_color();
@@ -133,6 +184,12 @@ fn print_summary(data: &Value) {
     }
     if let Some(err) = d["source_error"].as_str() {
         println!("  {}: {err}", paint("Source error", "31", color));
+    }
+    if let Some(line) = frozen_line(&d["frozen"]) {
+        println!("  {}: {line}", paint("Frozen", "33", color));
+    }
+    if let Some(line) = pending_line(&d["pending"]) {
+        println!("  Pending: {line}");
     }
     if let Some(err) = d["save_error"].as_str() {
         let since = d["save_error_since"]

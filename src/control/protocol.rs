@@ -51,6 +51,13 @@ pub enum Verb {
     Sync,
     /// Counters and latency percentiles of the daemon's own operations.
     Perf,
+    /// Keep fetching but apply no commit until `thaw` (durable across restarts).
+    Freeze {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Lift a freeze; a pending commit whose rollout wave is due applies at once.
+    Thaw,
     /// Liveness probe.
     Ping,
 }
@@ -166,6 +173,21 @@ mod tests {
                 wait: true
             })
         );
+    }
+
+    #[test]
+    fn freeze_reason_is_optional() {
+        let req = parse_request(br#"{"v":1,"verb":"freeze"}"#).unwrap();
+        assert_eq!(req.verb, Verb::Freeze { reason: None });
+        let req = parse_request(br#"{"v":1,"verb":"freeze","reason":"incident"}"#).unwrap();
+        assert_eq!(
+            req.verb,
+            Verb::Freeze {
+                reason: Some("incident".into())
+            }
+        );
+        let req = parse_request(br#"{"v":1,"verb":"thaw"}"#).unwrap();
+        assert_eq!(req.verb, Verb::Thaw);
     }
 
     #[test]

@@ -352,7 +352,12 @@ fn dispatch(verb: Verb, peer: Peer, to_loop: &Sender<ControlRequest>) -> Reply {
         .send(ControlRequest {
             peer_name: matches!(
                 verb,
-                Verb::Start(_) | Verb::Stop(_) | Verb::Restart(_) | Verb::Reload(_)
+                Verb::Start(_)
+                    | Verb::Stop(_)
+                    | Verb::Restart(_)
+                    | Verb::Reload(_)
+                    | Verb::Freeze { .. }
+                    | Verb::Thaw
             )
             .then(|| crate::runtime::host::user_name(peer.uid)),
             verb,

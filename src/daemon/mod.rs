@@ -247,6 +247,10 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
             },
             signing,
             ctx,
+            baseline: restored
+                .as_ref()
+                .and_then(|r| r.daemon.applied_commit.clone()),
+            frozen: restored.as_ref().is_some_and(|r| r.daemon.freeze.is_some()),
         },
         worker_rx,
         update_tx,

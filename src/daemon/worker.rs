@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::source::{GitSource, PollSchedule, SignaturePolicy, SourceConfig};
+use crate::tree::FileTree;
 use crate::unit::{LoadedUnit, SpecifierContext};
 
 /// Where units come from.
@@ -28,6 +29,10 @@ pub struct WorkerConfig {
     pub poll: crate::source::PollConfig,
     pub signing: Option<SignaturePolicy>,
     pub ctx: SpecifierContext,
+    /// The commit a previous daemon had applied (from `state.json`).
+    pub baseline: Option<String>,
+    /// The host was frozen when the daemon started (see [`Worker::baseline_first`]).
+    pub frozen: bool,
 }
 
 /// Requests from the loop.
@@ -44,6 +49,16 @@ pub struct Snapshot {
     pub commit: Option<String>,
     pub subject: Option<String>,
     pub commit_time: Option<i64>,
+    /// Committer time, seconds since the epoch (what rollout delays count from).
+    pub committer_time: Option<i64>,
+    /// The commit's rollout policy (`None`: no policy file; `Some(Err)`: an invalid one).
+    pub policy: Option<Result<crate::rollout::Policy, String>>,
+    /// The units without the policy ([`crate::rollout::units_digest`]).
+    pub digest: String,
+    /// The commit a previous daemon had applied, re-read at start-up so that a frozen or
+    /// rolling-out host restarts on what it ran, not on a tip it has not applied yet: the
+    /// loop applies it at once, ungated.
+    pub baseline: bool,
     pub units: BTreeMap<String, LoadedUnit>,
     /// The `.timer` units, apart from the services (see [`crate::unit::load::load_timers`]).
     pub timers: BTreeMap<String, LoadedUnit>,
@@ -97,6 +112,8 @@ struct Worker {
     last_error_kind: Option<String>,
     /// Modification stamp of the allowed-signers file when a tip was last rejected.
     signers_stamp: Option<SystemTime>,
+    /// A baseline snapshot to send before the next update (see [`Snapshot::baseline`]).
+    baseline: Option<Snapshot>,
     _watcher: Option<crate::source::RefWatcher>,
     watch_rx: Receiver<()>,
 }
@@ -114,6 +131,7 @@ impl Worker {
             sent_hashes: None,
             last_error_kind: None,
             signers_stamp: None,
+            baseline: None,
             _watcher: None,
             watch_rx,
         };
@@ -141,6 +159,20 @@ impl Worker {
         let mut token = None;
         loop {
             let update = self.check(token.take());
+            if let Some(baseline) = self.baseline.take() {
+                let first = SourceUpdate {
+                    token: None,
+                    checked_at: update.checked_at,
+                    next_check: update.next_check,
+                    poll_interval: update.poll_interval,
+                    tip: update.tip.clone(),
+                    snapshot: Some(baseline),
+                    error: None,
+                };
+                if self.updates.send(first).is_err() {
+                    return;
+                }
+            }
             if self.updates.send(update).is_err() {
                 return;
             }
@@ -259,19 +291,10 @@ impl Worker {
         let tree = git
             .read_units(&tip)
             .map_err(|e| (e.kind().to_string(), e.to_string()))?;
-        let info = git.commit_info(&tip).ok();
-        let parse_started = Instant::now();
-        let (units, timers, sockets) = load_sets(&tree, &self.config.ctx);
-        let snapshot = Snapshot {
-            commit: Some(tip.clone()),
-            subject: info.as_ref().map(|i| i.subject.clone()),
-            commit_time: info.as_ref().map(|i| i.author_time),
-            units,
-            timers,
-            sockets,
-            fetch_time,
-            parse_time: parse_started.elapsed(),
-        };
+        if self.sent_tip.is_none() {
+            self.baseline = baseline_first(&self.config, git, &tip, &tree);
+        }
+        let snapshot = commit_snapshot(git, &self.config.ctx, &tip, &tree, fetch_time);
         self.sent_tip = Some(tip.clone());
         Ok((Some(tip), Some(snapshot)))
     }
@@ -313,6 +336,10 @@ impl Worker {
                 commit: None,
                 subject: None,
                 commit_time: None,
+                committer_time: None,
+                policy: None,
+                digest: crate::rollout::units_digest(&tree),
+                baseline: false,
                 units,
                 timers,
                 sockets,
@@ -320,6 +347,63 @@ impl Worker {
                 parse_time: parse_started.elapsed(),
             }),
         ))
+    }
+}
+
+/// At start-up, when the tip is not what the previous daemon applied and the host may
+/// not take it at once (frozen, or the tip carries a rollout policy), the applied commit
+/// is read from the mirror and sent first, so the services come back as they ran.
+fn baseline_first(
+    config: &WorkerConfig,
+    git: &GitSource,
+    tip: &str,
+    tip_tree: &FileTree,
+) -> Option<Snapshot> {
+    let applied = config.baseline.as_deref()?;
+    if applied == tip
+        || !(config.frozen || tip_tree.entries.contains_key(crate::rollout::POLICY_FILE))
+    {
+        return None;
+    }
+    match git.read_units(applied) {
+        Ok(tree) => {
+            let mut snapshot = commit_snapshot(git, &config.ctx, applied, &tree, Duration::ZERO);
+            snapshot.baseline = true;
+            Some(snapshot)
+        }
+        Err(err) => {
+            tracing::warn!(
+                "cannot re-read the previously applied commit {applied} ({err}); the tip {tip} is gated from nothing"
+            );
+            None
+        }
+    }
+}
+
+/// Reads and parses one commit's units (off the loop) into a snapshot.
+fn commit_snapshot(
+    git: &GitSource,
+    ctx: &SpecifierContext,
+    commit: &str,
+    tree: &FileTree,
+    fetch_time: Duration,
+) -> Snapshot {
+    let info = git.commit_info(commit).ok();
+    let parse_started = Instant::now();
+    let (units, timers, sockets) = load_sets(tree, ctx);
+    Snapshot {
+        commit: Some(commit.to_string()),
+        subject: info.as_ref().map(|i| i.subject.clone()),
+        commit_time: info.as_ref().map(|i| i.author_time),
+        committer_time: info.as_ref().map(|i| i.committer_time),
+        policy: crate::rollout::policy_of(tree),
+        digest: crate::rollout::units_digest(tree),
+        baseline: false,
+        units,
+        timers,
+        sockets,
+        fetch_time,
+        parse_time: parse_started.elapsed(),
     }
 }
 

@@ -59,6 +59,9 @@ pub struct CommitInfo {
     pub author: String,
     /// The author time, seconds since the Unix epoch.
     pub author_time: i64,
+    /// The committer time, seconds since the Unix epoch: when the commit was made (a
+    /// rebase or cherry-pick keeps the author time), which rollout delays count from.
+    pub committer_time: i64,
 }
 
 /// A followed branch and its mirror. `Send`, so the daemon can own it from a fetcher thread
@@ -329,6 +332,12 @@ impl GitSource {
             .time()
             .map(|t| t.seconds)
             .map_err(|e| self.object_error(commit, id, &e))?;
+        let committer_time = c
+            .committer()
+            .map_err(|e| self.object_error(commit, id, &e))?
+            .time()
+            .map(|t| t.seconds)
+            .map_err(|e| self.object_error(commit, id, &e))?;
         let short_id = c
             .short_id()
             .map(|p| p.to_string())
@@ -339,6 +348,7 @@ impl GitSource {
             subject,
             author: author.name.to_str_lossy().into_owned(),
             author_time,
+            committer_time,
         })
     }
 

@@ -2,7 +2,7 @@
 //! of its own layer or of the layers below it, and the pure core does no I/O.
 //!
 //! Layers, bottom up: `sys` (small OS helpers) → the pure core (`unit`, `service`, `deps`,
-//! `reconcile`, `timer`, `source::poll`, `source::diff`, `tree`, `perf`) → adapters (`runtime`,
+//! `reconcile`, `rollout`, `timer`, `source::poll`, `source::diff`, `tree`, `perf`) → adapters (`runtime`,
 //! `source::*`, `state`, `logs`, `control`, `config`, `host`) → `daemon` → `cli`.
 //! The binary (`src/main.rs`) may use anything.
 //!
@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("service", 1),
     ("deps", 1),
     ("reconcile", 1),
+    ("rollout", 1),
     ("tree", 1),
     ("perf", 1),
     ("metrics", 1),

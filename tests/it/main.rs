@@ -10,11 +10,13 @@ mod runtime_support;
 mod support;
 
 // The `gitproc` verbs, one module per verb (or verb group).
+mod bench_fleet;
 mod bench_regress;
 mod cli_check;
 mod cli_completions;
 mod cli_daemon;
 mod cli_daemon_dir;
+mod cli_freeze;
 mod cli_list;
 mod cli_list_timers;
 mod cli_logs;
@@ -42,6 +44,7 @@ mod git_deploy;
 mod git_oversized_files;
 mod git_remotes;
 mod git_rollback;
+mod git_rollout;
 mod git_signing;
 mod git_source;
 // `[Unit]` directives, end to end.

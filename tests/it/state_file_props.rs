@@ -62,6 +62,10 @@ fn persisted_state() -> impl Strategy<Value = PersistedState> {
                     poll_interval_s: nums[0],
                     next_check: nums[1],
                     last_check: nums[2],
+                    // Rollout facts: a pending commit and its first sighting.
+                    pending_commit: nums[0].map(|n| format!("{n:040x}")),
+                    pending_first_seen_ms: nums[1].map(|n| (n >> 1) as i64),
+                    ..DaemonState::default()
                 },
                 units,
                 timers: BTreeMap::new(),

@@ -28,6 +28,8 @@ impl Supervisor {
             Verb::Ping => Reply::ok(serde_json::json!({"pong": true})),
             Verb::Status { units } => self.status_reply(&units),
             Verb::Perf => Reply::ok(self.perf_json()),
+            Verb::Freeze { reason } => return self.freeze(reason, by(peer, peer_name), reply),
+            Verb::Thaw => return self.thaw(by(peer, peer_name), reply),
             Verb::Sync => {
                 let token = self.next_token;
                 self.next_token += 1;

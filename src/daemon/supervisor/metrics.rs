@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::Supervisor;
-use crate::metrics::{MetricsQuery, Snapshot, UnitMetrics};
+use crate::metrics::{MetricsQuery, PendingMetrics, Snapshot, UnitMetrics};
 use crate::service::ActiveState;
 
 /// Counters and times kept for metrics only.
@@ -130,13 +130,25 @@ impl Supervisor {
             units,
             gauges: Vec::new(),
             latencies: self.perf.histograms(),
-            // Rollout and freeze facts: not part of this build yet.
-            frozen: None,
-            pending: None,
+            // The rollout's own status objects are the one definition of these facts.
+            frozen: Some(!self.freeze_json().is_null()),
+            pending: pending_metrics(&self.pending_json()),
             // Counted by the HTTP listener, which fills them in.
             webhooks: Vec::new(),
         };
         // An HTTP thread that gave up waiting has dropped its receiver: nothing to do.
         let _ = query.reply.send(snapshot);
     }
+}
+
+/// The pending commit of `status` (`daemon.pending`) as metrics; `None` when nothing waits.
+fn pending_metrics(p: &serde_json::Value) -> Option<PendingMetrics> {
+    let text = |key: &str| p[key].as_str().map(str::to_string);
+    Some(PendingMetrics {
+        commit: text("commit")?,
+        wave: text("wave"),
+        reason: text("reason"),
+        held_by: text("held_by"),
+        apply_at_unix: p["apply_at_ms"].as_f64().map(|ms| ms / 1000.0),
+    })
 }

@@ -18,6 +18,7 @@
 //!   thread's, and `Exec=` probe processes), and what a change of health does;
 //! - [`timers`]: timer units (their own kind: a pure state each, one deadline each);
 //! - [`sockets`]: socket units (their own kind: listening fds, activation of their service);
+//! - [`rollout`]: the commit waiting for this host's rollout wave, and the freeze;
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
 //! - [`metrics`]: the snapshot `/metrics` renders, and the facts only metrics need;
 //! - [`shutdown`]: stopping everything in reverse dependency order, the final save;
@@ -38,6 +39,7 @@ mod metrics;
 mod persist;
 mod queues;
 mod resources;
+mod rollout;
 mod shutdown;
 mod sockets;
 mod source;
@@ -209,6 +211,8 @@ pub struct Supervisor {
     /// Replayed after each spawn report (see `children`), dropped once the spawner is idle.
     early_notify: Vec<NotifyDatagram>,
     job_saves: Vec<JobSave>,
+    /// The commit waiting for this host's rollout wave, and the freeze (see [`rollout`]).
+    rollout: rollout::RolloutState,
     /// The prober thread (`None` if it cannot start: health checks are then not run).
     prober: Option<crate::runtime::prober::Prober>,
     probe_results: Receiver<Vec<crate::runtime::prober::ProbeResult>>,
@@ -249,6 +253,7 @@ impl Supervisor {
                     (None, crossbeam_channel::never())
                 }
             };
+        let rollout = rollout::RolloutState::restore(restored.as_ref());
         let (prober, probe_results) = match crate::runtime::prober::Prober::start() {
             Ok((p, rx)) => (Some(p), rx),
             Err(e) => {
@@ -295,6 +300,7 @@ impl Supervisor {
             unclaimed_exits: Vec::new(),
             early_notify: Vec::new(),
             job_saves: Vec::new(),
+            rollout,
             prober,
             probe_results,
             health: HashMap::new(),
@@ -363,6 +369,7 @@ impl Supervisor {
             self.fire_timers(now);
             self.run_exec_probes(now);
             self.tick_timers();
+            self.apply_due();
             self.process_queues();
             self.tick_sockets();
             self.check_trials(now);
@@ -469,6 +476,10 @@ impl Supervisor {
             consider(deadline(last, period));
         }
         consider(self.timers_deadline());
+        if !self.shutting_down {
+            // While shutting down nothing is applied: a due commit must not spin the loop.
+            consider(self.rollout.deadline(now));
+        }
         if self.dirty {
             consider(self.save_held_until(now));
         }

@@ -39,14 +39,13 @@ impl Supervisor {
             self.source.verified_commit = snapshot.commit.clone();
             self.perf.record(Op::Fetch, snapshot.fetch_time);
             self.perf.record(Op::Parse, snapshot.parse_time);
-            let started = Instant::now();
-            summary = crate::daemon::apply::apply(self, snapshot);
-            self.perf.record(Op::Apply, started.elapsed());
-            if !self.first_applied {
-                self.first_applied = true;
-                sd_notify("READY=1");
+            if let Some(applied) = self.offer(snapshot) {
+                summary = applied;
             }
         }
+        // What holds a fetched commit back, whether it came with this check or before.
+        summary["pending"] = self.pending_json();
+        summary["frozen"] = self.freeze_json();
         self.note_check(update.checked_at, update.error.is_some());
         if let Some(error) = &update.error {
             summary["error"] = serde_json::Value::String(error.clone());
@@ -59,6 +58,25 @@ impl Supervisor {
                 None => Reply::ok(summary),
             });
         }
+    }
+
+    /// Applies a unit set now (the rollout gate has already let it through).
+    pub(super) fn apply_now(
+        &mut self,
+        snapshot: crate::daemon::worker::Snapshot,
+    ) -> serde_json::Value {
+        let started = Instant::now();
+        let summary = crate::daemon::apply::apply(self, snapshot);
+        self.perf.record(Op::Apply, started.elapsed());
+        if !self.first_applied {
+            self.first_applied = true;
+            sd_notify("READY=1");
+        }
+        summary
+    }
+
+    pub(super) fn source_commit(&self) -> Option<String> {
+        self.source.applied_commit.clone()
     }
 
     pub(in crate::daemon) fn set_applied(

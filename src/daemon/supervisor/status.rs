@@ -138,6 +138,11 @@ impl Supervisor {
             "save_error": w.last_error,
             "save_error_since": w.last_error_since.map(unix_of),
             "shutting_down": self.shutting_down,
+            // Rollouts: the identity waves are computed from, the fetched commit waiting
+            // for this host's wave (or a thaw), and the operator's freeze.
+            "hostname": self.settings.host.hostname,
+            "pending": self.pending_json(),
+            "frozen": self.freeze_json(),
         })
     }
 
