@@ -35,6 +35,7 @@ pub struct Config {
     pub logs: LogsSection,
     pub control: ControlSection,
     pub signing: SigningSection,
+    pub http: HttpSection,
 }
 
 impl Default for Config {
@@ -52,6 +53,7 @@ impl Default for Config {
             logs: LogsSection::default(),
             control: ControlSection::default(),
             signing: SigningSection::default(),
+            http: HttpSection::default(),
         }
     }
 }
@@ -143,6 +145,68 @@ pub struct SigningSection {
     pub allowed_signers: Option<PathBuf>,
 }
 
+/// The optional HTTP listener (webhooks, `/metrics`, `/healthz`, `/v1/status`). Off unless
+/// `listen` is set.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// `IP:PORT` to listen on, e.g. `127.0.0.1:9420`. A host name is refused: which address
+    /// it resolves to decides whether the token is needed, so it must be explicit.
+    pub listen: Option<String>,
+    /// The shared secret of push webhooks (`POST /hooks/git`); without it that route is 404.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// The bearer token `/v1/*` requires. Mandatory when `listen` is not a loopback address.
+    pub token_file: Option<PathBuf>,
+    /// The least time between two checks that webhooks trigger (default 1 s): pushes
+    /// meanwhile are coalesced into one check after the gap.
+    pub webhook_min_interval_s: f64,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: None,
+            webhook_secret_file: None,
+            token_file: None,
+            webhook_min_interval_s: 1.0,
+        }
+    }
+}
+
+impl HttpSection {
+    /// The listen address, when the listener is on; `validate` has checked it parses.
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.as_deref().and_then(|a| a.parse().ok())
+    }
+
+    /// Why this section cannot be used; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        finite_secs("webhook_min_interval_s", self.webhook_min_interval_s, true)?;
+        let Some(listen) = &self.listen else {
+            for (key, set) in [
+                ("webhook_secret_file", self.webhook_secret_file.is_some()),
+                ("token_file", self.token_file.is_some()),
+            ] {
+                if set {
+                    return Err(format!(
+                        "{key} is set but listen is not: set listen = \"127.0.0.1:9420\" to turn the listener on"
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+            format!("listen = {listen:?} is not an IP:PORT address (e.g. \"127.0.0.1:9420\" or \"[::1]:9420\")")
+        })?;
+        if !addr.ip().is_loopback() && self.token_file.is_none() {
+            return Err(format!(
+                "listen = {listen:?} is not a loopback address: set token_file (the bearer token /v1/* then requires), or listen on 127.0.0.1"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Errors name the file and what is wrong in it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -221,6 +285,9 @@ impl Config {
                 "[signing] require_signed = true needs allowed_signers = \"/path/to/allowed_signers\""
                     .into(),
             );
+        }
+        if let Err(message) = self.http.check() {
+            return bad(format!("[http] {message}"));
         }
         Ok(())
     }
@@ -337,6 +404,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("allowed_signers"), "{err}");
+    }
+
+    #[test]
+    fn http_is_off_by_default_and_validated() {
+        assert_eq!(Config::default().http.listen_addr(), None);
+        let ok =
+            Config::parse("[http]\nlisten = \"127.0.0.1:9420\"\n", Path::new("g.toml")).unwrap();
+        assert_eq!(
+            ok.http.listen_addr(),
+            Some("127.0.0.1:9420".parse().unwrap())
+        );
+        for (text, key) in [
+            ("listen = \"localhost:9420\"", "listen"),
+            ("listen = \"127.0.0.1\"", "listen"),
+            ("listen = \"0.0.0.0:9420\"", "token_file"),
+            ("token_file = \"/t\"", "token_file"),
+            ("webhook_secret_file = \"/s\"", "webhook_secret_file"),
+            ("webhook_min_interval_s = -1", "webhook_min_interval_s"),
+        ] {
+            let err = Config::parse(&format!("[http]\n{text}\n"), Path::new("g.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("[http]") && err.contains(key), "{text}: {err}");
+        }
+        let off_loopback = "[http]\nlisten = \"0.0.0.0:9420\"\ntoken_file = \"/t\"\n";
+        assert!(Config::parse(off_loopback, Path::new("g.toml")).is_ok());
     }
 
     #[test]

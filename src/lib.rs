@@ -13,6 +13,8 @@
 //! - [`logs`]: the single log collector thread and rotation.
 //! - [`state`]: the persisted state file, its batched atomic writer and the daemon lock.
 //! - [`control`]: the control socket protocol, server and client.
+//! - [`http`]: the optional HTTP listener (webhooks, `/metrics`, `/v1/status`); [`metrics`]: its
+//!   Prometheus exposition (pure).
 //! - [`daemon`]: the event loop that owns all supervisor state and wires everything together.
 //! - [`cli`]: the `gitproc` command line.
 
@@ -21,7 +23,9 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod deps;
+pub mod http;
 pub mod logs;
+pub mod metrics;
 pub mod perf;
 pub(crate) mod reconcile;
 pub(crate) mod rollout;

@@ -191,6 +191,16 @@ impl Perf {
         }
     }
 
+    /// A copy of every operation's histogram, for `/metrics` (a few KiB each: the loop
+    /// copies, the HTTP thread turns them into buckets).
+    pub fn histograms(&self) -> Vec<(&'static str, Histogram<u64>)> {
+        Op::ALL
+            .iter()
+            .zip(&self.histograms)
+            .map(|(op, h)| (op.name(), h.clone()))
+            .collect()
+    }
+
     /// Percentiles of every operation, keyed by [`Op::name`].
     pub fn stats(&self) -> BTreeMap<String, OpStats> {
         Op::ALL

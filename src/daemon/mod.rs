@@ -73,6 +73,9 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
     let state_dir = absolute(&state_dir)?;
     init_tracing(log_file.as_deref(), log_color, &config.logs)?;
 
+    // Secrets are read before anything starts: a missing file is a configuration error.
+    let http = crate::http::HttpConfig::load(&config.http, config.branch.clone())?;
+
     crate::state::ensure_state_dir(&state_dir)?;
     let _lock = match acquire_lock(&state_dir) {
         Ok(lock) => lock,
@@ -178,8 +181,21 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         );
         return Ok(exit::FAILURE);
     }
+    let http_control = http.as_ref().map(|_| control_tx.clone());
     crate::control::server::start(&socket_path, policy, control_tx)
         .with_context(|| format!("control socket {}", socket_path.display()))?;
+    // The HTTP listener asks the loop what the control socket asks (status, sync, ping)
+    // through the same channel, and scrapes through its own.
+    // This end of the metrics channel lives as long as the loop: a disconnected receiver
+    // is always ready, and would make the loop's select spin if the listener's threads died.
+    let (_metrics_keep, metrics_rx) = match (http, http_control) {
+        (Some(http), Some(to_loop)) => {
+            let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(16);
+            crate::http::server::start(http, to_loop, metrics_tx.clone())?;
+            (Some(metrics_tx), metrics_rx)
+        }
+        _ => (None, crossbeam_channel::never()),
+    };
 
     let (notify_path, notify_dir) =
         crate::runtime::notify_socket::socket_path(&state_dir, NOTIFY_SOCKET_NAME)?;
@@ -283,6 +299,7 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<i32> {
         notify: notify_rx,
         source: update_rx,
         adopted_exits: adopted_rx,
+        metrics: metrics_rx,
     });
     let _ = std::fs::remove_file(&socket_path);
     drop(notify_socket);

@@ -31,6 +31,7 @@ mod daemon_control_socket;
 mod daemon_crash_loops;
 mod daemon_duplicates;
 mod daemon_hostile_units;
+mod daemon_http;
 mod daemon_lock;
 mod daemon_never_blocks;
 mod daemon_pid1;
@@ -88,4 +89,5 @@ mod layering;
 mod service_machine;
 // Packaging and operator tools.
 mod packaging_install;
+mod packaging_prometheus;
 mod profile_script;

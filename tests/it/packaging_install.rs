@@ -274,6 +274,10 @@ fn example_config_uncommented_is_valid_toml_with_the_documented_keys() {
         "control.group",
         "signing.require_signed",
         "signing.allowed_signers",
+        "http.listen",
+        "http.webhook_secret_file",
+        "http.token_file",
+        "http.webhook_min_interval_s",
     ];
     want.sort();
     assert_eq!(keys, want, "keys of packaging/gitproc.toml");

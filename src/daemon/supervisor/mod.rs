@@ -20,6 +20,7 @@
 //! - [`sockets`]: socket units (their own kind: listening fds, activation of their service);
 //! - [`rollout`]: the commit waiting for this host's rollout wave, and the freeze;
 //! - [`status`]: the JSON of `status` and `perf`; [`persist`]: the `state.json` snapshot;
+//! - [`metrics`]: the snapshot `/metrics` renders, and the facts only metrics need;
 //! - [`shutdown`]: stopping everything in reverse dependency order, the final save;
 //! - [`spawns`]: spawns in flight on the spawner's threads, their reports, and the
 //!   processes of spawns a service gave up on.
@@ -34,6 +35,7 @@ mod effects;
 mod health;
 mod hooks;
 mod jobs;
+mod metrics;
 mod persist;
 mod queues;
 mod resources;
@@ -83,6 +85,8 @@ pub struct Inputs {
     pub notify: Receiver<NotifyDatagram>,
     pub source: Receiver<SourceUpdate>,
     pub adopted_exits: Receiver<i32>,
+    /// `/metrics` scrapes from the HTTP listener (`never()` when it is off).
+    pub metrics: Receiver<crate::metrics::MetricsQuery>,
 }
 
 /// Fixed settings of this daemon run.
@@ -150,6 +154,7 @@ enum Input {
     /// A socket unit's listening fd is readable (see [`sockets`]).
     SocketReadable(crate::runtime::socket_watch::Readable),
     Saved(usize, Result<(), StateError>),
+    Metrics(crate::metrics::MetricsQuery),
     /// A deadline passed (or a channel other than the signals' closed).
     Tick,
 }
@@ -219,6 +224,7 @@ pub struct Supervisor {
     exec_probed: std::collections::BTreeSet<String>,
     /// Every unit's next deadline, so that a wakeup reads the earliest one (`deadlines`).
     deadlines: deadlines::Deadlines,
+    metric_facts: metrics::MetricFacts,
 }
 
 impl Supervisor {
@@ -301,6 +307,7 @@ impl Supervisor {
             probe_pids: HashMap::new(),
             exec_probed: std::collections::BTreeSet::new(),
             deadlines: deadlines::Deadlines::default(),
+            metric_facts: metrics::MetricFacts::default(),
         }
     }
 
@@ -347,6 +354,12 @@ impl Supervisor {
                     let save = self.job_saves.remove(index);
                     self.job_saved(save, result);
                 }
+                Input::Metrics(query) => {
+                    // Counted with the control requests: the loop's time answering outsiders.
+                    let started = Instant::now();
+                    self.on_metrics(query);
+                    self.perf.record(Op::Control, started.elapsed());
+                }
                 Input::Tick => {}
             }
             let now = Instant::now();
@@ -389,7 +402,8 @@ impl Supervisor {
         let spawner = sel.recv(reports);
         let readable = sel.recv(&self.socket_readable);
         let probe = sel.recv(&self.probe_results);
-        let first_save = probe + 1;
+        let metrics = sel.recv(&inputs.metrics);
+        let first_save = metrics + 1;
         for rx in &saves {
             sel.recv(rx);
         }
@@ -417,6 +431,8 @@ impl Supervisor {
         } else if i == probe {
             op.recv(&self.probe_results)
                 .map_or(Input::ProberGone, Input::Probe)
+        } else if i == metrics {
+            op.recv(&inputs.metrics).map_or(Input::Tick, Input::Metrics)
         } else {
             let k = i - first_save;
             // A writer that went away answers like a failed save.

@@ -46,6 +46,7 @@ impl Supervisor {
         // What holds a fetched commit back, whether it came with this check or before.
         summary["pending"] = self.pending_json();
         summary["frozen"] = self.freeze_json();
+        self.note_check(update.checked_at, update.error.is_some());
         if let Some(error) = &update.error {
             summary["error"] = serde_json::Value::String(error.clone());
         }

@@ -44,6 +44,7 @@ impl Supervisor {
                 ),
             );
             m.failed_commit = failed_commit;
+            self.metric_facts.rollbacks = self.metric_facts.rollbacks.saturating_add(1);
             m.failed_hash = m.hash.take();
             m.hash = Some(good.hash.clone());
             m.commit = good.commit.clone();
