@@ -72,6 +72,23 @@ impl Fixture {
         repo
     }
 
+    /// Waits until `unit` is active with a main pid running the program; returns the pid.
+    fn wait_main(&self, daemon: &Daemon, unit: &str) -> i32 {
+        let program = self.program;
+        let u = daemon.wait_unit_for(
+            unit,
+            &format!("{unit} to be active with {program} as its main process"),
+            WAIT * 3,
+            |u| {
+                u["active_state"] == "active"
+                    && u["main_pid"]
+                        .as_i64()
+                        .is_some_and(|p| is_program(p as i32, program))
+            },
+        );
+        u["main_pid"].as_i64().unwrap_or_default() as i32
+    }
+
     /// The live processes running the package's program right now.
     fn processes(&self) -> Vec<i32> {
         crate::support::all_pids()
@@ -87,19 +104,7 @@ impl Fixture {
         let before = self.processes();
         let repo = self.repo();
         let daemon = Daemon::start(repo.path(), &["--units-dir", "units"]);
-        let program = self.program;
-        let main = daemon.wait_unit_for(
-            unit,
-            &format!("{unit} to be active with {program} as its main process"),
-            WAIT * 3,
-            |u| {
-                u["active_state"] == "active"
-                    && u["main_pid"]
-                        .as_i64()
-                        .is_some_and(|p| is_program(p as i32, program))
-            },
-        );
-        let main = main["main_pid"].as_i64().unwrap_or_default() as i32;
+        let main = self.wait_main(&daemon, unit);
         Running {
             daemon,
             _repo: repo,
@@ -398,21 +403,8 @@ fn rsyslog_is_activated_through_syslog_socket_by_its_alias_and_logs_a_datagram()
     client
         .send_to(b"<13>gitproc-test: activation", SYSLOG_SOCKET)
         .expect("sending to syslog.socket");
-    let program = RSYSLOG.program;
-    let u = daemon.wait_unit_for(
-        "rsyslog.service",
-        &format!(
-            "rsyslog.service to be active (ready by notify) with {program} as its main process"
-        ),
-        WAIT * 3,
-        |u| {
-            u["active_state"] == "active"
-                && u["main_pid"]
-                    .as_i64()
-                    .is_some_and(|p| is_program(p as i32, program))
-        },
-    );
-    let main = u["main_pid"].as_i64().unwrap_or_default() as i32;
+    // Type=notify: active once rsyslogd said READY=1.
+    let main = RSYSLOG.wait_main(&daemon, "rsyslog.service");
     let environ = std::fs::read(format!("/proc/{main}/environ")).unwrap_or_default();
     let environ: Vec<String> = environ
         .split(|&b| b == 0)
