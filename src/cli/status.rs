@@ -202,14 +202,26 @@ fn print_summary(data: &Value) {
         );
     }
     println!();
+    let units = data["units"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    // The name column fits the longest name (hook instances such as
+    // `notify-failure@web.service.service` are long), 32 at least.
+    let width = units
+        .iter()
+        .map(|u| str_or(u, "name", "?").chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(32);
     println!(
-        "  {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}  HEALTH",
+        "  {:<width$} {:<12} {:<14} {:<16} {:>8} {:>8}  HEALTH",
         "UNIT", "ACTIVE", "SUB", "RESULT", "PID", "RESTARTS"
     );
-    for u in data["units"].as_array().into_iter().flatten() {
+    for u in units {
         let active = str_or(u, "active_state", "?");
         println!(
-            "{} {:<32} {:<12} {:<14} {:<16} {:>8} {:>8}  {}",
+            "{} {:<width$} {:<12} {:<14} {:<16} {:>8} {:>8}  {}",
             state_dot(active, color),
             str_or(u, "name", "?"),
             active,

@@ -78,6 +78,30 @@ fn status_without_units_prints_the_daemon_summary_and_a_table() {
     assert!(!text.contains('\x1b'), "colors on a pipe:\n{text:?}");
 }
 
+/// A name longer than the default column (hook instances are) widens the UNIT column for
+/// every row, so the ACTIVE column stays aligned.
+#[test]
+fn the_unit_column_fits_the_longest_name() {
+    let repo = Repo::new();
+    let long = "a-rather-long-name-for-a-service-unit@instance.service";
+    repo.write(&format!("units/{long}"), &service("/bin/sleep 1000", ""));
+    repo.write("units/web.service", &service("/bin/sleep 1000", ""));
+    repo.commit("a long name");
+    let daemon = Daemon::start(repo.path(), &["--units-dir", "units"]);
+    daemon.wait_running("web.service");
+    daemon.wait_running(long);
+    let text = stdout(&daemon.cli(&["status"]));
+    let column = |name: &str| {
+        let line = text
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"));
+        line.find(" active")
+            .unwrap_or_else(|| panic!("no ACTIVE in {line:?}"))
+    };
+    assert_eq!(column(long), column("web.service"), "{text}");
+}
+
 #[test]
 fn status_unit_shows_loaded_active_main_pid_and_recent_log_lines() {
     let (repo, commit) = three_units();
