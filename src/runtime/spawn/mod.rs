@@ -162,6 +162,14 @@ pub struct Spawned {
 /// Starts the process described by `req`. Returns once execve succeeded.
 pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
     let prepared = plan::prepare(req)?;
+    // Preparing may wait (a FIFO's reader, see `stdio`); a start given up meanwhile must
+    // not run at all, even when the wait ended well just after the loop gave up.
+    if req.progress.is_some_and(SpawnProgress::is_cancelled) {
+        return Err(SpawnError::setup(
+            "the start",
+            "given up by the supervisor before the process was created",
+        ));
+    }
     let started = match child::spawn(&prepared.child) {
         Ok(Ok(started)) => started,
         Ok(Err(report)) => return Err(SpawnError::from_child(&report, &prepared.exe, req)),
