@@ -91,6 +91,21 @@ pub struct Reply {
     pub warning: Option<String>,
 }
 
+/// A [`Reply`] as the CLI reads it when it only passes `data` on (see
+/// `client::call_raw`): the same fields, `data` left as JSON text.
+#[derive(Debug, Deserialize)]
+pub struct RawReply {
+    pub ok: bool,
+    #[serde(default)]
+    pub exit: i32,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub data: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default)]
+    pub warning: Option<String>,
+}
+
 impl Reply {
     pub fn ok(data: serde_json::Value) -> Reply {
         Reply {

@@ -139,6 +139,13 @@ fn status_json_has_the_documented_shape() {
     let out = daemon.cli(&["status", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+    // The CLI pretty-prints the daemon's text as it reads it (no tree): the output must be
+    // what printing the parsed document gives.
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n", serde_json::to_string_pretty(&v).expect("print")),
+        "status --json is not the pretty form of its document"
+    );
     let d = &v["daemon"];
     assert_eq!(d["pid"], daemon.pid(), "{v:#}");
     assert_eq!(d["commit"], commit.as_str(), "{v:#}");
