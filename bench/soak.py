@@ -10,11 +10,14 @@ bounded too. Then, for --minutes:
 - every --commit-every seconds a commit changes the unit set: it edits a sleeper (the
   daemon restarts it), adds a unit, or removes a unit added earlier, in turn;
 - every --status-every seconds `gitproc status --json` runs (its latency is reported);
-- every --sample seconds the daemon's RSS (VmRSS) and open fd count are sampled.
+- every --sample seconds the daemon's RSS (VmRSS, and its anonymous and file-backed parts)
+  and open fd count are sampled.
 
-At the end it fits a least-squares line to the RSS samples taken after --warmup minutes
-and prints RSS start/end/slope (KiB per minute), fds start/end, commits, status calls and
-status latency, as Markdown. It exits 1 when the slope exceeds --max-slope (default
+At the end it fits a least-squares line to the samples taken after --warmup minutes and
+prints RSS start/end and the slopes (KiB per minute), fds start/end, commits, status calls
+and status latency, as Markdown. The bound applies to anonymous RSS (what a leak grows):
+file-backed RSS is the binary's pages, faulted in as code paths first run and bounded by
+the binary's size. It exits 1 when that slope exceeds --max-slope (default
 64 KiB/min), when the open fd count grew (its floor in the last quarter of the run
 above its peak in the first), when a status call failed, or when the daemon died.
 
@@ -37,11 +40,18 @@ CRASHER = ('[Unit]\nDescription=soak crash loop\nStartLimitIntervalSec=0\n\n'
 
 
 def rss_kib(pid):
+    """(VmRSS, RssAnon, RssFile) in KiB. A leak grows RssAnon (heap, stacks); RssFile is
+    the pages of the binary and its libraries (and nothing else: the daemon maps no other
+    file), which grows as new code paths first run and is bounded by their size."""
+    got = {}
     with open('/proc/%d/status' % pid) as fh:
         for line in fh:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    raise RuntimeError('no VmRSS for pid %d' % pid)
+            key = line.split(':', 1)[0]
+            if key in ('VmRSS', 'RssAnon', 'RssFile'):
+                got[key] = int(line.split()[1])
+    if 'VmRSS' not in got:
+        raise RuntimeError('no VmRSS for pid %d' % pid)
+    return got['VmRSS'], got.get('RssAnon', got['VmRSS']), got.get('RssFile', 0)
 
 
 def fd_count(pid):
@@ -150,8 +160,8 @@ def main():
                 fds.append(fd_count(pid))
                 next_sample += args.sample
                 if len(samples) % 12 == 1:
-                    print('  %5.1f min: RSS %d KiB, %d fds, %d commits'
-                          % ((t - t0) / 60, samples[-1][1], fds[-1], churn.n),
+                    print('  %5.1f min: RSS %d KiB (anon %d, file %d), %d fds, %d commits'
+                          % ((t - t0) / 60, *samples[-1][1], fds[-1], churn.n),
                           file=sys.stderr)
             if t >= next_commit:
                 churn.step()
@@ -171,15 +181,20 @@ def main():
         fds.append(fd_count(pid))
 
         fit = [(t, v) for t, v in samples if t >= args.warmup * 60]
-        slope = slope_per_minute(fit)
+        slope_rss = slope_per_minute([(t, v[0]) for t, v in fit])
+        slope = slope_per_minute([(t, v[1]) for t, v in fit])
+        slope_file = slope_per_minute([(t, v[2]) for t, v in fit])
         restarts = sum(u.get('n_restarts') or 0 for u in (b.status() or {}).get('units', []))
         status_lat.sort()
         rows = [
             ('minutes', '%.1f (fit after %.1f)' % (args.minutes, args.warmup)),
             ('RSS start / after warm-up / end (KiB)', '%d / %d / %d'
-             % (samples[0][1], fit[0][1], samples[-1][1])),
-            ('RSS slope after warm-up (KiB/min)', '%.1f (bound %.0f)'
+             % (samples[0][1][0], fit[0][1][0], samples[-1][1][0])),
+            ('anonymous RSS start / after warm-up / end (KiB)', '%d / %d / %d'
+             % (samples[0][1][1], fit[0][1][1], samples[-1][1][1])),
+            ('anonymous RSS slope after warm-up (KiB/min)', '%.1f (bound %.0f)'
              % (slope, args.max_slope)),
+            ('RSS / file-backed RSS slope (KiB/min)', '%.1f / %.1f' % (slope_rss, slope_file)),
             ('open fds start / max / end', '%d / %d / %d' % (fds[0], max(fds), fds[-1])),
             ('commits', str(churn.n)),
             ('restarts (crash loops and edits)', str(restarts)),
@@ -191,7 +206,8 @@ def main():
         print(gp.md_table(['soak', 'value'], rows))
         failures = []
         if slope > args.max_slope:
-            failures.append('RSS grows %.1f KiB/min (> %.0f)' % (slope, args.max_slope))
+            failures.append('anonymous RSS grows %.1f KiB/min (> %.0f)'
+                            % (slope, args.max_slope))
         # Transient fds (a status connection, a spawn's pipes) come and go; a leak raises
         # the floor: the fewest open in the last quarter above the most in the first.
         q = max(1, len(fds) // 4)
