@@ -74,21 +74,58 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Reply {
     pub v: u32,
     pub ok: bool,
     /// Exit code for the CLI (systemctl's).
     #[serde(default)]
     pub exit: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    #[serde(default)]
     pub data: serde_json::Value,
+    /// `data` already serialised (the status answer, written by the loop without building
+    /// a tree); sent instead of `data` when set. A received reply always has it `None`.
+    #[serde(skip)]
+    pub raw_data: Option<RawData>,
     /// Something the operator must know although the request was carried out, e.g. that
     /// the state could not be saved (the change will not survive a daemon restart).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub warning: Option<String>,
+}
+
+/// JSON text of a reply's `data`, compared by its text.
+#[derive(Debug, Clone)]
+pub struct RawData(pub Box<serde_json::value::RawValue>);
+
+impl PartialEq for RawData {
+    fn eq(&self, other: &RawData) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+/// The wire form: `error`, `data` and `warning` only when set, `raw_data` as `data`.
+impl Serialize for Reply {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("v", &self.v)?;
+        map.serialize_entry("ok", &self.ok)?;
+        map.serialize_entry("exit", &self.exit)?;
+        if let Some(error) = &self.error {
+            map.serialize_entry("error", error)?;
+        }
+        match &self.raw_data {
+            Some(raw) => map.serialize_entry("data", &raw.0)?,
+            None if !self.data.is_null() => map.serialize_entry("data", &self.data)?,
+            None => {}
+        }
+        if let Some(warning) = &self.warning {
+            map.serialize_entry("warning", warning)?;
+        }
+        map.end()
+    }
 }
 
 /// A [`Reply`] as the CLI reads it when it only passes `data` on (see
@@ -114,7 +151,16 @@ impl Reply {
             exit: 0,
             error: None,
             data,
+            raw_data: None,
             warning: None,
+        }
+    }
+
+    /// A successful reply whose `data` is JSON text already.
+    pub fn ok_raw(data: Box<serde_json::value::RawValue>) -> Reply {
+        Reply {
+            raw_data: Some(RawData(data)),
+            ..Reply::ok(serde_json::Value::Null)
         }
     }
 
@@ -125,6 +171,7 @@ impl Reply {
             exit,
             error: Some(message.into()),
             data: serde_json::Value::Null,
+            raw_data: None,
             warning: None,
         }
     }
@@ -134,6 +181,26 @@ impl Reply {
         Reply {
             data,
             ..Reply::error(exit, message)
+        }
+    }
+
+    /// [`Reply::partial`] with `data` as JSON text.
+    pub fn partial_raw(
+        exit: i32,
+        message: impl Into<String>,
+        data: Box<serde_json::value::RawValue>,
+    ) -> Reply {
+        Reply {
+            raw_data: Some(RawData(data)),
+            ..Reply::error(exit, message)
+        }
+    }
+
+    /// `data` as a tree, parsed from `raw_data` when that is set (for in-process users).
+    pub fn data_value(&self) -> serde_json::Value {
+        match &self.raw_data {
+            Some(raw) => serde_json::from_str(raw.0.get()).unwrap_or_default(),
+            None => self.data.clone(),
         }
     }
 }

@@ -306,10 +306,10 @@ fn healthz(ctx: &Ctx) -> Answer {
 
 fn status(ctx: &Ctx) -> Answer {
     match ask(ctx, Verb::Status { units: Vec::new() }, LOOP_DEADLINE) {
-        Ok(reply) if reply.ok => json(200, &reply.data),
+        Ok(reply) if reply.ok => json(200, &reply.data_value()),
         Ok(reply) => json(
             500,
-            &serde_json::json!({"error": reply.error, "data": reply.data}),
+            &serde_json::json!({"error": reply.error, "data": reply.data_value()}),
         ),
         Err(answer) => answer,
     }

@@ -456,24 +456,21 @@ impl Supervisor {
             .min()
     }
 
-    /// `status` fields of a unit's health (`health: null` without a check).
-    pub(super) fn health_json(&self, name: &str, v: &mut serde_json::Value) {
-        let Some(h) = self.health.get(name) else {
-            v["health"] = serde_json::Value::Null;
-            return;
-        };
+    /// What `status` shows of a unit's health (`None` without a check).
+    pub(super) fn health_view(&self, name: &str) -> Option<super::status::HealthView<'_>> {
+        let h = self.health.get(name)?;
         let last = h.health.last();
-        v["health"] = serde_json::json!(h.health.state().as_str());
-        v["health_since"] = serde_json::json!(unix_at(h.health.since()));
-        v["health_probe"] = serde_json::json!(h.check.probe.kind());
-        v["health_probing"] = serde_json::json!(h.probing);
-        v["last_probe"] = serde_json::json!(last.map(|(at, _)| unix_at(*at)));
-        v["last_probe_result"] = serde_json::json!(last.map(|(_, o)| o.summary.clone()));
-        v["last_probe_ok"] = serde_json::json!(last.map(|(_, o)| o.ok));
-        v["last_probe_output"] = serde_json::json!(last.map(|(_, o)| o.output.clone()));
-        v["health_probes"] = serde_json::json!(h.health.probes);
-        v["health_failed_probes"] = serde_json::json!(h.health.failed_probes);
-        v["health_connections"] = serde_json::json!(h.connections);
+        Some(super::status::HealthView {
+            state: h.health.state().as_str(),
+            since: unix_at(h.health.since()),
+            probe: h.check.probe.kind(),
+            probing: h.probing,
+            last_at: last.map(|(at, _)| unix_at(*at)),
+            last: last.map(|(_, o)| o),
+            probes: h.health.probes,
+            failed_probes: h.health.failed_probes,
+            connections: h.connections,
+        })
     }
 
     /// Forgets the health of a unit gone from the repository.

@@ -129,12 +129,12 @@ impl Supervisor {
     }
 
     /// `status`: the limits written for the current run and what the unit uses now.
-    pub(super) fn resources_json(
+    pub(super) fn resources_row<'a>(
         &self,
         name: &str,
-        m: &Managed,
+        m: &'a Managed,
         with_usage: bool,
-    ) -> serde_json::Value {
+    ) -> super::status::Resources<'a> {
         let running = with_usage
             && m.service.as_ref().is_some_and(|s| {
                 !matches!(
@@ -142,23 +142,26 @@ impl Supervisor {
                     crate::service::ActiveState::Inactive | crate::service::ActiveState::Failed
                 )
             });
-        let cgroups = self.unit_cgroups(name, m);
         let usage = if running {
-            cgroups.usage(m.tracker.cgroup().map(|c| c.path()))
+            self.unit_cgroups(name, m)
+                .usage(m.tracker.cgroup().map(|c| c.path()))
         } else {
             Default::default()
         };
-        let limits: Vec<serde_json::Value> = m
-            .limits
-            .iter()
-            .map(|w| serde_json::json!({"key": w.key, "value": w.value, "file": w.file}))
-            .collect();
-        serde_json::json!({
-            "limits": limits,
-            "memory_current": usage.memory_bytes,
-            "tasks_current": usage.tasks,
-            "cpu_usage_nsec": usage.cpu_usage_ns,
-            "cgroups_v1": m.v1_cgroups,
-        })
+        super::status::Resources {
+            cgroups_v1: &m.v1_cgroups,
+            cpu_usage_nsec: usage.cpu_usage_ns,
+            limits: m
+                .limits
+                .iter()
+                .map(|w| super::status::Limit {
+                    file: &w.file,
+                    key: w.key,
+                    value: &w.value,
+                })
+                .collect(),
+            memory_current: usage.memory_bytes,
+            tasks_current: usage.tasks,
+        }
     }
 }
