@@ -166,7 +166,7 @@ fn hook_until_applied(s: &Setup, headers: &[(&str, &str)], body: &str, commit: &
 /// runs six git processes per check, and gix builds a new HTTP client per check, 25-80 ms
 /// in a debug build on a loaded machine), while the webhook's own part, hook received to
 /// check started, stays under a millisecond (the daemon's log shows both). The figures go
-/// to stderr and into /work/notes/http-docs.md.
+/// to stderr (`--nocapture`); PERFORMANCE.md has the release ones.
 fn assert_fast(style: &str, t: Timing, s: &Setup) {
     assert!(
         t.to_applied < Duration::from_secs(1),
