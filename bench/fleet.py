@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Fleet simulation: N gitproc daemons on this machine follow one repository over HTTP.
+"""Fleet simulation: N gitproc daemons on this machine follow one repository.
 
 Each daemon has its own state directory and `--hostname host-NNN`; the repository is
-served on 127.0.0.1 by `git http-backend` behind a small counting HTTP server (below), so
-the load the fleet puts on a git server is measured, not guessed. Phases, in order:
+served on 127.0.0.1, so the load the fleet puts on a git server is measured, not guessed:
+by `git http-backend` behind a small counting HTTP server (`--server http`, the default:
+each request is a CGI process and an upload-pack, about six processes per changed check),
+or by `git daemon` behind a counting TCP proxy (`--server git`: git://, one upload-pack per
+check, closer to what a real git server costs). Phases, in order:
 
 1. start: every host applies the first commit;
-2. idle: ref advertisements (GET info/refs) and pack transfers (POST git-upload-pack with
-   `command=fetch`, or any v0 upload-pack POST) per host per poll interval, nothing changing;
+2. idle: ref advertisements (GET info/refs, or a git:// connection) and pack transfers
+   (POST git-upload-pack with `command=fetch`, any v0 upload-pack POST, or `command=fetch`
+   on a git:// connection) per host per poll interval, nothing changing;
 3. memory: PSS (/proc/PID/smaps_rollup) of the N daemons, idle;
 4. polling: a commit without rollout policy, no nudge: time until every host applied it;
    with `--webhooks` each daemon also has an `[http]` listener, and a second commit is
@@ -25,6 +29,7 @@ them). Standard library only. Every wait has a timeout; cleanup SIGTERMs each da
 pid (which stops its services) and SIGKILLs whatever is left in our process tree.
 
     python3 bench/fleet.py --hosts 100 --poll 5 --delays 5,30
+    python3 bench/fleet.py --hosts 100 --poll 5 --webhooks --server git
 """
 import argparse
 import datetime
@@ -173,6 +178,98 @@ class GitServer:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class GitDaemonServer:
+    """`git daemon` (git://, protocol v2: a check is one connection, one upload-pack) behind
+    a TCP proxy that counts connections as ref advertisements and the `command=ls-refs` and
+    `command=fetch` requests clients send on them."""
+
+    PATTERNS = ((b'command=ls-refs', 'ls_refs'), (b'command=fetch', 'pack_transfer'))
+
+    def __init__(self, root):
+        self.counts = Counts()
+        with socket.socket() as probe:
+            probe.bind(('127.0.0.1', 0))
+            self.backend = probe.getsockname()[1]
+        # --max-connections=0: the default of 32 would refuse most of a 100-host fleet.
+        self.proc = subprocess.Popen(
+            ['git', 'daemon', '--reuseaddr', '--export-all', '--max-connections=0',
+             '--base-path=' + root, '--listen=127.0.0.1', '--port=%d' % self.backend, root],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(('127.0.0.1', self.backend), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError('git daemon did not start listening')
+                time.sleep(0.02)
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(('127.0.0.1', 0))
+        self.listener.listen(512)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.relay, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def copy(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def relay(self, client):
+        try:
+            server = socket.create_connection(('127.0.0.1', self.backend))
+        except OSError:
+            self.counts.add('refused')
+            client.close()
+            return
+        self.counts.add('ref_advertisement')
+        back = threading.Thread(target=self.copy, args=(server, client), daemon=True)
+        back.start()
+        tail = b''
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                scan = tail + data
+                for pattern, kind in self.PATTERNS:
+                    # Occurrences wholly inside `tail` were counted with the last chunk.
+                    for _ in range(scan.count(pattern) - tail.count(pattern)):
+                        self.counts.add(kind)
+                server.sendall(data)
+                tail = scan[-32:]
+            server.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.counts.add('client_gone')
+        back.join(60)
+        client.close()
+        server.close()
+
+    def stop(self):
+        self.listener.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 # ----------------------------------------------------------------------------- daemons
@@ -505,13 +602,17 @@ def run(args):
     gpbench.git(work, 'push', '-q', bare, 'HEAD:main')
     first = gpbench.git(work, 'rev-parse', 'HEAD').strip()
 
-    server = GitServer(root)
-    url = 'http://127.0.0.1:%d/fleet.git' % server.port
+    if args.server == 'git':
+        server = GitDaemonServer(root)
+        url = 'git://127.0.0.1:%d/fleet.git' % server.port
+    else:
+        server = GitServer(root)
+        url = 'http://127.0.0.1:%d/fleet.git' % server.port
     fleet = Fleet(args, scratch)
     delays = [float(x) for x in args.delays.split(',')]
     salt = pick_salt(fleet.hosts)
     waves = {h: wave_of(salt, h) for h in fleet.hosts}
-    res = {'hosts': args.hosts, 'poll_s': args.poll, 'jitter': args.jitter,
+    res = {'hosts': args.hosts, 'server': args.server, 'poll_s': args.poll, 'jitter': args.jitter,
            'delays_s': delays, 'salt': salt, 'bin': fleet.bin,
            'loadavg_at_start': os.getloadavg(),
            'wave_sizes': {w: sum(1 for v in waves.values() if v == w)
@@ -642,18 +743,20 @@ def run(args):
 
 def report(res):
     f = lambda v: '-' if v is None else '%.2f' % v  # noqa: E731
-    print('## gitproc fleet: %d hosts, poll %s s (jitter %s), wave delays %s s, '
-          'load average at start %.1f' % (res['hosts'], res['poll_s'], res['jitter'],
-                                          res['delays_s'], res['loadavg_at_start'][0]))
+    print('## gitproc fleet: %d hosts, %s server, poll %s s (jitter %s), wave delays %s s, '
+          'load average at start %.1f' % (res['hosts'], res.get('server', 'http'),
+                                          res['poll_s'], res['jitter'], res['delays_s'],
+                                          res['loadavg_at_start'][0]))
     print()
     idle = res['idle']
     rows = [
         ('every host applied the first commit (start)', '%.2f s' % res['start_all_applied_s']),
         ('polling: commit until every host applied (min / p50 / max)',
          '%s / %s / %s s' % tuple(f(res['polling'][k]) for k in ('min_s', 'p50_s', 'max_s'))),
-        ('idle: ref advertisements (GET info/refs) per host per poll interval',
+        ('idle: ref advertisements (GET info/refs or git:// connections) per host per poll '
+         'interval',
          '%.2f' % idle['ref_adv_per_host_per_interval']),
-        ('idle: ls-refs POSTs per host per poll interval',
+        ('idle: ls-refs requests per host per poll interval',
          '%.2f' % idle['ls_refs_per_host_per_interval']),
         ('idle: pack transfers (window %.0f s)' % idle['window_s'], idle['pack_transfers']),
         ('idle: CPU of the %d daemons together' % res['hosts'],
@@ -707,11 +810,13 @@ def main():
     ap.add_argument('--keep', action='store_true', help='keep the work directory')
     ap.add_argument('--webhooks', action='store_true',
                     help='give each daemon an [http] listener and add the webhook phase')
+    ap.add_argument('--server', choices=('http', 'git'), default='http',
+                    help='git server: http-backend as CGI (default) or git daemon (git://)')
     ap.add_argument('--json', help='write the figures here')
     args = ap.parse_args()
     if args.idle is None:
         args.idle = 4 * args.poll
-    if not os.access(HTTP_BACKEND, os.X_OK):
+    if args.server == 'http' and not os.access(HTTP_BACKEND, os.X_OK):
         sys.exit('%s not found: install git' % HTTP_BACKEND)
 
     def on_signal(signum, _frame):

@@ -95,7 +95,7 @@ pub enum Command {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct DaemonArgs {
-    /// Repository to follow: a local path, file://, https://, ssh:// or scp-style URL.
+    /// Repository to follow: a local path, file://, https://, ssh://, git:// or scp-style URL.
     #[arg(long, value_name = "URL_OR_PATH")]
     pub repo: Option<String>,
     /// Branch to follow (default: the remote's HEAD).

@@ -21,7 +21,7 @@ const REMOTE_HEAD_REF: &str = "refs/gitproc/remote-head";
 /// Where units come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceConfig {
-    /// A local path, `file://`, `https://`, `ssh://` or scp-style `user@host:path`.
+    /// A local path, `file://`, `https://`, `ssh://`, `git://` or scp-style `user@host:path`.
     pub url: String,
     /// The branch to follow (`main` or `refs/heads/main`); `None` follows the remote's HEAD.
     pub branch: Option<String>,

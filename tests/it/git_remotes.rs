@@ -1,5 +1,6 @@
 //! The daemon following remotes that are not a plain local path: HTTP (a real
-//! `git http-backend` on 127.0.0.1) and `file://`, including a remote that goes away.
+//! `git http-backend` on 127.0.0.1), `git://` (a real `git daemon`) and `file://`,
+//! including a remote that goes away.
 
 use std::path::Path;
 
@@ -161,5 +162,73 @@ fn a_remote_unreachable_at_start_up_is_retried_until_it_answers() {
     let _server = HttpGitServer::start_on(fx.dir.path(), port);
     daemon.sync_to(&first);
     daemon.wait_running("a.service");
+    assert!(source_error(&daemon).is_null());
+}
+
+/// `git daemon` serving the fixture's bare repository on 127.0.0.1; killed on drop.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        // A free port: bind, read it, let go (git daemon binds it a moment later).
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run git daemon");
+        let server = GitDaemon { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not listen on 127.0.0.1:{port} within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        server
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn follows_a_git_daemon_remote() {
+    let fx = GitFixture::new();
+    fx.write("a.service", &service("/bin/sleep 1000", ""));
+    let first = fx.commit("one unit");
+    let base = fx.bare.parent().expect("the bare repository's directory");
+    let name = fx.bare.file_name().expect("a name").to_string_lossy();
+    let server = GitDaemon::start(base);
+    let url = format!("git://127.0.0.1:{}/{name}", server.port);
+    let daemon = Daemon::start(Path::new(&url), &[]);
+    let a = daemon.wait_running("a.service");
+    assert_eq!(daemon.status()["daemon"]["commit"], first);
+
+    fx.write("b.service", &service("/bin/sleep 1001", ""));
+    let second = fx.commit("add b");
+    daemon.sync_to(&second);
+    daemon.wait_running("b.service");
+    assert_eq!(daemon.main_pid("a.service"), Some(a));
     assert!(source_error(&daemon).is_null());
 }
