@@ -10,15 +10,17 @@ bounded too. Then, for --minutes:
 - every --commit-every seconds a commit changes the unit set: it edits a sleeper (the
   daemon restarts it), adds a unit, or removes a unit added earlier, in turn;
 - every --status-every seconds `gitproc status --json` runs (its latency is reported);
-- every --sample seconds the daemon's RSS (VmRSS, and its anonymous and file-backed parts)
-  and open fd count are sampled.
+- every --sample seconds the daemon's RSS (VmRSS, and its anonymous and file-backed parts),
+  its live heap (the allocator's bytes in use, from `gitproc perf`) and open fd count are
+  sampled.
 
 At the end it fits a least-squares line to the samples taken after --warmup minutes and
 prints RSS start/end and the slopes (KiB per minute), fds start/end, commits, status calls
 and status latency, as Markdown. The bound applies to anonymous RSS (what a leak grows):
 file-backed RSS is the binary's pages, faulted in as code paths first run and bounded by
-the binary's size. It exits 1 when that slope exceeds --max-slope (default
-64 KiB/min), when the open fd count grew (its floor in the last quarter of the run
+the binary's size. The live-heap slope beside it tells a leak (live bytes grow) from memory
+the allocator keeps after churn (anonymous RSS grows, live bytes flat). It exits 1 when
+the anonymous slope exceeds --max-slope (default 64 KiB/min), when the open fd count grew (its floor in the last quarter of the run
 above its peak in the first), when a status call failed, or when the daemon died.
 
 The warm-up is left out because memory grows at first without leaking: malloc's arena
@@ -32,6 +34,7 @@ Example (as root, after `cargo build --release`):
     python3 bench/soak.py --minutes 2 --warmup 0.5
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +61,17 @@ def rss_kib(pid):
     if 'VmRSS' not in got:
         raise RuntimeError('no VmRSS for pid %d' % pid)
     return got['VmRSS'], got.get('RssAnon', got['VmRSS']), got.get('RssFile', 0)
+
+
+def heap_kib(b):
+    """The daemon's live heap (`perf`'s allocator totals, glibc) in KiB, or None. A leak
+    grows it; memory the allocator keeps free does not count."""
+    try:
+        rc, out, _ = b.cli('perf', 'export', '--format', 'json', timeout=10)
+        used = json.loads(out)['allocator']['in_use_bytes'] if rc == 0 else None
+    except (subprocess.TimeoutExpired, ValueError, KeyError, TypeError):
+        return None
+    return used / 1024 if used is not None else None
 
 
 def fd_count(pid):
@@ -157,7 +171,7 @@ def main():
         t0 = gp.now()
         end = t0 + args.minutes * 60
         next_commit = next_status = next_sample = t0
-        samples, fds, status_lat, status_fail = [], [], [], 0
+        samples, fds, heap, status_lat, status_fail = [], [], [], [], 0
         while True:
             t = gp.now()
             if t >= end:
@@ -166,6 +180,7 @@ def main():
             if t >= next_sample:
                 samples.append((t - t0, rss_kib(pid)))
                 fds.append(fd_count(pid))
+                heap.append((t - t0, heap_kib(b)))
                 next_sample += args.sample
                 if len(samples) % 12 == 1:
                     print('  %5.1f min: RSS %d KiB (anon %d, file %d), %d fds, %d commits'
@@ -192,6 +207,9 @@ def main():
         slope_rss = slope_per_minute([(t, v[0]) for t, v in fit])
         slope = slope_per_minute([(t, v[1]) for t, v in fit])
         slope_file = slope_per_minute([(t, v[2]) for t, v in fit])
+        heap_fit = [(t, v) for t, v in heap if v is not None and t >= args.warmup * 60]
+        heap_all = [v for _, v in heap if v is not None]
+        slope_heap = slope_per_minute(heap_fit) if len(heap_fit) > 1 else None
         restarts = sum(u.get('n_restarts') or 0 for u in (b.status() or {}).get('units', []))
         status_lat.sort()
         rows = [
@@ -203,6 +221,11 @@ def main():
             ('anonymous RSS slope after warm-up (KiB/min)', '%.1f (bound %.0f)'
              % (slope, args.max_slope)),
             ('RSS / file-backed RSS slope (KiB/min)', '%.1f / %.1f' % (slope_rss, slope_file)),
+            ('live heap start / after warm-up / end (KiB; allocator in use)',
+             '%.0f / %.0f / %.0f' % (heap_all[0], heap_fit[0][1], heap_all[-1])
+             if heap_all and heap_fit else '-'),
+            ('live heap slope after warm-up (KiB/min)',
+             '-' if slope_heap is None else '%.1f' % slope_heap),
             ('open fds start / max / end', '%d / %d / %d' % (fds[0], max(fds), fds[-1])),
             ('commits', str(churn.n)),
             ('restarts (crash loops and edits)', str(restarts)),

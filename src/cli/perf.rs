@@ -37,6 +37,19 @@ pub fn run(global: &GlobalArgs, command: &PerfCommand) -> anyhow::Result<i32> {
                     fmt_us(s.max_us)
                 );
             }
+            let a = &reply.data["allocator"];
+            if let (Some(used), Some(free), Some(mapped)) = (
+                a["in_use_bytes"].as_u64(),
+                a["free_bytes"].as_u64(),
+                a["mmapped_bytes"].as_u64(),
+            ) {
+                println!(
+                    "\nallocator: {} KiB in use, {} KiB free in the heap, {} KiB mapped apart",
+                    used / 1024,
+                    free / 1024,
+                    mapped / 1024
+                );
+            }
         }
         PerfCommand::Export {
             format: ExportFormat::Json,

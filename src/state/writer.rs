@@ -246,9 +246,13 @@ fn next_due(dirty_since: Instant, last_attempt: Option<Instant>, cfg: WriterConf
     }
 }
 
+/// Least time between two trims of the allocator's free pages.
+const TRIM_EVERY: Duration = Duration::from_secs(30);
+
 fn run(shared: &Shared, path: &Path, cfg: WriterConfig, mut step: Box<dyn WriteStep>) {
     let _alive = AliveGuard(shared);
     let mut last_attempt: Option<Instant> = None;
+    let mut last_trim: Option<Instant> = None;
     let mut g = shared.lock();
     loop {
         let forced = !g.waiters.is_empty() || g.shutdown;
@@ -285,6 +289,13 @@ fn run(shared: &Shared, path: &Path, cfg: WriterConfig, mut step: Box<dyn WriteS
             }
             None => Ok(None),
         };
+        // A save follows churn, runs off the loop and at most every few seconds: the moment
+        // to hand the allocator's free pages back (see `sys::malloc`), at most every
+        // TRIM_EVERY.
+        if state.is_some() && last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY) {
+            crate::sys::malloc::trim();
+            last_trim = Some(Instant::now());
+        }
 
         g = shared.lock();
         let reply = match result {

@@ -2,6 +2,7 @@
 //!
 //! - [`procstat`]: the one `/proc/PID/stat` parser (start times, sessions, states);
 //! - [`retry_eintr`]: the one "call again while the system call says EINTR" loop;
+//! - [`malloc`]: the C allocator's totals and giving its free pages back;
 //! - [`eventfd::EventFd`]: the one eventfd (a counter a thread can block on in poll/epoll);
 //! - [`time`]: saturating clock arithmetic (a deadline too far away is "never", no panic);
 //! - [`worker::Worker`]: the one worker thread woken by that eventfd, with a command queue
@@ -10,6 +11,7 @@
 //! `sys` imports nothing from the rest of the crate: it sits below every other module.
 
 pub mod eventfd;
+pub mod malloc;
 pub mod procstat;
 mod retry;
 pub mod time;

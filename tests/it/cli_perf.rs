@@ -72,6 +72,21 @@ fn perf_stats_counts_what_the_daemon_did() {
         .find(|l| l.starts_with("spawn "))
         .unwrap_or_else(|| panic!("no spawn row:\n{text}"));
     assert_eq!(spawn.split_whitespace().count(), 6, "{spawn}");
+
+    // The allocator's totals (glibc): what is live, what is kept free.
+    let out = daemon.cli(&["perf", "stats", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("perf stats --json");
+    let a = &v["allocator"];
+    assert!(
+        a["in_use_bytes"].as_u64().unwrap_or(0) > 64 * 1024,
+        "a daemon with live state has heap in use: {a:#}"
+    );
+    assert!(a["free_bytes"].is_u64(), "{a:#}");
+    assert!(a["mmapped_bytes"].is_u64(), "{a:#}");
+    assert!(
+        text.contains("\nallocator: ") && text.contains(" KiB in use"),
+        "{text}"
+    );
 }
 
 #[test]

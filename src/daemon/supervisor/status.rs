@@ -330,6 +330,9 @@ impl Supervisor {
                 "last_error_since": w.last_error_since.map(unix_of),
             },
             "units": self.units.len(),
+            // The C allocator's totals: a leak grows `in_use_bytes`; memory freed but
+            // kept shows as `free_bytes` (null where the C library does not tell).
+            "allocator": crate::sys::malloc::stats(),
         })
     }
 }
