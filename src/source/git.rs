@@ -18,6 +18,55 @@ use crate::tree::{Entry, FileTree, MAX_FILE_BYTES};
 /// The mirror's ref that tracks the remote's HEAD when no branch is configured.
 const REMOTE_HEAD_REF: &str = "refs/gitproc/remote-head";
 
+/// Packs in the mirror past which they are packed into one (git's `gc.autoPackLimit`).
+pub const MAX_PACKS: usize = 50;
+
+/// Each fetch adds one pack to the mirror and gix never merges them; every open and lookup
+/// then walks them all. After 600 commits (the soak) a check took 285 ms instead of 13 and
+/// held 0.4 MiB more heap. So past [`MAX_PACKS`] packs, `git repack -a -d -k` makes one:
+/// `-k` keeps unreachable objects too, because a commit force-pushed away may still be a
+/// unit's last good version. Runs on the source worker (a subprocess, never on the loop);
+/// a failure is logged and changes nothing (the packs stay as they were).
+fn consolidate_packs(mirror: &Path) {
+    let packs = std::fs::read_dir(mirror.join("objects/pack"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .count()
+        })
+        .unwrap_or(0);
+    if packs <= MAX_PACKS {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(mirror)
+        .args(["repack", "-a", "-d", "-k", "-q"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => tracing::info!(
+            mirror = %mirror.display(),
+            packs,
+            ms = started.elapsed().as_millis() as u64,
+            "packed the mirror's objects into one pack"
+        ),
+        Ok(o) => tracing::warn!(
+            mirror = %mirror.display(),
+            packs,
+            "git repack failed ({}): {}; fetching goes on with the packs as they are",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => tracing::warn!(
+            mirror = %mirror.display(),
+            packs,
+            "could not run git repack: {e}; fetching goes on with the packs as they are"
+        ),
+    }
+}
+
 /// Where units come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceConfig {
@@ -214,6 +263,8 @@ impl GitSource {
                     message: format!("the remote did not send commit {tip}"),
                 });
             }
+            drop(repo);
+            consolidate_packs(&self.cfg.mirror);
             true
         };
         let changed = self.last_tip != Some(tip);

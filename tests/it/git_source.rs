@@ -570,3 +570,61 @@ fn the_mirror_must_be_a_bare_repository_of_our_own() {
     assert_eq!(err.kind(), "invalid-branch", "{err}");
     assert!(err.to_string().contains("bad..name"), "{err}");
 }
+
+/// Each fetch adds a pack and gix never merges them; past `MAX_PACKS` the mirror is
+/// repacked into one, with every object kept: a commit force-pushed away (a unit's last
+/// good version, perhaps) is still readable afterwards.
+#[test]
+fn the_mirror_is_repacked_past_its_pack_limit_and_keeps_a_force_pushed_away_commit() {
+    use gitproc::source::git::MAX_PACKS;
+    let fx = GitFixture::new();
+    fx.write("a.service", "v0");
+    let base = fx.commit("v0");
+    let mirror = fx.path("m.git");
+    let mut src = source(fx.bare.to_str().unwrap(), Some("main"), ".", mirror.clone());
+    assert!(src.check().unwrap().fetched);
+    fx.write("a.service", "gone");
+    let gone = fx.commit("force-pushed away later");
+    assert!(src.check().unwrap().fetched);
+    fx.git(&["reset", "-q", "--hard", &base]);
+    let packs = |m: &Path| {
+        std::fs::read_dir(m.join("objects/pack"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut most = 0;
+    let mut last = base.clone();
+    for i in 1..=MAX_PACKS + 5 {
+        fx.write("a.service", &format!("v{i}"));
+        last = fx.commit(&format!("v{i}"));
+        let c = src.check().expect("check after a commit");
+        assert!(c.fetched, "commit {i} fetched");
+        most = most.max(packs(&mirror));
+    }
+    assert!(
+        most <= MAX_PACKS + 1,
+        "the mirror reached {most} packs (limit {MAX_PACKS})"
+    );
+    assert!(
+        packs(&mirror) < MAX_PACKS,
+        "{} packs after the repack",
+        packs(&mirror)
+    );
+    assert_eq!(
+        src.read_units(&last).unwrap().file("a.service").unwrap(),
+        format!("v{}", MAX_PACKS + 5).as_bytes()
+    );
+    assert_eq!(
+        src.read_units(&gone).unwrap().file("a.service").unwrap(),
+        b"gone",
+        "the force-pushed-away commit survives the repack"
+    );
+    assert_eq!(
+        src.read_units(&base).unwrap().file("a.service").unwrap(),
+        b"v0"
+    );
+}
