@@ -22,9 +22,14 @@ fn source(url: &str, branch: Option<&str>, units_dir: &str, mirror: PathBuf) -> 
     .expect("open the mirror")
 }
 
+/// The mirror's packs (`.pack` files; each comes with an `.idx`, and a `.rev` from newer gits).
 fn pack_files(mirror: &Path) -> usize {
     std::fs::read_dir(mirror.join("objects/pack"))
-        .map(|d| d.count())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -587,15 +592,6 @@ fn the_mirror_is_repacked_past_its_pack_limit_and_keeps_a_force_pushed_away_comm
     let gone = fx.commit("force-pushed away later");
     assert!(src.check().unwrap().fetched);
     fx.git(&["reset", "-q", "--hard", &base]);
-    let packs = |m: &Path| {
-        std::fs::read_dir(m.join("objects/pack"))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
     let mut most = 0;
     let mut last = base.clone();
     for i in 1..=MAX_PACKS + 5 {
@@ -603,16 +599,16 @@ fn the_mirror_is_repacked_past_its_pack_limit_and_keeps_a_force_pushed_away_comm
         last = fx.commit(&format!("v{i}"));
         let c = src.check().expect("check after a commit");
         assert!(c.fetched, "commit {i} fetched");
-        most = most.max(packs(&mirror));
+        most = most.max(pack_files(&mirror));
     }
     assert!(
         most <= MAX_PACKS + 1,
         "the mirror reached {most} packs (limit {MAX_PACKS})"
     );
     assert!(
-        packs(&mirror) < MAX_PACKS,
+        pack_files(&mirror) < MAX_PACKS,
         "{} packs after the repack",
-        packs(&mirror)
+        pack_files(&mirror)
     );
     assert_eq!(
         src.read_units(&last).unwrap().file("a.service").unwrap(),
