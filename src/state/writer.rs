@@ -291,8 +291,8 @@ fn run(shared: &Shared, path: &Path, cfg: WriterConfig, mut step: Box<dyn WriteS
         };
         // A save follows churn, runs off the loop and at most every few seconds: the moment
         // to hand the allocator's free pages back (see `sys::malloc`), at most every
-        // TRIM_EVERY.
-        if state.is_some() && last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY) {
+        // TRIM_EVERY. Not while an operator waits for this save's answer.
+        if state.is_some() && !forced && last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY) {
             crate::sys::malloc::trim();
             last_trim = Some(Instant::now());
         }
