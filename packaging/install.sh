@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Install gitproc: binary, systemd unit, example configuration and state directory.
+# Install gitproc: binaries, systemd unit, example configuration and state directory.
 #
 # Idempotent: running it again gives the same tree. It upgrades the binary and the unit,
 # and never overwrites an existing /etc/gitproc/gitproc.toml (the operator's config).
 #
-#   packaging/install.sh [--root DIR] [--bin PATH]
+#   packaging/install.sh [--root DIR] [--bin PATH] [--engine PATH]
 #
-#   --root DIR   install under DIR instead of / (also: DESTDIR=DIR); for packaging and tests
-#   --bin PATH   the gitproc binary to install (default: target/release/gitproc, built by
-#                `cargo build --release`)
+#   --root DIR     install under DIR instead of / (also: DESTDIR=DIR); for packaging and tests
+#   --bin PATH     the gitproc front to install (default: target/release/gitproc, built by
+#                  `cargo build --release`)
+#   --engine PATH  the gitprocd engine the front runs for daemon/check/plan (default:
+#                  gitprocd beside --bin); both go to /usr/bin
 #
 # `systemctl daemon-reload` runs only when installing to / on a machine booted with systemd.
 set -euo pipefail
@@ -27,12 +29,15 @@ die() {
 
 root="${DESTDIR:-}"
 bin="$repo_root/target/release/gitproc"
+engine=""
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --root) [ "$#" -ge 2 ] || die "--root needs a directory"; root="$2"; shift 2 ;;
         --root=*) root="${1#--root=}"; shift ;;
         --bin) [ "$#" -ge 2 ] || die "--bin needs a path"; bin="$2"; shift 2 ;;
         --bin=*) bin="${1#--bin=}"; shift ;;
+        --engine) [ "$#" -ge 2 ] || die "--engine needs a path"; engine="$2"; shift 2 ;;
+        --engine=*) engine="${1#--engine=}"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; echo "install.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
@@ -41,6 +46,8 @@ done
 # Normalise the root: "" and "/" both mean the running system; no trailing slash.
 root="${root%/}"
 [ -f "$bin" ] || die "binary '$bin' not found: build it with 'cargo build --release' or pass --bin PATH"
+engine="${engine:-$(dirname "$bin")/gitprocd}"
+[ -f "$engine" ] || die "engine '$engine' not found: 'cargo build --release' builds it beside gitproc, or pass --engine PATH"
 [ -f "$here/gitproc.service" ] || die "'$here/gitproc.service' is missing (run the script from a gitproc checkout)"
 [ -f "$here/gitproc.toml" ] || die "'$here/gitproc.toml' is missing (run the script from a gitproc checkout)"
 if [ -n "$root" ]; then
@@ -60,6 +67,8 @@ put() {
 
 put "$bin" "$root/usr/bin/gitproc" 0755
 echo "installed $root/usr/bin/gitproc"
+put "$engine" "$root/usr/bin/gitprocd" 0755
+echo "installed $root/usr/bin/gitprocd"
 
 put "$here/gitproc.service" "$root/lib/systemd/system/gitproc.service" 0644
 echo "installed $root/lib/systemd/system/gitproc.service"

@@ -2,8 +2,16 @@
 //!
 //! Every verb but `daemon`, `check`, `plan` and `completions` talks to a running daemon
 //! through its control socket in the state directory.
+//!
+//! Two executables share these definitions (ARCHITECTURE.md, "Two executables"): `gitproc`,
+//! the front an operator types, runs the client verbs itself ([`run_client`]) and replaces
+//! itself with `gitprocd`, the engine, for the verbs that need git, the unit loader or the
+//! supervisor ([`needs_engine`], [`engine::exec`]); `gitprocd` runs every verb ([`run`]).
+//! The front links none of the engine's code, so a `status` pays for loading a small
+//! binary, not the whole supervisor.
 
 pub mod check;
+pub mod engine;
 pub mod freeze;
 pub mod jobs;
 pub mod logs;
@@ -242,12 +250,36 @@ pub enum ExportFormat {
     Prometheus,
 }
 
-/// Runs the parsed command line; returns the process exit code.
+/// The verbs that run in the engine (`gitprocd`): the supervisor itself, and the two that
+/// read units and git the way the daemon does.
+pub fn needs_engine(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Daemon(_) | Command::Check(_) | Command::Plan(_)
+    )
+}
+
+/// Runs any verb (the engine's entry point); returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let global = cli.global;
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Daemon(args) => {
+            let config = Config::load(global.config.as_deref())?;
+            crate::daemon::run(daemon_options(config, &global, args))
+        }
+        command => run_client(&global, command),
+    }
+}
+
+/// Runs a client verb (the front's entry point): everything but [`needs_engine`]'s verbs,
+/// which it refuses (the front has exec'd the engine for them before getting here).
+pub fn run_client(global: &GlobalArgs, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Daemon(_) | Command::Check(_) | Command::Plan(_) => {
+            anyhow::bail!("this verb runs in gitprocd, not in the client")
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -257,23 +289,19 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(exit::OK)
         }
-        Command::Daemon(args) => {
-            let config = Config::load(global.config.as_deref())?;
-            crate::daemon::run(daemon_options(config, &global, args))
-        }
-        Command::Start(args) => jobs::run(&global, jobs::Kind::Start, &args),
-        Command::Stop(args) => jobs::run(&global, jobs::Kind::Stop, &args),
-        Command::Restart(args) => jobs::run(&global, jobs::Kind::Restart, &args),
-        Command::Reload(args) => jobs::run(&global, jobs::Kind::Reload, &args),
-        Command::Status(args) => status::run(&global, &args),
-        Command::List(args) => status::list(&global, &args),
-        Command::ListTimers(args) => timers::list(&global, &args),
-        Command::ListSockets(args) => sockets::list(&global, &args),
-        Command::Logs(args) => logs::run(&global, &args),
-        Command::Sync(args) => jobs::sync(&global, &args),
-        Command::Freeze(args) => freeze::freeze(&global, &args),
-        Command::Thaw(args) => freeze::thaw(&global, &args),
-        Command::Perf { command } => perf::run(&global, &command),
+        Command::Start(args) => jobs::run(global, jobs::Kind::Start, &args),
+        Command::Stop(args) => jobs::run(global, jobs::Kind::Stop, &args),
+        Command::Restart(args) => jobs::run(global, jobs::Kind::Restart, &args),
+        Command::Reload(args) => jobs::run(global, jobs::Kind::Reload, &args),
+        Command::Status(args) => status::run(global, &args),
+        Command::List(args) => status::list(global, &args),
+        Command::ListTimers(args) => timers::list(global, &args),
+        Command::ListSockets(args) => sockets::list(global, &args),
+        Command::Logs(args) => logs::run(global, &args),
+        Command::Sync(args) => jobs::sync(global, &args),
+        Command::Freeze(args) => freeze::freeze(global, &args),
+        Command::Thaw(args) => freeze::thaw(global, &args),
+        Command::Perf { command } => perf::run(global, &command),
     }
 }
 

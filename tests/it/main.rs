@@ -16,6 +16,7 @@ mod cli_check;
 mod cli_completions;
 mod cli_daemon;
 mod cli_daemon_dir;
+mod cli_engine;
 mod cli_freeze;
 mod cli_list;
 mod cli_list_timers;

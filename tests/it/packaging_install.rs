@@ -50,11 +50,15 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
     out
 }
 
-/// A stand-in for the gitproc binary, so the test needs no release build.
+/// Stand-ins for the gitproc front and, beside it, the gitprocd engine (install.sh's
+/// default `--engine`), so the test needs no release build.
 fn fake_binary(dir: &Path) -> PathBuf {
     let bin = dir.join("gitproc-standin");
     fs::write(&bin, b"#!/bin/sh\nexit 0\n").expect("write stand-in binary");
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o600)).expect("chmod stand-in");
+    let engine = dir.join("gitprocd");
+    fs::write(&engine, b"#!/bin/sh\nexit 1\n").expect("write stand-in engine");
+    fs::set_permissions(&engine, fs::Permissions::from_mode(0o600)).expect("chmod engine");
     bin
 }
 
@@ -109,6 +113,16 @@ fn install_twice_gives_the_same_tree_with_the_right_modes() {
         }
         other => panic!("usr/bin/gitproc is not a file: {other:?}"),
     }
+    let engine_entry = first.get(Path::new("usr/bin/gitprocd"));
+    assert_eq!(mode_of(engine_entry), Some(0o755), "usr/bin/gitprocd mode");
+    match engine_entry {
+        Some(Entry::File { bytes, .. }) => assert_eq!(
+            bytes,
+            &fs::read(bin.with_file_name("gitprocd")).expect("read stand-in engine"),
+            "engine content"
+        ),
+        other => panic!("usr/bin/gitprocd is not a file: {other:?}"),
+    }
     let files = [
         (
             "lib/systemd/system/gitproc.service",
@@ -140,6 +154,7 @@ fn install_twice_gives_the_same_tree_with_the_right_modes() {
                 !matches!(
                     p.as_ref(),
                     "usr/bin/gitproc"
+                        | "usr/bin/gitprocd"
                         | "lib/systemd/system/gitproc.service"
                         | "etc/gitproc/gitproc.toml"
                 )
@@ -205,6 +220,30 @@ fn install_refuses_a_missing_binary_and_unknown_arguments() {
     assert!(
         err.contains("no-such-binary"),
         "error must name the binary: {err}"
+    );
+    assert!(
+        !root.join("usr").exists(),
+        "nothing may be installed on error"
+    );
+
+    // A front without its engine beside it: refused, naming the engine's path.
+    let lone = tmp.path().join("lone");
+    fs::create_dir(&lone).expect("mkdir");
+    let front = lone.join("gitproc");
+    fs::write(&front, b"#!/bin/sh\nexit 0\n").expect("write stand-in binary");
+    let out = Command::new("bash")
+        .arg(install_script())
+        .arg("--root")
+        .arg(&root)
+        .arg("--bin")
+        .arg(&front)
+        .output()
+        .expect("run install.sh");
+    assert_eq!(out.status.code(), Some(1), "missing engine must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&*lone.join("gitprocd").to_string_lossy()),
+        "error must name the engine's path: {err}"
     );
     assert!(
         !root.join("usr").exists(),
