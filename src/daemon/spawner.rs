@@ -317,7 +317,15 @@ impl Pool {
 
 fn worker(work: &Receiver<Work>, reports: &Sender<Report>, state: &Mutex<PoolState>) {
     loop {
-        match work.recv_timeout(IDLE_EXIT) {
+        // The last thread waits without a timeout: it never leaves, so waking every
+        // IDLE_EXIT only to stay would be an idle daemon's one wakeup per second. The
+        // count can grow while it waits; then the newer threads time out and leave.
+        let received = if lock(state).threads > 1 {
+            work.recv_timeout(IDLE_EXIT)
+        } else {
+            work.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        match received {
             Ok(Work { unit, task }) => {
                 let report = run(unit, task);
                 lock(state).idle += 1;
