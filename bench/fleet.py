@@ -193,8 +193,12 @@ class GitDaemonServer:
             probe.bind(('127.0.0.1', 0))
             self.backend = probe.getsockname()[1]
         # --max-connections=0: the default of 32 would refuse most of a 100-host fleet.
+        # git-daemon itself, not `git daemon`: a SIGKILL of the `git` wrapper would leave
+        # its git-daemon child running.
+        exec_path = subprocess.run(['git', '--exec-path'], capture_output=True, text=True,
+                                   check=True).stdout.strip()
         self.proc = subprocess.Popen(
-            ['git', 'daemon', '--reuseaddr', '--export-all', '--max-connections=0',
+            [os.path.join(exec_path, 'git-daemon'), '--reuseaddr', '--export-all', '--max-connections=0',
              '--base-path=' + root, '--listen=127.0.0.1', '--port=%d' % self.backend, root],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10

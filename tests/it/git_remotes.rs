@@ -178,13 +178,15 @@ impl GitDaemon {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = std::process::Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
+        // `git-daemon` itself, not `git daemon`: the `git` wrapper runs it as a child of
+        // its own, which killing the wrapper would leave behind.
+        let out = std::process::Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("run git --exec-path");
+        let exec_path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let child = std::process::Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .arg(base)
