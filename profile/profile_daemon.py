@@ -89,8 +89,9 @@ def read_stat(pid):
 
 def is_daemon_cmdline(argv):
     """`gitproc daemon ...`, also with global options before the verb
-    (`gitproc --state-dir D daemon`)."""
-    if not argv or os.path.basename(argv[0]) != 'gitproc' or len(argv) < 2:
+    (`gitproc --state-dir D daemon`). `gitproc` execs the engine with its own argv kept, so
+    that is what a daemon's cmdline reads; `gitprocd daemon ...` run directly counts too."""
+    if not argv or os.path.basename(argv[0]) not in ('gitproc', 'gitprocd') or len(argv) < 2:
         return False
     if argv[1] == 'daemon':
         return True
