@@ -142,6 +142,7 @@ impl Worker {
                 Ok(w) => {
                     tracing::info!("watching refs of {} for instant updates", path.display());
                     worker._watcher = Some(w);
+                    worker.schedule.set_watched(true);
                 }
                 Err(err) => tracing::warn!("{err}"),
             }

@@ -7,6 +7,10 @@
 //! A failed check (unreachable remote, deleted branch, ...) uses its own backoff so a dead
 //! remote is not hammered, capped at `max_interval` so recovery is noticed soon.
 //!
+//! While inotify watches a local repository ([`PollSchedule::set_watched`]), changes arrive
+//! through the watch and the poll is only a safety net: successful checks are spaced by
+//! `max_interval` from the start.
+//!
 //! A ±`jitter` fraction, drawn from a seeded generator, keeps a fleet of machines that
 //! started together from polling in lockstep. Tests pass a fixed seed (or `jitter = 0.0`).
 
@@ -82,6 +86,7 @@ pub struct PollSchedule {
     failures: u32,
     next: Option<Instant>,
     rng: SplitMix64,
+    watched: bool,
 }
 
 impl PollSchedule {
@@ -93,7 +98,15 @@ impl PollSchedule {
             failures: 0,
             next: None,
             rng: SplitMix64(seed),
+            watched: false,
         }
+    }
+
+    /// Marks the source as watched by inotify (or not): while it is, a successful check is
+    /// followed by one after `max_interval`, since the watch brings changes at once and the
+    /// poll only covers what a watch can miss (an overflow, a replaced repository).
+    pub fn set_watched(&mut self, watched: bool) {
+        self.watched = watched;
     }
 
     /// The current base interval, without jitter (what `gitproc status` shows): the failure
@@ -103,6 +116,9 @@ impl PollSchedule {
             return self.failure_interval();
         }
         let c = &self.config;
+        if self.watched {
+            return c.max_interval;
+        }
         let growth_steps = self.unchanged.saturating_sub(c.unchanged_before_growth);
         let grown = c
             .min_interval
@@ -289,5 +305,16 @@ mod tests {
             assert!(err(validate_secs(min, max, bad, 0.1)).contains("step_s"));
             assert!(err(validate_secs(min, max, step, bad)).contains("jitter"));
         }
+    }
+
+    #[test]
+    fn a_watched_source_polls_at_the_slow_end_but_backs_off_failures_as_before() {
+        let mut s = PollSchedule::new(no_jitter(), 1);
+        s.set_watched(true);
+        assert_eq!(gaps(&mut s, &[false, true, false]), vec![30, 30, 30]);
+        let now = Instant::now();
+        assert_eq!(s.on_error(now) - now, Duration::from_secs(10));
+        s.set_watched(false);
+        assert_eq!(gaps(&mut s, &[true]), vec![10]);
     }
 }

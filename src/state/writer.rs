@@ -151,15 +151,23 @@ impl StateWriter {
 
     /// Hands over the latest complete state. Cheap: replaces the pending slot (an unsaved older
     /// state is dropped, the newest wins) and wakes the thread; never touches the disk.
+    ///
+    /// Only a submit that finds the slot empty wakes the thread: with a state pending, the
+    /// thread is already waiting for that state's due time (which a newer state does not
+    /// move) or saving, and takes the newest state when it gets there. So a burst of
+    /// submits costs the writer one wake-up, not one each.
     pub fn submit(&self, state: PersistedState) {
         let mut g = self.shared.lock();
-        if g.pending.is_none() {
+        let was_clean = g.pending.is_none();
+        if was_clean {
             g.dirty_since = Some(Instant::now());
         }
         let old = g.pending.replace(state);
         g.stats.submits += 1;
         drop(g);
-        self.shared.wake.notify_one();
+        if was_clean {
+            self.shared.wake.notify_one();
+        }
         // Free the superseded state outside the lock.
         drop(old);
     }
