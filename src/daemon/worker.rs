@@ -116,6 +116,10 @@ struct Worker {
     baseline: Option<Snapshot>,
     _watcher: Option<crate::source::RefWatcher>,
     watch_rx: Receiver<()>,
+    /// The last tip was read from a local repository itself, not yet from the mirror.
+    mirror_behind: bool,
+    /// The last failure of that fetch, logged once until it changes or succeeds.
+    mirror_error: Option<String>,
 }
 
 impl Worker {
@@ -134,6 +138,8 @@ impl Worker {
             baseline: None,
             _watcher: None,
             watch_rx,
+            mirror_behind: false,
+            mirror_error: None,
         };
         if let Origin::Git(cfg) = &worker.config.origin
             && let Some(path) = local_repo_path(&cfg.url)
@@ -176,6 +182,9 @@ impl Worker {
             }
             if self.updates.send(update).is_err() {
                 return;
+            }
+            if self.mirror_behind {
+                self.catch_up_mirror();
             }
             let wait = self
                 .schedule
@@ -255,23 +264,36 @@ impl Worker {
             return Ok((None, None));
         };
         let fetch_started = Instant::now();
-        let tip = match git.check() {
-            Ok(outcome) => outcome.tip,
-            Err(err) => {
-                // At start-up with the remote unreachable, the mirror still holds the last
-                // fetched tip: run that rather than nothing, and keep retrying the remote.
-                let fallback = self
-                    .sent_tip
-                    .is_none()
-                    .then(|| git.mirrored_tip())
-                    .flatten();
-                match fallback {
-                    Some(tip) => {
-                        tracing::error!("{err}; starting from the last fetched commit {tip}");
-                        self.last_error_kind = Some(err.kind().to_string());
-                        tip
+        // A local repository's new tip is read from the repository itself, and fetched
+        // into the mirror once the loop has its units (`catch_up_mirror`): the fetch is
+        // two git processes, most of the time from launch to the first child otherwise.
+        // Not when signatures are required: those are verified on the mirror's copy.
+        let unmirrored = match self.config.signing {
+            None => git.local_unmirrored_tip(),
+            Some(_) => None,
+        };
+        let tip = if let Some(tip) = unmirrored {
+            self.mirror_behind = true;
+            tip
+        } else {
+            match git.check() {
+                Ok(outcome) => outcome.tip,
+                Err(err) => {
+                    // At start-up with the remote unreachable, the mirror still holds the last
+                    // fetched tip: run that rather than nothing, and keep retrying the remote.
+                    let fallback = self
+                        .sent_tip
+                        .is_none()
+                        .then(|| git.mirrored_tip())
+                        .flatten();
+                    match fallback {
+                        Some(tip) => {
+                            tracing::error!("{err}; starting from the last fetched commit {tip}");
+                            self.last_error_kind = Some(err.kind().to_string());
+                            tip
+                        }
+                        None => return Err((err.kind().to_string(), err.to_string())),
                     }
-                    None => return Err((err.kind().to_string(), err.to_string())),
                 }
             }
         };
@@ -298,6 +320,32 @@ impl Worker {
         let snapshot = commit_snapshot(git, &self.config.ctx, &tip, &tree, fetch_time);
         self.sent_tip = Some(tip.clone());
         Ok((Some(tip), Some(snapshot)))
+    }
+
+    /// Fetches into the mirror the local tip that was read from the repository itself. A
+    /// failure is logged and retried after the next check, which finds the mirror behind
+    /// again; the units already run meanwhile.
+    fn catch_up_mirror(&mut self) {
+        let Some(git) = self.git.as_mut() else {
+            return;
+        };
+        match git.check() {
+            Ok(_) => {
+                self.mirror_behind = false;
+                if self.mirror_error.take().is_some() {
+                    tracing::info!("the mirror has fetched the repository's tip again");
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                if self.mirror_error.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(
+                        "{message}; the units were read from the repository itself, the mirror is fetched again after each check"
+                    );
+                    self.mirror_error = Some(message);
+                }
+            }
+        }
     }
 
     /// Whether the allowed-signers file changed since a tip was rejected (re-verify then).

@@ -126,6 +126,8 @@ pub struct GitSource {
     /// Where the mirror keeps the fetched tip.
     local_ref: String,
     last_tip: Option<ObjectId>,
+    /// A local tip handed out by [`GitSource::local_unmirrored_tip`] and not fetched yet.
+    unmirrored: Option<ObjectId>,
     /// What gix's fetch polls to abort; nothing sets it (shutdown does not wait for a fetch).
     interrupt: AtomicBool,
 }
@@ -169,6 +171,7 @@ impl GitSource {
             remote_ref,
             local_ref,
             last_tip: None,
+            unmirrored: None,
             interrupt: AtomicBool::new(false),
         })
     }
@@ -186,9 +189,10 @@ impl GitSource {
     /// Cheap check: one ref advertisement; objects are fetched only when the remote's tip
     /// differs from the mirror's (a force-push is fetched like any new tip). Returns the tip.
     pub fn check(&mut self) -> Result<CheckOutcome, SourceError> {
-        if let Some(tip) = self.local_tip_already_mirrored() {
+        if let Some((tip, true)) = self.local_tip() {
             let changed = self.last_tip != Some(tip);
             self.last_tip = Some(tip);
+            self.unmirrored = None;
             return Ok(CheckOutcome {
                 tip: tip.to_string(),
                 changed,
@@ -269,6 +273,7 @@ impl GitSource {
         };
         let changed = self.last_tip != Some(tip);
         self.last_tip = Some(tip);
+        self.unmirrored = None;
         Ok(CheckOutcome {
             tip: tip.to_string(),
             changed,
@@ -279,10 +284,10 @@ impl GitSource {
 
     /// For a repository on this machine, reads the followed ref straight from its files
     /// (no `git-upload-pack` process: the idle poll of a local repository, which inotify
-    /// already watches, costs a file read) and returns it when the mirror already holds
-    /// exactly that commit. Anything unusual (not local, unreadable, a new tip, a
-    /// repository gix will not open) returns `None`, and the normal fetch runs.
-    fn local_tip_already_mirrored(&self) -> Option<ObjectId> {
+    /// already watches, costs a file read) and returns it with whether the mirror already
+    /// holds exactly that commit. Anything unusual (not local, unreadable, a repository gix
+    /// will not open) returns `None`, and the normal fetch runs.
+    fn local_tip(&self) -> Option<(ObjectId, bool)> {
         let path = self.local_path()?;
         let remote = gix::open(&path).ok()?;
         let tip = if self.remote_ref == "HEAD" {
@@ -292,7 +297,24 @@ impl GitSource {
             r.peel_to_id().ok()?.detach()
         };
         let mirror = self.repo().ok()?;
-        (mirror_tip(&mirror, &self.local_ref) == Some(tip) && mirror.has_object(tip)).then_some(tip)
+        let mirrored = mirror_tip(&mirror, &self.local_ref) == Some(tip) && mirror.has_object(tip);
+        Some((tip, mirrored))
+    }
+
+    /// For a repository on this machine: its followed tip, read from its files, when the
+    /// mirror does not hold that commit yet. The commit can be read at once (the reads
+    /// below fall back to the repository itself, see [`GitSource::repo_for`]) and fetched
+    /// into the mirror afterwards with [`GitSource::check`]: the fetch runs
+    /// `git-upload-pack` and `git pack-objects`, most of the time from a daemon's launch
+    /// to its first child otherwise.
+    pub fn local_unmirrored_tip(&mut self) -> Option<String> {
+        match self.local_tip()? {
+            (tip, false) => {
+                self.unmirrored = Some(tip);
+                Some(tip.to_string())
+            }
+            (_, true) => None,
+        }
     }
 
     /// The tip last fetched into the mirror (survives restarts), if any.
@@ -327,7 +349,11 @@ impl GitSource {
     /// Reads every file and symlink under `units_dir` of `commit`'s tree, keyed by path
     /// relative to `units_dir`. Submodules are skipped (they have no content here).
     pub fn read_units(&self, commit: &str) -> Result<FileTree, SourceError> {
-        read_units_in(&self.repo()?, &self.cfg.url, commit, &self.cfg.units_dir)
+        let repo = match ObjectId::from_hex(commit.trim().as_bytes()) {
+            Ok(id) => self.repo_for(id)?,
+            Err(_) => self.repo()?,
+        };
+        read_units_in(&repo, &self.cfg.url, commit, &self.cfg.units_dir)
     }
 
     /// One file of `commit`'s tree by its path from the repository root (not from
@@ -335,7 +361,7 @@ impl GitSource {
     /// path does not exist or names a directory or submodule.
     pub fn read_path(&self, commit: &str, path: &str) -> Result<Option<Entry>, SourceError> {
         let commit_id = self.parse_id(commit)?;
-        let repo = self.repo()?;
+        let repo = self.repo_for(commit_id)?;
         let tree_id = repo
             .find_commit(commit_id)
             .and_then(|c| c.tree_id().map(|id| id.detach()))
@@ -370,7 +396,7 @@ impl GitSource {
     /// Id, subject, author and time of `commit`.
     pub fn commit_info(&self, commit: &str) -> Result<CommitInfo, SourceError> {
         let id = self.parse_id(commit)?;
-        let repo = self.repo()?;
+        let repo = self.repo_for(id)?;
         let c = repo
             .find_commit(id)
             .map_err(|e| self.object_error(commit, id, &e))?;
@@ -453,6 +479,25 @@ impl GitSource {
             })?;
         }
         Ok(())
+    }
+
+    /// The repository to read the commit `id` from: the mirror, or, for the local tip
+    /// [`GitSource::local_unmirrored_tip`] returned while the mirror has not fetched it
+    /// yet, that repository itself. Objects are named by their hash: either gives the same
+    /// content. Only objects are read from it, never its configuration (signatures are
+    /// verified on the mirror's copy only). Any other commit the mirror lacks is an error
+    /// of the mirror's, reported as such.
+    fn repo_for(&self, id: ObjectId) -> Result<gix::Repository, SourceError> {
+        let mirror = self.repo()?;
+        if self.unmirrored == Some(id)
+            && !mirror.has_object(id)
+            && let Some(path) = self.local_path()
+            && let Ok(source) = gix::open(&path)
+            && source.has_object(id)
+        {
+            return Ok(source);
+        }
+        Ok(mirror)
     }
 
     fn repo(&self) -> Result<gix::Repository, SourceError> {

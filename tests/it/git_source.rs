@@ -624,3 +624,25 @@ fn the_mirror_is_repacked_past_its_pack_limit_and_keeps_a_force_pushed_away_comm
         b"v0"
     );
 }
+
+#[test]
+fn a_local_tip_is_readable_before_the_mirror_fetches_it() {
+    let fx = GitFixture::new();
+    fx.write("a.service", "x");
+    let tip = fx.commit("first");
+    let mirror = fx.path("m.git");
+    let mut src = source(fx.bare.to_str().unwrap(), Some("main"), ".", mirror.clone());
+    assert_eq!(src.local_unmirrored_tip().as_deref(), Some(tip.as_str()));
+    assert_eq!(pack_files(&mirror), 0, "nothing may be fetched yet");
+    // Read from the repository itself: units and commit facts alike.
+    assert!(src.read_units(&tip).unwrap().file("a.service").is_some());
+    assert_eq!(src.commit_info(&tip).unwrap().subject, "first");
+    let c = src.check().unwrap();
+    assert!(c.fetched, "{c:?}");
+    assert_eq!(
+        src.local_unmirrored_tip(),
+        None,
+        "the mirror holds the tip now"
+    );
+    assert!(src.read_units(&tip).unwrap().file("a.service").is_some());
+}
