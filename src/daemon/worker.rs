@@ -116,8 +116,6 @@ struct Worker {
     baseline: Option<Snapshot>,
     _watcher: Option<crate::source::RefWatcher>,
     watch_rx: Receiver<()>,
-    /// The last tip was read from a local repository itself, not yet from the mirror.
-    mirror_behind: bool,
     /// The last failure of that fetch, logged once until it changes or succeeds.
     mirror_error: Option<String>,
 }
@@ -138,7 +136,6 @@ impl Worker {
             baseline: None,
             _watcher: None,
             watch_rx,
-            mirror_behind: false,
             mirror_error: None,
         };
         if let Origin::Git(cfg) = &worker.config.origin
@@ -183,7 +180,7 @@ impl Worker {
             if self.updates.send(update).is_err() {
                 return;
             }
-            if self.mirror_behind {
+            if self.git.as_ref().is_some_and(GitSource::mirror_behind) {
                 self.catch_up_mirror();
             }
             let wait = self
@@ -273,7 +270,6 @@ impl Worker {
             Some(_) => None,
         };
         let tip = if let Some(tip) = unmirrored {
-            self.mirror_behind = true;
             tip
         } else {
             match git.check() {
@@ -331,7 +327,6 @@ impl Worker {
         };
         match git.check() {
             Ok(_) => {
-                self.mirror_behind = false;
                 if self.mirror_error.take().is_some() {
                     tracing::info!("the mirror has fetched the repository's tip again");
                 }

@@ -317,6 +317,12 @@ impl GitSource {
         }
     }
 
+    /// Whether a tip handed out by [`GitSource::local_unmirrored_tip`] still waits for its
+    /// fetch into the mirror (a successful [`GitSource::check`] ends that).
+    pub fn mirror_behind(&self) -> bool {
+        self.unmirrored.is_some()
+    }
+
     /// The tip last fetched into the mirror (survives restarts), if any.
     pub fn mirrored_tip(&self) -> Option<String> {
         let repo = self.repo().ok()?;

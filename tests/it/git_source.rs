@@ -632,13 +632,16 @@ fn a_local_tip_is_readable_before_the_mirror_fetches_it() {
     let tip = fx.commit("first");
     let mirror = fx.path("m.git");
     let mut src = source(fx.bare.to_str().unwrap(), Some("main"), ".", mirror.clone());
+    assert!(!src.mirror_behind());
     assert_eq!(src.local_unmirrored_tip().as_deref(), Some(tip.as_str()));
+    assert!(src.mirror_behind());
     assert_eq!(pack_files(&mirror), 0, "nothing may be fetched yet");
     // Read from the repository itself: units and commit facts alike.
     assert!(src.read_units(&tip).unwrap().file("a.service").is_some());
     assert_eq!(src.commit_info(&tip).unwrap().subject, "first");
     let c = src.check().unwrap();
     assert!(c.fetched, "{c:?}");
+    assert!(!src.mirror_behind(), "a successful check ends the wait");
     assert_eq!(
         src.local_unmirrored_tip(),
         None,
