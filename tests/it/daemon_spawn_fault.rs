@@ -1,11 +1,11 @@
 //! A service whose child dies before execve (through the debug-only test hook
 //! `GITPROC_TEST_FAULT_BEFORE_EXEC=<unit>`, read by the daemon's spawner) is a failed
 //! start with an error naming the spawn failure, never an active service; other units of
-//! the same daemon start normally.
+//! the same daemon start normally. The hook exists only in debug builds, so the module is
+//! compiled only there (tests/it/main.rs).
 
 use crate::support::{Daemon, Repo, service};
 
-#[cfg(debug_assertions)]
 #[test]
 fn a_child_that_faults_before_exec_fails_the_unit() {
     let repo = Repo::new();

@@ -38,6 +38,7 @@ mod daemon_never_blocks;
 mod daemon_pid1;
 mod daemon_reaping;
 mod daemon_recovery;
+#[cfg(debug_assertions)]
 mod daemon_spawn_fault;
 // Desired state from git: sources, deploys, rollback, signatures.
 mod git_bad_repos;

@@ -1,0 +1,50 @@
+//! Link order of the release binaries.
+//!
+//! `packaging/symbol-order.txt` lists the functions that a running daemon and the CLI's
+//! common verbs execute (recorded by `bench/order_symbols.py`). lld places them first and
+//! together, so the pages a process keeps resident hold code it runs rather than its
+//! neighbours: the kernel maps file pages in 64 KiB blocks around each fault, and without
+//! an order the ~3,000 functions in use are spread over 12.9 MB of text (PERFORMANCE.md,
+//! round (k)). Only release builds for x86_64 Linux with rustc 1.90 or later (which links
+//! that target with its bundled lld; GNU ld has no such option) use it;
+//! a name the current build lacks is skipped, so a stale list costs locality, not
+//! correctness. `GITPROC_NO_SYMBOL_ORDER=1` links without it, for comparison.
+
+fn main() {
+    const ORDER: &str = "packaging/symbol-order.txt";
+    println!("cargo:rerun-if-changed={ORDER}");
+    println!("cargo:rerun-if-env-changed=GITPROC_NO_SYMBOL_ORDER");
+    let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
+    let lld_target = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
+    let opted_out = std::env::var_os("GITPROC_NO_SYMBOL_ORDER").is_some_and(|v| v != "0");
+    if !release || !lld_target || !rustc_links_with_lld() {
+        return;
+    }
+    let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(ORDER);
+    if opted_out || !path.is_file() {
+        return;
+    }
+    for bin in ["gitproc", "gitprocd"] {
+        println!(
+            "cargo:rustc-link-arg-bin={bin}=-Wl,--symbol-ordering-file={},--no-warn-symbol-ordering",
+            path.display()
+        );
+    }
+}
+
+/// Whether rustc is 1.90 or later, the first to link x86_64-unknown-linux-gnu with lld.
+fn rustc_links_with_lld() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = std::process::Command::new(rustc).arg("-V").output() else {
+        return false;
+    };
+    let version = String::from_utf8_lossy(&out.stdout);
+    // "rustc 1.95.0 (...)"
+    let mut parts = version.split_whitespace().nth(1).unwrap_or("").split('.');
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    major > 1 || (major == 1 && minor >= 90)
+}
