@@ -60,7 +60,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         .flat_map(|u| &u.diagnostics)
         .filter(|d| !d.is_error())
         .count();
-    if args.json {
+    if let Some(format) = args.json {
         let report = serde_json::json!({
             "units": units.iter().map(|u| serde_json::json!({
                 "name": u.name,
@@ -77,7 +77,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             "errors": errors,
             "warnings": warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", format.render(&report)?);
     } else {
         // A template checked through several instances reports the same line once.
         let mut seen: BTreeSet<String> = BTreeSet::new();

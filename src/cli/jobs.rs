@@ -1,6 +1,6 @@
 //! `start`, `stop`, `restart`, `reload` and `sync`: requests that change what runs.
 
-use super::{GlobalArgs, JobArgs, JsonArgs, exit, socket_path, unit_name};
+use super::{GlobalArgs, JobArgs, JsonArgs, JsonFormat, exit, socket_path, unit_name};
 use crate::control::client;
 use crate::control::protocol::{JobRequest, Reply, Verb};
 
@@ -33,12 +33,9 @@ pub fn sync(global: &GlobalArgs, args: &JsonArgs) -> anyhow::Result<i32> {
 }
 
 /// Prints a reply (JSON, or the human form through `human`) and returns its exit code.
-pub fn finish(reply: &Reply, json: bool, human: impl Fn(&serde_json::Value)) -> i32 {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(reply).unwrap_or_else(|_| "{}".into())
-        );
+pub fn finish(reply: &Reply, json: Option<JsonFormat>, human: impl Fn(&serde_json::Value)) -> i32 {
+    if let Some(format) = json {
+        println!("{}", format.render(reply).unwrap_or_else(|_| "{}".into()));
     } else {
         if !reply.data.is_null() {
             human(&reply.data);

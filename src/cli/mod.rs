@@ -32,6 +32,7 @@ use crate::daemon::DaemonOptions;
 // The verb modules take the exit codes from here (`use super::exit`); they are defined with
 // the control protocol, which the daemon's replies carry them in.
 use crate::control::protocol::exit;
+pub use output::JsonFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -134,15 +135,19 @@ pub struct JobArgs {
     /// Return once the jobs are queued instead of waiting for them to finish.
     #[arg(long)]
     pub no_block: bool,
-    #[arg(long)]
-    pub json: bool,
+    /// JSON output: `pretty` (indented), `short` (one line); a bare `--json` is `auto`:
+    /// pretty on a terminal, one line otherwise.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<JsonFormat>,
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct StatusArgs {
     pub units: Vec<String>,
-    #[arg(long)]
-    pub json: bool,
+    /// JSON output: `pretty` (indented), `short` (one line); a bare `--json` is `auto`:
+    /// pretty on a terminal, one line otherwise.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<JsonFormat>,
     /// Log lines shown per unit.
     #[arg(short = 'n', long, default_value_t = 10)]
     pub lines: usize,
@@ -150,8 +155,10 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct ListArgs {
-    #[arg(long)]
-    pub json: bool,
+    /// JSON output: `pretty` (indented), `short` (one line); a bare `--json` is `auto`:
+    /// pretty on a terminal, one line otherwise.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<JsonFormat>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -159,8 +166,10 @@ pub struct ListTimersArgs {
     /// Also timers that are not active (stopped, or elapsed for good).
     #[arg(long)]
     pub all: bool,
-    #[arg(long)]
-    pub json: bool,
+    /// JSON output: `pretty` (indented), `short` (one line); a bare `--json` is `auto`:
+    /// pretty on a terminal, one line otherwise.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<JsonFormat>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -168,8 +177,10 @@ pub struct ListSocketsArgs {
     /// Also sockets that are not active (stopped, failed).
     #[arg(long)]
     pub all: bool,
-    #[arg(long)]
-    pub json: bool,
+    /// JSON output: `pretty` (indented), `short` (one line); a bare `--json` is `auto`:
+    /// pretty on a terminal, one line otherwise.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<JsonFormat>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -177,14 +188,18 @@ pub struct FreezeArgs {
     /// Why, shown in `status` (e.g. an incident number).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
-    #[arg(long)]
-    pub json: bool,
+    /// JSON output: `pretty` (indented), `short` (one line); a bare `--json` is `auto`:
+    /// pretty on a terminal, one line otherwise.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<JsonFormat>,
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct JsonArgs {
-    #[arg(long)]
-    pub json: bool,
+    /// JSON output: `pretty` (indented), `short` (one line); a bare `--json` is `auto`:
+    /// pretty on a terminal, one line otherwise.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<JsonFormat>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -210,9 +225,10 @@ pub struct CheckArgs {
     /// With --calendar: how many elapses to show.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub iterations: usize,
-    /// Print diagnostics as JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// Print diagnostics as JSON (`--json=pretty|short`; bare: pretty on a terminal,
+    /// one line otherwise).
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<JsonFormat>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -229,8 +245,10 @@ pub struct PlanArgs {
     /// Directory inside the tree that holds the units.
     #[arg(long, default_value = ".", value_name = "DIR_IN_TREE")]
     pub units_dir: String,
-    #[arg(long)]
-    pub json: bool,
+    /// JSON output: `pretty` (indented), `short` (one line); a bare `--json` is `auto`:
+    /// pretty on a terminal, one line otherwise.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub json: Option<JsonFormat>,
 }
 
 #[derive(Debug, Subcommand, Clone)]
@@ -399,5 +417,29 @@ mod tests {
         assert_eq!(unit_name("api.v2"), "api.v2.service");
         assert_eq!(unit_name("getty@tty1"), "getty@tty1.service");
         assert_eq!(unit_name("multi-user.target"), "multi-user.target");
+    }
+
+    fn status_args(argv: &[&str]) -> StatusArgs {
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Status(args)) => args,
+            other => panic!("{argv:?} did not parse as status: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_takes_a_format_only_after_an_equals_sign() {
+        let bare = status_args(&["gitproc", "status", "--json", "web"]);
+        assert_eq!(bare.json, Some(JsonFormat::Auto));
+        assert_eq!(
+            bare.units,
+            ["web"],
+            "the word after a bare --json is a unit"
+        );
+        let short = status_args(&["gitproc", "status", "--json=short"]);
+        assert_eq!(short.json, Some(JsonFormat::Short));
+        let pretty = status_args(&["gitproc", "status", "--json=pretty"]);
+        assert_eq!(pretty.json, Some(JsonFormat::Pretty));
+        assert_eq!(status_args(&["gitproc", "status"]).json, None);
+        assert!(Cli::try_parse_from(["gitproc", "status", "--json=wide"]).is_err());
     }
 }

@@ -19,8 +19,8 @@ pub fn run(global: &GlobalArgs, command: &PerfCommand) -> anyhow::Result<i32> {
     let ops: BTreeMap<String, OpStats> =
         serde_json::from_value(reply.data["operations"].clone()).unwrap_or_default();
     match command {
-        PerfCommand::Stats(args) if args.json => {
-            println!("{}", serde_json::to_string_pretty(&reply.data)?)
+        PerfCommand::Stats(args) if let Some(format) = args.json => {
+            println!("{}", format.render(&reply.data)?)
         }
         PerfCommand::Stats(_) => {
             println!(

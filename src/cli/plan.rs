@@ -69,7 +69,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
         errors.push((name, error));
     }
 
-    if args.json {
+    if let Some(format) = args.json {
         let plan = serde_json::json!({
             "from": from,
             "to": to,
@@ -79,7 +79,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
             "unchanged": diff.unchanged,
             "errors": errors.iter().map(|(u, e)| serde_json::json!({"unit": u, "error": e})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        println!("{}", format.render(&plan)?);
     } else {
         println!(
             "plan {} -> {} (units dir {:?})",

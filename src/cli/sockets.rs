@@ -40,7 +40,7 @@ pub fn list(global: &GlobalArgs, args: &ListSocketsArgs) -> anyhow::Result<i32> 
         }
     }
     rows.sort();
-    if args.json {
+    if let Some(format) = args.json {
         let json: Vec<Value> = rows
             .iter()
             .map(|[listen, kind, unit, activates, active, sub]| {
@@ -54,7 +54,7 @@ pub fn list(global: &GlobalArgs, args: &ListSocketsArgs) -> anyhow::Result<i32> 
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        println!("{}", format.render(&json)?);
         return Ok(exit::OK);
     }
     let mut table: Vec<[String; 3]> = vec![["LISTEN".into(), "UNIT".into(), "ACTIVATES".into()]];

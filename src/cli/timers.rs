@@ -54,7 +54,7 @@ pub fn list(global: &GlobalArgs, args: &ListTimersArgs) -> anyhow::Result<i32> {
         let key = |u: &Value| u["next_elapse"].as_f64().unwrap_or(f64::INFINITY);
         key(a).total_cmp(&key(b))
     });
-    if args.json {
+    if let Some(format) = args.json {
         let rows: Vec<Value> = timers
             .iter()
             .map(|u| {
@@ -68,7 +68,7 @@ pub fn list(global: &GlobalArgs, args: &ListTimersArgs) -> anyhow::Result<i32> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", format.render(&rows)?);
         return Ok(exit::OK);
     }
     let tz = TimeZone::try_system().unwrap_or(TimeZone::UTC);

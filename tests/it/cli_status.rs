@@ -139,13 +139,31 @@ fn status_json_has_the_documented_shape() {
     let out = daemon.cli(&["status", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
-    // The CLI pretty-prints the daemon's text as it reads it (no tree): the output must be
-    // what printing the parsed document gives.
+    // Into a pipe a bare --json is one line: the daemon's own bytes, passed through.
     assert_eq!(
         stdout(&out),
-        format!("{}\n", serde_json::to_string_pretty(&v).expect("print")),
-        "status --json is not the pretty form of its document"
+        format!("{}\n", serde_json::to_string(&v).expect("print")),
+        "status --json into a pipe is not the one-line form of its document"
     );
+    // --json=pretty re-indents the daemon's text as it reads it (no tree): the output must
+    // be what pretty-printing the parsed document gives.
+    let out = daemon.cli(&["status", "--json=pretty"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let pretty: Value = serde_json::from_slice(&out.stdout).expect("--json=pretty is JSON");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&pretty).expect("print")
+        ),
+        "status --json=pretty is not the pretty form of its document"
+    );
+    assert_eq!(
+        pretty["units"], v["units"],
+        "the two forms hold the same units"
+    );
+    let out = daemon.cli(&["status", "--json=short"]);
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
     let d = &v["daemon"];
     assert_eq!(d["pid"], daemon.pid(), "{v:#}");
     assert_eq!(d["commit"], commit.as_str(), "{v:#}");
