@@ -41,3 +41,41 @@ pub mod testing;
 pub mod timer;
 pub mod tree;
 pub mod unit;
+
+/// How build.rs links the binaries, checked in the test binary, which is linked the same way.
+#[cfg(test)]
+mod link_tests {
+    /// With gcc's static unwinder linked in, panics still unwind through `catch_unwind`
+    /// (the test harness relies on it, and a panicking thread reports its error to the one
+    /// that joins it) and backtraces still have frames.
+    #[test]
+    fn panics_unwind_and_backtraces_resolve_with_the_linked_unwinder() {
+        let caught = std::panic::catch_unwind(|| panic!("an unwinding test panic"));
+        assert!(caught.is_err(), "the panic did not unwind to catch_unwind");
+        let trace = std::backtrace::Backtrace::force_capture();
+        assert_eq!(trace.status(), std::backtrace::BacktraceStatus::Captured);
+        // The unwinder walks the frames; this test's own name must be among them.
+        let text = trace.to_string();
+        assert!(
+            text.contains("panics_unwind_and_backtraces_resolve"),
+            "the backtrace misses this test's frame:\n{text}"
+        );
+    }
+
+    /// Where build.rs linked `libgcc_eh.a`, nothing loads `libgcc_s.so.1` any more.
+    #[test]
+    fn the_static_unwinder_leaves_libgcc_s_unloaded() {
+        match option_env!("GITPROC_UNWINDER") {
+            Some("static") => {}
+            Some("missing") if std::env::var_os("CI").is_some_and(|v| v == "true") => {
+                panic!("`cc -print-file-name=libgcc_eh.a` names no archive: install gcc")
+            }
+            how => {
+                eprintln!("skipped: build.rs linked the dynamic unwinder ({how:?})");
+                return;
+            }
+        }
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+        assert!(!maps.contains("libgcc_s"), "libgcc_s.so is mapped:\n{maps}");
+    }
+}
