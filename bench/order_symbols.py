@@ -160,7 +160,7 @@ def main():
         wait_for('%d services running' % args.units,
                  lambda: len(sleeps_under(tracer_pid)) >= args.units, 60)
 
-        def cli(*verb, check=True):
+        def cli(*verb):
             p = covered(front, 'cli', list(verb) + ['--state-dir', state],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             p.wait()
