@@ -36,6 +36,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gpbench as gp  # noqa: E402
 ROOT = os.path.dirname(HERE)
 REL = os.path.join(ROOT, 'target', 'release')
 
@@ -61,54 +63,13 @@ def text_symbols(exe):
     return syms
 
 
-def children_of(pid):
-    """The children of every thread of pid (the spawner thread is the parent of services)."""
-    out = []
-    try:
-        tids = os.listdir('/proc/%d/task' % pid)
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open('/proc/%d/task/%s/children' % (pid, tid)) as f:
-                out.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return out
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for c in children_of(p):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
 def sleeps_under(pid):
-    n = []
-    for p in descendants(pid):
-        try:
-            with open('/proc/%d/comm' % p) as f:
-                if f.read().strip() == 'sleep':
-                    n.append(p)
-        except OSError:
-            pass
-    return n
+    """The `sleep` services below pid (the tracer, whose child is the daemon)."""
+    return [p for p in gp.descendants(pid) if gp.is_sleep(p)]
 
 
-def git(repo, *args):
-    subprocess.run(['git', '-C', repo] + list(args), check=True, capture_output=True)
-
-
-def write_unit(repo, name, body):
-    with open(os.path.join(repo, name), 'w') as f:
-        f.write(body)
-
-
-UNIT = '[Service]\nExecStart=/bin/sleep 100000\nRestart=always\nRestartSec=0\n'
+UNIT = gp.sleep_unit()
+CHANGED = gp.sleep_unit(100001)
 
 
 def main():
@@ -146,11 +107,7 @@ def main():
     covered.outs = {}
 
     repo, state = os.path.join(work, 'repo'), os.path.join(work, 'state')
-    subprocess.run(['git', 'init', '-q', '-b', 'main', repo], check=True)
-    for i in range(args.units):
-        write_unit(repo, 's%04d.service' % i, UNIT)
-    git(repo, 'add', '.')
-    git(repo, 'commit', '-qm', 'units')
+    gp.make_repo(repo, {'s%04d.service' % i: UNIT for i in range(args.units)})
 
     log = open(os.path.join(work, 'daemon.log'), 'w')
     daemon = covered(engine, 'daemon', ['daemon', '--repo', repo, '--state-dir', state],
@@ -178,11 +135,10 @@ def main():
         cli('stop', 's0001', 's0002')
         cli('start', 's0001', 's0002')
         cli('restart', 's0003')
-        write_unit(repo, 's0004.service', UNIT.replace('100000', '100001'))
-        write_unit(repo, 'extra.service', UNIT)
+        gp.write_units(repo, {'s0004.service': CHANGED, 'extra.service': UNIT})
         os.unlink(os.path.join(repo, 's0005.service'))
-        git(repo, 'add', '-A')
-        git(repo, 'commit', '-qm', 'change')
+        gp.git(repo, 'add', '-A')
+        gp.git(repo, 'commit', '-qm', 'change')
         cli('sync')
         wait_for('the commit applied', lambda: any(
             'extra' in l for l in open(os.path.join(work, 'daemon.log'))))
@@ -195,8 +151,7 @@ def main():
         wait_for('5 restarts', lambda: not set(victims) & set(sleeps_under(tracer_pid)))
         cli('status')
     finally:
-        gp = children_of(tracer_pid)
-        for p in gp:
+        for p in gp.children(tracer_pid):
             os.kill(p, signal.SIGTERM)
         daemon.wait(30)
         for p in sleeps_under(os.getpid()):
