@@ -19,20 +19,22 @@
 
 fn main() {
     link_static_unwinder();
+    link_in_symbol_order();
+}
+
+/// Passes `packaging/symbol-order.txt` to lld for the two release binaries.
+fn link_in_symbol_order() {
     const ORDER: &str = "packaging/symbol-order.txt";
     println!("cargo:rerun-if-changed={ORDER}");
     println!("cargo:rerun-if-env-changed=GITPROC_NO_SYMBOL_ORDER");
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
     let lld_target = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
     let opted_out = std::env::var_os("GITPROC_NO_SYMBOL_ORDER").is_some_and(|v| v != "0");
-    if !release || !lld_target || !rustc_links_with_lld() {
-        return;
-    }
     let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
         return;
     };
     let path = std::path::Path::new(&dir).join(ORDER);
-    if opted_out || !path.is_file() {
+    if !release || !lld_target || opted_out || !path.is_file() || !rustc_links_with_lld() {
         return;
     }
     for bin in ["gitproc", "gitprocd"] {

@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 
-/// Whether stdout gets ANSI colors.
 /// How `--json` prints, as systemctl's `--json=pretty|short`. A bare `--json` is `Auto`:
 /// indented for a person at a terminal, one line for a pipe or a file (what `jq` and
 /// scripts read: for `status` of 100 units 28 % fewer bytes, and no re-indenting).
@@ -23,6 +22,7 @@ impl JsonFormat {
         }
     }
 
+    /// The value as JSON text in this format (no trailing newline).
     pub fn render<T: serde::Serialize + ?Sized>(self, value: &T) -> serde_json::Result<String> {
         if self.is_pretty() {
             serde_json::to_string_pretty(value)
@@ -32,6 +32,7 @@ impl JsonFormat {
     }
 }
 
+/// Whether stdout gets ANSI colors.
 pub fn use_color() -> bool {
     color_on(std::io::stdout().is_terminal())
 }
