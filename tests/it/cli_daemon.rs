@@ -97,16 +97,7 @@ fn the_mirror_fetches_a_local_tip_after_its_units_start() {
     let commit = repo.commit("one unit");
     let mut daemon = Daemon::start(repo.path(), &[]);
     daemon.wait_running("a.service");
-    let mirror = daemon.state.path().join("repo.git");
-    daemon.wait("the mirror to hold the applied commit", || {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(&mirror)
-            .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
-            .output()
-            .ok()?;
-        out.status.success().then_some(())
-    });
+    daemon.wait_mirror_holds(&commit);
     assert!(
         !daemon
             .log_text()

@@ -23,6 +23,8 @@ const FAST_SAVES: &str = "[state]\nsave_interval_s = 0.2\nsave_min_gap_s = 0.1\n
 struct Setup {
     repo: Repo,
     unit: String,
+    /// The one commit, which the daemon applies from the repository before its mirror has it.
+    commit: String,
     /// Holds the daemon log and the config, outside the state directory under test.
     aside: tempfile::TempDir,
 }
@@ -37,10 +39,15 @@ fn setup() -> Setup {
             "Restart=always\nRestartSec=0",
         ),
     );
-    repo.commit("one restarting service");
+    let commit = repo.commit("one restarting service");
     let aside = tempfile::tempdir().expect("temp dir");
     std::fs::write(aside.path().join("gitproc.toml"), FAST_SAVES).expect("write config");
-    Setup { repo, unit, aside }
+    Setup {
+        repo,
+        unit,
+        commit,
+        aside,
+    }
 }
 
 fn start(s: &Setup, state: tempfile::TempDir) -> Daemon {
@@ -99,6 +106,9 @@ fn keeps_supervising_and_recovers(
         let bytes = state_file(daemon);
         (saved_pid(&bytes, &s.unit) == Some(first as i64)).then_some(bytes)
     });
+    // The mirror fetch runs after the first apply; a fault during it would fail the fetch
+    // instead (and a full disk would get the failed fetch's space back).
+    daemon.wait_mirror_holds(&s.commit);
     let failures_before = writer(daemon)["failures"].as_u64().unwrap_or(0);
 
     if !fault(daemon.state.path()) {

@@ -315,6 +315,22 @@ impl Daemon {
         unit["main_pid"].as_i64().unwrap_or_default() as i32
     }
 
+    /// Waits until the daemon's mirror (`repo.git` in its state directory) holds `commit`.
+    /// A local repository's units run before the mirror fetches them, so a test that
+    /// breaks the state directory, or asserts on the mirror, waits for this first.
+    pub fn wait_mirror_holds(&self, commit: &str) {
+        let mirror = self.state.path().join("repo.git");
+        self.wait("the mirror to hold the applied commit", || {
+            let out = Command::new("git")
+                .arg("--git-dir")
+                .arg(&mirror)
+                .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+                .output()
+                .ok()?;
+            out.status.success().then_some(())
+        });
+    }
+
     pub fn main_pid(&self, name: &str) -> Option<i32> {
         self.unit(name)["main_pid"].as_i64().map(|p| p as i32)
     }
